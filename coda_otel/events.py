@@ -1,0 +1,68 @@
+"""Plain records the pipeline debugger hands to its listeners (metrics, WebSocket, logs).
+
+A listener is anything with ``on_stage_end`` and ``on_conversation_end``; it is called on the
+pipeline's task right after the span ends, so it must be cheap and must not block (queue the
+work, don't do it). The debugger shields the pipeline from a listener that raises.
+
+    class Printer:
+        def on_stage_end(self, event: StageEvent) -> None:
+            print(event.stage, f"{event.duration_s * 1000:.1f} ms", event.status)
+
+        def on_conversation_end(self, event: ConversationEvent) -> None:
+            print("turn", event.turn, event.status, event.trace_id)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+Status = Literal["ok", "error", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class StageEvent:
+    """One finished pipeline stage."""
+
+    conversation_id: str
+    session_id: str | None
+    turn: int
+    stage: str
+    status: Status
+    started_at: float  # epoch seconds
+    duration_s: float
+    input_size: int
+    output_size: int
+    trace_id: str | None = None  # 32 lowercase hex digits, None when not sampled/disabled
+    span_id: str | None = None  # 16 lowercase hex digits
+    error_type: str | None = None
+    error_message: str | None = None  # already sanitised
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEvent:
+    """One finished conversation turn (the root span)."""
+
+    conversation_id: str
+    session_id: str | None
+    turn: int
+    status: Status
+    started_at: float
+    duration_s: float
+    trace_id: str | None = None
+    span_id: str | None = None
+    stages: tuple[StageEvent, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PipelineListener(Protocol):
+    """Receives finished stages and conversations. Must be cheap and must not block."""
+
+    def on_stage_end(self, event: StageEvent) -> None: ...
+
+    def on_conversation_end(self, event: ConversationEvent) -> None: ...

@@ -1,0 +1,291 @@
+"""Every Prometheus metric coda-otel exports: names, units, labels and buckets, in one place.
+
+Nothing else in the library creates a metric. Build one :class:`CodaMetrics` per registry and
+hand it to the tools that record::
+
+    from prometheus_client import CollectorRegistry
+    from coda_otel.metrics import CodaMetrics
+
+    registry = CollectorRegistry()
+    metrics = CodaMetrics(registry)
+    metrics.stage_duration.labels(stage="llm").observe(0.42, exemplar={"trace_id": "ab" * 16})
+
+Conventions: base units (``_seconds``, ``_bytes``), counters end in ``_total``, and label values
+come from small fixed sets or from names chosen in code (stage, cache and component names),
+never from ids, keys or text. :func:`bounded` folds anything unexpected into ``"other"``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+NAMESPACE = "coda"
+
+#: The pipeline's stages, in order. Other stage names are accepted but folded to "other".
+STAGES: tuple[str, ...] = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
+CONVERSATION_STATUSES: tuple[str, ...] = ("ok", "error", "cancelled")
+CACHE_RESULTS: tuple[str, ...] = ("hit", "miss")
+EVICTION_REASONS: tuple[str, ...] = ("size", "expired")
+SNAPSHOT_TRIGGERS: tuple[str, ...] = ("interval", "clear", "import", "export", "manual")
+MEMORY_TIERS: tuple[str, ...] = ("short_term", "long_term")
+MEMORY_OPERATIONS: tuple[str, ...] = (
+    "add",
+    "retrieve",
+    "add_interaction",
+    "clear",
+    "import",
+    "export",
+)
+RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
+OTHER = "other"
+
+#: Voice-assistant latencies: from a cache lookup (ms) to a slow local LLM (tens of seconds).
+STAGE_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+#: A cache miss costs the computation it replaces: sub-millisecond to seconds.
+CACHE_LOAD_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+CHECK_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+SNAPSHOT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+#: Most distinct free-form values (error types) one label may take before folding to "other".
+MAX_DYNAMIC_VALUES = 20
+
+
+def bounded(value: str, allowed: Iterable[str]) -> str:
+    """Return ``value`` when it is one of ``allowed``, else ``"other"``.
+
+    >>> bounded("llm", STAGES), bounded("conv-1234", STAGES)
+    ('llm', 'other')
+    """
+    return value if value in allowed else OTHER
+
+
+class _DynamicLabel:
+    """A label whose values are learned (exception class names) but capped in number."""
+
+    def __init__(self, limit: int = MAX_DYNAMIC_VALUES) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit and value.isidentifier():
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+class CodaMetrics:
+    """All coda-otel metric families, registered on one registry.
+
+    ``registry`` defaults to a fresh :class:`CollectorRegistry` (not the global one), so tests
+    and several services in one process never collide. ``process_collector=True`` adds the
+    standard ``process_*`` series (``process_resident_memory_bytes``) and platform info.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        process_collector: bool = True,
+        version: str = "unknown",
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        if process_collector:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+        self.error_type = _DynamicLabel()
+
+        self.build_info = Info("coda_otel_build", "coda-otel version", registry=r)
+        self.build_info.info({"version": version})
+
+        # --- pipeline -----------------------------------------------------------------
+        self.stage_duration = Histogram(
+            "coda_pipeline_stage_duration_seconds",
+            "Duration of one pipeline stage; exemplars carry the stage span's trace_id.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.conversations = Counter(
+            "coda_conversations",
+            "Conversation turns processed, by outcome.",
+            ["status"],
+            registry=r,
+        )
+        self.conversation_duration = Histogram(
+            "coda_conversation_duration_seconds",
+            "Wall time of one whole conversation turn.",
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stage_errors = Counter(
+            "coda_pipeline_stage_errors",
+            "Stage failures, by stage and exception class.",
+            ["stage", "error_type"],
+            registry=r,
+        )
+        self.spans_dropped = Counter(
+            "coda_otel_spans_dropped",
+            "Spans the exporter could not deliver (queue full or export failed).",
+            registry=r,
+        )
+        self.spans_exported = Counter(
+            "coda_otel_spans_exported",
+            "Spans the exporter delivered.",
+            registry=r,
+        )
+
+        # --- caches ---------------------------------------------------------------------
+        self.cache_requests = Counter(
+            "coda_cache_requests", "Cache lookups, by cache and result.", ["cache", "result"],
+            registry=r,
+        )  # fmt: skip
+        self.cache_time_saved = Counter(
+            "coda_cache_time_saved_seconds",
+            "Compute time hits avoided, credited at each cache's measured load cost.",
+            ["cache"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "coda_cache_evictions", "Entries evicted, by reason.", ["cache", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.cache_entries = Gauge(
+            "coda_cache_entries", "Entries currently held.", ["cache"], registry=r
+        )
+        self.cache_load_duration = Histogram(
+            "coda_cache_load_duration_seconds",
+            "Cost of a miss: time to compute the value a hit would have returned.",
+            ["cache"],
+            buckets=CACHE_LOAD_BUCKETS,
+            registry=r,
+        )
+
+        # --- memory ---------------------------------------------------------------------
+        self.memory_snapshots = Counter(
+            "coda_memory_snapshots", "Memory snapshots taken, by trigger.", ["trigger"],
+            registry=r,
+        )  # fmt: skip
+        self.memory_snapshot_duration = Histogram(
+            "coda_memory_snapshot_duration_seconds",
+            "Time to copy and write one memory snapshot.",
+            buckets=SNAPSHOT_BUCKETS,
+            registry=r,
+        )
+        self.memory_snapshot_bytes = Gauge(
+            "coda_memory_snapshot_bytes", "Size of the latest snapshot file.", registry=r
+        )
+        self.memory_items = Gauge(
+            "coda_memory_items", "Items held in memory, by tier.", ["tier"], registry=r
+        )
+        self.memory_topics = Gauge("coda_memory_topics", "Distinct long-term topics.", registry=r)
+        self.memory_operations = Counter(
+            "coda_memory_operations", "Memory operations, by kind.", ["operation"], registry=r
+        )
+
+        # --- health ---------------------------------------------------------------------
+        self.component_up = Gauge(
+            "coda_component_up", "1 when the component's last check passed.", ["component"],
+            registry=r,
+        )  # fmt: skip
+        self.component_failed = Gauge(
+            "coda_component_failed",
+            "1 when the watchdog gave up restarting the component (restart intensity passed).",
+            ["component"],
+            registry=r,
+        )
+        self.component_restarts = Counter(
+            "coda_component_restarts",
+            "Recovery attempts, by kind.",
+            ["component", "kind"],
+            registry=r,
+        )
+        self.component_heartbeat_age = Gauge(
+            "coda_component_heartbeat_age_seconds",
+            "Seconds since the component's last healthy heartbeat.",
+            ["component"],
+            registry=r,
+        )
+        self.component_check_duration = Histogram(
+            "coda_component_check_duration_seconds",
+            "Time one heartbeat check took.",
+            ["component"],
+            buckets=CHECK_BUCKETS,
+            registry=r,
+        )
+        self.memory_leak_suspected = Gauge(
+            "coda_memory_leak_suspected",
+            "1 while resident memory grows steadily over the detection window.",
+            ["component"],
+            registry=r,
+        )
+        self.memory_growth_rate = Gauge(
+            "coda_memory_growth_bytes_per_second",
+            "Least-squares slope of resident memory over the detection window.",
+            ["component"],
+            registry=r,
+        )
+
+        # --- debug WebSocket ------------------------------------------------------------
+        self.ws_clients = Gauge("coda_debug_ws_clients", "Connected debug WebSocket clients.",
+                                registry=r)  # fmt: skip
+        self.ws_events_dropped = Counter(
+            "coda_debug_ws_events_dropped",
+            "Events dropped for slow WebSocket consumers (oldest first).",
+            registry=r,
+        )
+
+        self._initialise_label_sets()
+
+    def _initialise_label_sets(self) -> None:
+        """Create every known label combination at zero, so dashboards show 0, not 'No data'."""
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage)
+        for status in CONVERSATION_STATUSES:
+            self.conversations.labels(status=status)
+        for trigger in SNAPSHOT_TRIGGERS:
+            self.memory_snapshots.labels(trigger=trigger)
+        for tier in MEMORY_TIERS:
+            self.memory_items.labels(tier=tier)
+        for op in MEMORY_OPERATIONS:
+            self.memory_operations.labels(operation=op)
+
+    def register_cache(self, cache: str) -> None:
+        """Initialise one cache's series at zero (call when the cache is created)."""
+        for result in CACHE_RESULTS:
+            self.cache_requests.labels(cache=cache, result=result)
+        for reason in EVICTION_REASONS:
+            self.cache_evictions.labels(cache=cache, reason=reason)
+        self.cache_time_saved.labels(cache=cache)
+        self.cache_entries.labels(cache=cache)
+        self.cache_load_duration.labels(cache=cache)
+
+    def register_component(self, component: str) -> None:
+        """Initialise one component's health series (call when the watchdog adopts it)."""
+        self.component_up.labels(component=component)
+        self.component_failed.labels(component=component)
+        for kind in RESTART_KINDS:
+            self.component_restarts.labels(component=component, kind=kind)
+        self.component_heartbeat_age.labels(component=component)
+        self.component_check_duration.labels(component=component)
+        self.memory_leak_suspected.labels(component=component)
+        self.memory_growth_rate.labels(component=component)

@@ -1,0 +1,65 @@
+"""The small protocols through which coda-otel observes any pipeline.
+
+coda-otel never imports the application it observes. An application exposes itself through
+these shapes (structural typing: no base class to inherit), and the tools take them as
+arguments::
+
+    class Embedder:                        # a Component for the watchdog
+        name = "embedder"
+        async def get_heartbeat(self) -> Mapping[str, Any]:
+            return {"healthy": self.model is not None, "memory_usage": rss_bytes()}
+        async def restart(self) -> None: self.model = load_model()
+        async def force_restart(self) -> None: self.model = None; self.model = load_model()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Component(Protocol):
+    """Something with a heartbeat that can be restarted (watched by ``CodaWatchdog``).
+
+    ``get_heartbeat`` returns at least ``{"healthy": bool}``; optional figures the watchdog
+    keeps: ``memory_usage`` (bytes), ``response_time`` (seconds), ``error_rate`` (0..1),
+    ``models_loaded`` (bool, for readiness).
+    """
+
+    name: str
+
+    async def get_heartbeat(self) -> Mapping[str, Any]: ...
+
+    async def restart(self) -> None: ...
+
+    async def force_restart(self) -> None: ...
+
+
+@runtime_checkable
+class MemoryStateSource(Protocol):
+    """Something whose memory state can be read as one consistent copy (for snapshots).
+
+    ``read_memory_state`` returns plain JSON-able data, copied under the source's own lock::
+
+        {"short_term": {"turns": [{"role", "content", "timestamp", "turn_id"}, ...],
+                        "turn_count": int},
+         "long_term": {"memories": [{"id", "content", "importance", "topics", ...}, ...],
+                       "memory_count": int,
+                       "topics": [str, ...]}}
+    """
+
+    def read_memory_state(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class SizedCache(Protocol):
+    """A cache whose size can be read (cachetools caches qualify)."""
+
+    @property
+    def maxsize(self) -> float: ...
+
+    @property
+    def currsize(self) -> float: ...
+
+    def __len__(self) -> int: ...
