@@ -38,6 +38,7 @@ CONVERSATION_STATUSES: tuple[str, ...] = ("ok", "error", "cancelled")
 CACHE_RESULTS: tuple[str, ...] = ("hit", "miss")
 EVICTION_REASONS: tuple[str, ...] = ("size", "expired")
 SNAPSHOT_TRIGGERS: tuple[str, ...] = ("interval", "clear", "import", "export", "manual")
+SNAPSHOT_FAILURES: tuple[str, ...] = ("queue_full", "read_error", "write_error")
 MEMORY_TIERS: tuple[str, ...] = ("short_term", "long_term")
 MEMORY_OPERATIONS: tuple[str, ...] = (
     "add",
@@ -198,6 +199,12 @@ class CodaMetrics:
             "coda_memory_items", "Items held in memory, by tier.", ["tier"], registry=r
         )
         self.memory_topics = Gauge("coda_memory_topics", "Distinct long-term topics.", registry=r)
+        self.memory_snapshot_failures = Counter(
+            "coda_memory_snapshot_failures",
+            "Snapshots not written, by reason (writer queue full, read error, write error).",
+            ["reason"],
+            registry=r,
+        )
         self.memory_operations = Counter(
             "coda_memory_operations", "Memory operations, by kind.", ["operation"], registry=r
         )
@@ -266,6 +273,8 @@ class CodaMetrics:
             self.memory_snapshots.labels(trigger=trigger)
         for tier in MEMORY_TIERS:
             self.memory_items.labels(tier=tier)
+        for reason in SNAPSHOT_FAILURES:
+            self.memory_snapshot_failures.labels(reason=reason)
         for op in MEMORY_OPERATIONS:
             self.memory_operations.labels(operation=op)
 
