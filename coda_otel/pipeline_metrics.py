@@ -1,0 +1,84 @@
+"""Turns finished pipeline stages and conversations into Prometheus metrics.
+
+A :class:`~coda_otel.events.PipelineListener`: hand it to the pipeline debugger next to the
+other listeners. Stage durations carry an exemplar with the stage's ``trace_id`` (visible in
+the OpenMetrics exposition), so a slow bucket on a dashboard links to its trace::
+
+    metrics = CodaMetrics(registry)
+    listeners = [PipelineMetrics(metrics), ...]
+    # per stage:        coda_pipeline_stage_duration_seconds{stage}  (+ exemplar trace_id)
+    #                   coda_pipeline_stage_errors_total{stage, error_type}   on failure
+    # per conversation: coda_conversations_total{status}, coda_conversation_duration_seconds
+
+Stage names outside :data:`~coda_otel.metrics.STAGES` fold into ``"other"`` and error types
+are capped by ``metrics.error_type``, so no label grows without bound. Hooks never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+from coda_otel.events import ConversationEvent, StageEvent
+from coda_otel.metrics import CONVERSATION_STATUSES, STAGES, CodaMetrics, bounded
+
+logger = logging.getLogger("coda.otel.metrics")
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _exemplar(trace_id: str | None) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` for a valid, sampled trace id, else None (no exemplar)."""
+    if trace_id and _TRACE_ID.match(trace_id) and trace_id != "0" * 32:
+        return {"trace_id": trace_id}
+    return None
+
+
+class PipelineMetrics:
+    """Records stage and conversation metrics from pipeline events (cheap, never raises)."""
+
+    def __init__(self, metrics: CodaMetrics) -> None:
+        self.metrics = metrics
+        self._stage_hist = {s: metrics.stage_duration.labels(stage=s) for s in (*STAGES, "other")}
+        self._conversations = {
+            s: metrics.conversations.labels(status=s) for s in (*CONVERSATION_STATUSES, "other")
+        }
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """How many events could not be recorded (logged, never raised)."""
+        return self._failures
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        try:
+            stage = bounded(event.stage, STAGES)
+            duration = _duration(event.duration_s)
+            self._stage_hist[stage].observe(duration, exemplar=_exemplar(event.trace_id))
+            if event.status == "error":
+                error_type = self.metrics.error_type(event.error_type or "unknown")
+                self.metrics.stage_errors.labels(stage=stage, error_type=error_type).inc()
+        except Exception:
+            self._failed("stage")
+
+    def on_conversation_end(self, event: ConversationEvent) -> None:
+        try:
+            status = bounded(event.status, CONVERSATION_STATUSES)
+            self._conversations[status].inc()
+            self.metrics.conversation_duration.observe(
+                _duration(event.duration_s), exemplar=_exemplar(event.trace_id)
+            )
+        except Exception:
+            self._failed("conversation")
+
+    def _failed(self, what: str) -> None:
+        self._failures += 1
+        if self._failures <= 10 or self._failures % 1000 == 0:
+            logger.warning("could not record %s metrics", what, exc_info=True)
+
+
+def _duration(value: float) -> float:
+    """A usable duration: negative or non-finite values (clock trouble) become 0."""
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
