@@ -1,0 +1,301 @@
+"""MemorySnapshotEmitter: triggers, files, span events, metrics, safety under load and misuse."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from coda_otel.files import InvalidIdError
+from coda_otel.metrics import CodaMetrics
+from coda_otel.snapshot_store import SnapshotStore
+from coda_otel.snapshots import MemorySnapshotEmitter
+from tests.test_snapshot_helpers import LockedMemory
+
+
+@pytest.fixture
+def memory() -> LockedMemory:
+    mem = LockedMemory()
+    mem.add_turn("user", "hello")
+    mem.add_memory("m1", "likes tea", 0.4, ["drinks"])
+    return mem
+
+
+@pytest.fixture
+def metrics() -> CodaMetrics:
+    return CodaMetrics(process_collector=False)
+
+
+def make(memory: Any, folder: Path, metrics: CodaMetrics | None = None, **kw: Any):
+    seen: list[dict[str, Any]] = []
+    emitter = MemorySnapshotEmitter(memory, folder, metrics=metrics, listeners=[seen.append], **kw)
+    return emitter, seen
+
+
+def sample(metrics: CodaMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_interval_fires_exactly_every_n_operations(memory, metrics, tmp_path):
+    emitter, seen = make(memory, tmp_path, metrics, interval=3)
+    for _ in range(7):
+        emitter.after_memory_operation("add", memory_id="m1")
+    assert emitter.flush(10)
+    assert [s["trigger"] for s in seen] == ["interval", "interval"]
+    docs = [SnapshotStore(tmp_path).load(s["snapshot_id"]) for s in seen]
+    assert [d["operation_count"] for d in docs] == [3, 6]
+    assert sample(metrics, "coda_memory_snapshots_total", trigger="interval") == 2
+    assert sample(metrics, "coda_memory_operations_total", operation="add") == 7
+    emitter.close()
+
+
+def test_clear_import_export_always_snapshot_and_win_over_interval(memory, metrics, tmp_path):
+    emitter, seen = make(memory, tmp_path, metrics, interval=4)
+    for op in ("retrieve", "clear", "import", "export", "add", "add", "retrieve"):
+        emitter.after_memory_operation(op, query="what do I like?")
+    emitter.flush(10)
+    # op 4 ("export") is also the 4th operation: one snapshot, named after the operation.
+    assert [s["trigger"] for s in seen] == ["clear", "import", "export"]
+    docs = [SnapshotStore(tmp_path).load(s["snapshot_id"]) for s in seen]
+    assert [d["operation_count"] for d in docs] == [2, 3, 4]
+    for trigger in ("clear", "import", "export"):
+        assert sample(metrics, "coda_memory_snapshots_total", trigger=trigger) == 1
+    assert sample(metrics, "coda_memory_snapshots_total", trigger="interval") == 0
+    emitter.after_memory_operation("add")  # 8th operation
+    emitter.flush(10)
+    assert [s["trigger"] for s in seen][-1] == "interval"
+    emitter.close()
+
+
+def test_enabled_toggles_at_runtime_and_manual_snapshots_still_work(memory, tmp_path):
+    emitter, seen = make(memory, tmp_path, interval=1, enabled=False)
+    emitter.after_memory_operation("add")
+    emitter.after_memory_operation("clear")
+    assert emitter.operation_count == 0
+    assert emitter.take_snapshot() is not None
+    emitter.enabled = True
+    emitter.after_memory_operation("add")
+    emitter.flush(10)
+    assert [s["trigger"] for s in seen] == ["manual", "interval"]
+    assert emitter.operation_count == 1
+    emitter.close()
+
+
+def test_snapshot_file_keeps_the_spec_shape(memory, metrics, tmp_path):
+    emitter, seen = make(memory, tmp_path, metrics)
+    path = emitter.take_snapshot()
+    assert emitter.flush(10)
+    assert path is not None and path.parent == tmp_path.resolve()
+    doc = json.loads(path.read_text("utf-8"))
+    assert set(doc) == {"snapshot_id", "timestamp", "trigger", "operation_count",
+                        "short_term", "long_term"}  # fmt: skip
+    assert doc["short_term"]["turn_count"] == 1
+    assert doc["short_term"]["turns"][0]["content"] == "hello"
+    assert doc["long_term"] == {
+        "memories": [{"id": "m1", "content": "likes tea", "importance": 0.4, "topics": ["drinks"]}],
+        "memory_count": 1,
+        "topics": ["drinks"],
+    }
+    assert seen[0]["counts"] == {"turn_count": 1, "memory_count": 1, "topic_count": 1}
+    assert seen[0]["path"] == str(path) and seen[0]["bytes"] == path.stat().st_size
+    assert sample(metrics, "coda_memory_items", tier="long_term") == 1
+    assert sample(metrics, "coda_memory_topics") == 1
+    assert sample(metrics, "coda_memory_snapshot_bytes") == path.stat().st_size
+    assert sample(metrics, "coda_memory_snapshot_duration_seconds_count") == 1
+    assert path.stat().st_mode & 0o077 == 0  # private to the user
+    emitter.close()
+
+
+def test_snapshot_adds_event_to_the_current_span(memory, tmp_path):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    emitter, _ = make(memory, tmp_path, interval=1)
+    with provider.get_tracer("test").start_as_current_span("memory_update"):
+        emitter.after_memory_operation("add")
+    emitter.flush(10)
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events
+    assert event.name == "memory_snapshot"
+    attrs = dict(event.attributes or {})
+    sid = attrs.pop("snapshot.id")
+    assert attrs == {
+        "snapshot.trigger": "interval",
+        "snapshot.path": str(SnapshotStore(tmp_path).path_for(str(sid))),
+        "memory.turn_count": 1,
+        "memory.memory_count": 1,
+        "memory.topic_count": 1,
+    }
+    emitter.close()
+
+
+HOSTILE_IDS = [
+    "../x", "../../etc/passwd", "/etc/passwd", "/tmp/x", "", "a" * 129, "..", ".", ".hidden",
+    "a/b", "a\\b", "a\x00b", "\x00", "a\u2215b", "a\uff0fb", "\u2025", "C:x", "~root", 42,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", HOSTILE_IDS, ids=repr)
+def test_hostile_ids_are_refused_and_nothing_is_written(memory, tmp_path, bad):
+    folder = tmp_path / "snaps"
+    emitter, seen = make(memory, folder)
+    with pytest.raises(InvalidIdError) as info:
+        emitter.take_snapshot(snapshot_id=bad)
+    assert "id" in str(info.value)
+    store = SnapshotStore(folder)
+    with pytest.raises(ValueError):
+        store.load(bad)
+    with pytest.raises(ValueError):
+        emitter.compare_snapshots(bad, "fine")
+    emitter.flush(10)
+    emitter.close()
+    assert seen == []
+    assert [p for p in tmp_path.rglob("*")] == [folder]
+
+
+def test_snapshots_stay_consistent_under_concurrent_writes(tmp_path):
+    memory = LockedMemory()
+    emitter, seen = make(memory, tmp_path, interval=10, queue_size=256, max_files=None)
+    per_thread = 100
+
+    def writer(n: int) -> None:
+        for i in range(per_thread):
+            mid = f"w{n}-{i}"
+            memory.add_interaction(mid, f"fact {i} from writer {n}", [f"topic{i % 7}"])
+            emitter.after_memory_operation("add_interaction")
+            if i % 5 == 0:
+                memory.remove_memory(f"w{n}-{i - 3}")
+                memory.update_memory(mid, importance=0.9)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    manual = [emitter.take_snapshot() for _ in range(20)]
+    for t in threads:
+        t.join()
+    assert emitter.flush(30)
+    assert emitter.operation_count == 4 * per_thread  # no lost increments
+    assert all(p is not None for p in manual)
+    store = SnapshotStore(tmp_path)
+    infos = store.list()
+    assert len(infos) == len(seen) == emitter.snapshots_written >= 20
+    for info in infos:
+        doc = store.load(info.snapshot_id)
+        turns, lt = doc["short_term"]["turns"], doc["long_term"]
+        assert doc["short_term"]["turn_count"] == len(turns) == info.turn_count
+        assert lt["memory_count"] == len(lt["memories"]) == info.memory_count
+        assert lt["topics"] == sorted({t for m in lt["memories"] for t in m["topics"]})
+        turn_ids = {t["turn_id"] for t in turns}
+        assert all(m["turn_id"] in turn_ids for m in lt["memories"])
+    emitter.close()
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(memory, metrics, tmp_path):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_listener(summary: dict[str, Any]) -> None:
+        entered.set()
+        release.wait(30)
+
+    emitter = MemorySnapshotEmitter(memory, tmp_path, metrics=metrics, queue_size=1,
+                                    listeners=[slow_listener])  # fmt: skip
+    assert emitter.take_snapshot() is not None  # picked up by the writer, parked in listener
+    assert entered.wait(30)
+    assert emitter.take_snapshot() is not None  # waits in the queue
+    assert emitter.take_snapshot() is None  # queue full: dropped
+    assert emitter.dropped == 1
+    assert sample(metrics, "coda_memory_snapshot_failures_total", reason="queue_full") == 1
+    release.set()
+    assert emitter.flush(10)
+    assert len(SnapshotStore(tmp_path).list()) == 2
+    emitter.close()
+
+
+class Broken:
+    def read_memory_state(self) -> dict[str, Any]:
+        raise RuntimeError("memory store is locked by a crashed process")
+
+
+def test_failures_are_logged_and_counted_never_raised(memory, metrics, tmp_path, caplog):
+    emitter = MemorySnapshotEmitter(Broken(), tmp_path / "a", interval=1, metrics=metrics)
+    emitter.after_memory_operation("add")
+    assert emitter.take_snapshot() is None
+    assert sample(metrics, "coda_memory_snapshot_failures_total", reason="read_error") == 2
+    assert "could not read memory state" in caplog.text
+    emitter.close()
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    calls: list[str] = []
+
+    def bad_listener(summary: dict[str, Any]) -> None:
+        raise RuntimeError("listener bug")
+
+    emitter = MemorySnapshotEmitter(memory, blocker, metrics=metrics, interval=1)
+    emitter.after_memory_operation("add")
+    emitter.flush(10)
+    assert sample(metrics, "coda_memory_snapshot_failures_total", reason="write_error") == 1
+    emitter.close()
+
+    emitter = MemorySnapshotEmitter(memory, tmp_path / "b", listeners=[bad_listener])
+    emitter.add_listener(lambda s: calls.append(s["snapshot_id"]))
+    path = emitter.take_snapshot()
+    emitter.flush(10)
+    assert path is not None and calls == [path.name[len("memory_") : -len(".json")]]
+    emitter.close()
+    assert emitter.take_snapshot() is None  # closed: skipped, not raised
+
+
+def test_retention_by_count_and_by_bytes(memory, tmp_path):
+    emitter, seen = make(memory, tmp_path / "count", max_files=3)
+    for _ in range(5):
+        emitter.take_snapshot()
+        emitter.flush(10)
+    kept = [i.snapshot_id for i in SnapshotStore(tmp_path / "count").list()]
+    assert kept == [s["snapshot_id"] for s in seen[-3:]]
+    emitter.close()
+
+    size = seen[0]["bytes"]
+    emitter, seen = make(memory, tmp_path / "bytes", max_bytes=int(size * 2.5))
+    for _ in range(4):
+        emitter.take_snapshot()
+        emitter.flush(10)
+    kept = [i.snapshot_id for i in SnapshotStore(tmp_path / "bytes").list()]
+    assert kept == [s["snapshot_id"] for s in seen[-2:]]
+    emitter.close()
+
+
+def test_explicit_id_and_compare_snapshots(memory, tmp_path):
+    emitter, _ = make(memory, tmp_path)
+    emitter.take_snapshot("before")
+    memory.add_memory("m2", "likes jazz", 0.7, ["music"])
+    memory.update_memory("m1", importance=0.8)
+    memory.add_turn("assistant", "noted")
+    emitter.take_snapshot("after", trigger="export")
+    emitter.flush(10)
+    diff = emitter.compare_snapshots("before", "after")
+    assert diff["short_term"] == {"turn_count_diff": 1, "turns_added": 1, "turns_removed": 0}
+    assert diff["long_term"] == {"memory_count_diff": 1, "topic_count_diff": 1}
+    assert [m["id"] for m in diff["new_memories"]] == ["m2"]
+    assert diff["changed_memories"] == [
+        {"id": "m1", "changes": {"importance": {"before": 0.4, "after": 0.8}}}
+    ]
+    with pytest.raises(FileNotFoundError, match="no snapshot 'missing'"):
+        emitter.compare_snapshots("before", "missing")
+    emitter.close()
+
+
+def test_bad_configuration_is_refused(memory, tmp_path):
+    with pytest.raises(ValueError, match="interval"):
+        MemorySnapshotEmitter(memory, tmp_path, interval=0)
+    with pytest.raises(ValueError, match="max_files"):
+        MemorySnapshotEmitter(memory, tmp_path, max_files=0)
+    with pytest.raises(TypeError, match="read_memory_state"):
+        MemorySnapshotEmitter(object(), tmp_path)  # type: ignore[arg-type]
