@@ -1,0 +1,95 @@
+"""Health endpoints (and opt-in fault injection) on an aiohttp application.
+
+    from aiohttp import web
+    from coda_otel.health_http import add_health_routes
+
+    app = web.Application()
+    add_health_routes(app, watchdog, fault_injector=injector, allow_fault_injection=False)
+
+Routes (all JSON):
+
+* ``GET /health``: overall status and a ``components`` object keyed by name (status, last
+  heartbeat, recent figures). 200 while healthy or degraded, 503 while a required component is
+  unhealthy, recovering or failed.
+* ``GET /health/live``: 200 while the process answers.
+* ``GET /health/ready``: 200 once every required component passed a check with its models
+  loaded; 503 before that and while a required component is down.
+* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|unhealthy|leak"}``:
+  202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
+  component or fault.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from coda_otel.faults import FAULTS, FaultInjector
+from coda_otel.watchdog import CodaWatchdog
+
+MAX_FAULT_BODY = 4096
+
+
+def add_health_routes(
+    app: web.Application,
+    watchdog: CodaWatchdog,
+    *,
+    fault_injector: FaultInjector | None = None,
+    allow_fault_injection: bool = False,
+) -> None:
+    """Mount ``/health``, ``/health/live``, ``/health/ready`` and ``/debug/faults`` on ``app``."""
+    if allow_fault_injection and fault_injector is None:
+        raise ValueError("allow_fault_injection=True needs a fault_injector")
+
+    async def health(request: web.Request) -> web.Response:
+        status = watchdog.get_health_status()
+        code = 503 if status["overall_health"] == "unhealthy" else 200
+        return web.json_response(status, status=code)
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def ready(request: web.Request) -> web.Response:
+        status = watchdog.get_health_status()
+        body = {
+            "ready": status["ready"],
+            "overall_health": status["overall_health"],
+            "components": {
+                name: {"status": c["status"], "required": c["required"]}
+                for name, c in status["components"].items()
+            },
+        }
+        return web.json_response(body, status=200 if status["ready"] else 503)
+
+    async def faults(request: web.Request) -> web.Response:
+        if not allow_fault_injection or fault_injector is None:
+            return _error(403, "fault injection is disabled (start with --allow-fault-injection)")
+        raw = await request.content.read(MAX_FAULT_BODY + 1)
+        if len(raw) > MAX_FAULT_BODY:
+            return _error(400, f"request body is larger than {MAX_FAULT_BODY} bytes")
+        try:
+            body: Any = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(400, f"request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return _error(400, 'expected a JSON object {"component": ..., "fault": ...}')
+        component, fault = body.get("component"), body.get("fault")
+        if not isinstance(component, str) or not isinstance(fault, str):
+            return _error(400, '"component" and "fault" must both be strings')
+        try:
+            fault_injector.inject(component, fault)
+        except ValueError as exc:
+            return _error(400, str(exc), faults=list(FAULTS))
+        body = {"component": component, "fault": fault, "status": "injected"}
+        return web.json_response(body, status=202)
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_post("/debug/faults", faults)
+
+
+def _error(code: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=code)

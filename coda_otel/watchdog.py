@@ -1,0 +1,460 @@
+"""Supervise components: heartbeats with a timeout, restarts with backoff and a restart limit.
+
+    watchdog = CodaWatchdog([stt, embedder, llm, tts], check_interval=30.0,
+                            required=["stt", "llm", "tts"], metrics=metrics,
+                            leak_detector=LeakDetector(metrics=metrics))
+    watchdog.add_listener(lambda status: hub.publish("health_status", status))
+    task = asyncio.create_task(watchdog.start())   # one check loop per component
+    watchdog.get_health_status()["overall_health"]  # healthy | degraded | unhealthy
+    watchdog.reset("llm")                           # operator: retry a component marked failed
+    watchdog.stop(); await task
+
+A heartbeat that raises, reports ``healthy: False`` or does not answer within
+``heartbeat_timeout`` seconds is a failure. After ``failure_threshold`` consecutive failures the
+watchdog restarts the component, checks it, and force-restarts it if it is still unhealthy.
+Later attempts wait ``backoff_initial`` seconds, doubling up to ``backoff_max``. A component
+that would need more than ``max_restarts`` attempts within ``restart_period`` seconds is marked
+``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
+period). Every component is checked on its own task, so one that hangs never delays the others;
+a heartbeat that ignores cancellation is abandoned. Heartbeats must not block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from coda_otel.leak import LeakDetector
+from coda_otel.metrics import CodaMetrics
+from coda_otel.protocols import Component
+
+logger = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
+_DOWN = frozenset({"unhealthy", "recovering", "failed"})
+HealthListener = Callable[[dict[str, Any]], None]
+_HISTORY = 20
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _clean(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """Keep a heartbeat's JSON scalar figures only (bounded strings, no nested content)."""
+    out: dict[str, Any] = {}
+    for key, value in list(raw.items())[:50]:
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if value is None or isinstance(value, bool | int | float):
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = value[:200]
+    return out
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _bounded(call: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Await ``call()`` for at most ``timeout`` seconds; abandon it if it does not stop."""
+
+    async def run() -> Any:
+        result = call()
+        return await result if inspect.isawaitable(result) else result
+
+    task = asyncio.ensure_future(run())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _abandoned.add(task)
+        task.add_done_callback(_forget)
+        raise TimeoutError(f"{what} did not answer within {timeout:g} s")
+    return task.result()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+@dataclass
+class _State:
+    component: Component
+    required: bool
+    watched_since: float
+    status: str = "unknown"
+    heartbeat: dict[str, Any] | None = None
+    heartbeat_at: str | None = None
+    last_healthy_at: float | None = None
+    failures: int = 0
+    attempts: deque[float] = field(default_factory=deque)
+    restarts_total: int = 0
+    next_retry_at: float | None = None
+    last_error: str | None = None
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class CodaWatchdog:
+    """Checks components' heartbeats and restarts failing ones (see the module docstring)."""
+
+    def __init__(
+        self,
+        components: Iterable[Component],
+        check_interval: float = 30.0,
+        *,
+        heartbeat_timeout: float = 5.0,
+        restart_timeout: float = 120.0,
+        failure_threshold: int = 2,
+        max_restarts: int = 3,
+        restart_period: float = 60.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        required: Iterable[str] | None = None,
+        metrics: CodaMetrics | None = None,
+        leak_detector: LeakDetector | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for label, value in (("check_interval", check_interval),
+                             ("heartbeat_timeout", heartbeat_timeout),
+                             ("restart_timeout", restart_timeout),
+                             ("restart_period", restart_period),
+                             ("backoff_initial", backoff_initial)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{label} must be positive, got {value}")
+        if failure_threshold < 1 or max_restarts < 0:
+            raise ValueError("failure_threshold must be >= 1 and max_restarts >= 0")
+        if backoff_max < backoff_initial:
+            raise ValueError("backoff_max must be >= backoff_initial")
+        comps = list(components)
+        for comp in comps:
+            if not isinstance(comp, Component):
+                raise TypeError(f"{comp!r} lacks name/get_heartbeat/restart/force_restart")
+        names = [c.name for c in comps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"component names must be unique, got {names}")
+        wanted = set(names) if required is None else set(required)
+        if unknown := wanted - set(names):
+            raise ValueError(f"required components {sorted(unknown)} are not watched: {names}")
+        self.check_interval = check_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.restart_timeout = restart_timeout
+        self.failure_threshold = failure_threshold
+        self.max_restarts = max_restarts
+        self.restart_period = restart_period
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.leak_detector = leak_detector
+        self._metrics = metrics
+        self._clock = clock
+        self._listeners: list[HealthListener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.running = False
+        now = clock()
+        self._states = {c.name: _State(c, c.name in wanted, now) for c in comps}
+        for st in self._states.values():
+            self._adopt(st)
+
+    # --- public API -------------------------------------------------------------------------
+    @property
+    def components(self) -> list[Component]:
+        return [st.component for st in self._states.values()]
+
+    @property
+    def ready(self) -> bool:
+        """True when every required component is healthy with its models loaded."""
+        return all(
+            st.status == "healthy" and (st.heartbeat or {}).get("models_loaded", True) is not False
+            for st in self._states.values()
+            if st.required
+        )
+
+    def add_listener(self, listener: HealthListener) -> None:
+        """Call ``listener(status)`` on every status change; ``status["change"]`` says which.
+
+        Listeners run on the event loop and must be cheap (queue the work); errors are logged.
+        """
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Check every component every ``check_interval`` seconds until :meth:`stop`."""
+        if self.running:
+            raise RuntimeError("watchdog is already running")
+        self.running = True
+        self._tasks = [
+            asyncio.create_task(self._watch(st), name=f"watchdog:{st.component.name}")
+            for st in self._states.values()
+        ]
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the check loops (a running :meth:`start` returns)."""
+        self.running = False
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def check_health(self) -> dict[str, Any]:
+        """Check every component once, concurrently (recovering where due); return the status."""
+        await asyncio.gather(*(self._safe_check(st) for st in self._states.values()))
+        return self.get_health_status()
+
+    async def recover_component(self, component: Component | str) -> bool:
+        """One supervised recovery attempt now (ignores backoff, honours the restart limit)."""
+        st = self._state(component if isinstance(component, str) else component.name)
+        if st.status == "failed":
+            return False
+        return await self._attempt(st)
+
+    def reset(self, name: str) -> None:
+        """Operator action: forget failures and the restart count, so supervision resumes."""
+        st = self._state(name)
+        st.failures, st.next_retry_at, st.last_error = 0, None, None
+        st.attempts.clear()
+        if self._metrics is not None:
+            self._metrics.component_failed.labels(component=name).set(0)
+        if self.leak_detector is not None:
+            self.leak_detector.reset(name)
+        self._set_status(st, "unknown")
+
+    def get_health_status(self) -> dict[str, Any]:
+        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        now = self._clock()
+        components = {name: self._describe_state(st, now) for name, st in self._states.items()}
+        return {
+            "overall_health": self._overall(),
+            "ready": self.ready,
+            "failed": [n for n, st in self._states.items() if st.status == "failed"],
+            "components": components,
+            "timestamp": _now_iso(),
+        }
+
+    # --- checking ---------------------------------------------------------------------------
+    async def _watch(self, st: _State) -> None:
+        while self.running:
+            await self._safe_check(st)
+            delay = self.check_interval
+            if st.status == "recovering" and st.next_retry_at is not None:
+                delay = min(delay, max(0.0, st.next_retry_at - self._clock()))
+            await asyncio.sleep(delay)
+
+    async def _safe_check(self, st: _State) -> None:
+        try:
+            await self._check_one(st)
+        except Exception:
+            logger.exception("watchdog check of %s failed", st.component.name)
+
+    async def _check_one(self, st: _State) -> None:
+        if st.status == "failed" or st.lock.locked():
+            return  # failed: left alone until reset; locked: a check is already running
+        async with st.lock:
+            name = st.component.name
+            started = self._clock()
+            healthy, error = await self._heartbeat(st)
+            ended = self._clock()
+            if self._metrics is not None:
+                self._metrics.component_check_duration.labels(component=name).observe(
+                    max(0.0, ended - started)
+                )
+            entry: dict[str, Any] = {"timestamp": _now_iso(), "healthy": healthy}
+            hb = st.heartbeat or {}
+            if healthy:
+                entry.update(
+                    memory_usage=hb.get("memory_usage", 0),
+                    response_time=hb.get("response_time", round(ended - started, 6)),
+                    error_rate=hb.get("error_rate", 0),
+                )
+            else:
+                entry["error"] = error
+            st.history.append(entry)
+            if healthy:
+                st.failures, st.last_error = 0, None
+                if self._leak_wants_restart(st, ended):
+                    await self._recover_if_due(st, "memory leak suspected", waiting="healthy")
+                else:
+                    self._set_status(st, "healthy")
+            else:
+                st.failures += 1
+                st.last_error = error
+                logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
+                if st.failures >= self.failure_threshold:
+                    await self._recover_if_due(st, error or "unhealthy")
+                else:
+                    self._set_status(st, "unhealthy")
+            self._update_up(st)
+
+    async def _heartbeat(self, st: _State) -> tuple[bool, str | None]:
+        """Ask for a heartbeat; return (healthy, error). Stores the cleaned heartbeat."""
+        name = st.component.name
+        try:
+            raw = await _bounded(
+                st.component.get_heartbeat, self.heartbeat_timeout, f"{name} heartbeat"
+            )
+        except Exception as exc:
+            return False, _describe(exc)
+        if not isinstance(raw, Mapping):
+            return False, f"heartbeat returned {type(raw).__name__}, not a mapping"
+        st.heartbeat, st.heartbeat_at = _clean(raw), _now_iso()
+        if not st.heartbeat.get("healthy", False):
+            return False, "component reports unhealthy"
+        st.last_healthy_at = self._clock()
+        return True, None
+
+    def _leak_wants_restart(self, st: _State, at: float) -> bool:
+        if self.leak_detector is None:
+            return False
+        try:
+            report = self.leak_detector.sample(
+                st.component.name, (st.heartbeat or {}).get("memory_usage"), at=at
+            )
+        except Exception:
+            logger.exception("leak sampling of %s failed", st.component.name)
+            return False
+        return report.suspected and self.leak_detector.restart_on_leak
+
+    # --- recovery ---------------------------------------------------------------------------
+    async def _recover_if_due(self, st: _State, reason: str, waiting: str = "recovering") -> None:
+        if st.next_retry_at is not None and self._clock() < st.next_retry_at:
+            self._set_status(st, waiting)  # backing off
+            return
+        logger.info("recovering %s (%s)", st.component.name, reason)
+        await self._attempt(st)
+
+    async def _attempt(self, st: _State) -> bool:
+        """Restart, verify, then force-restart and verify; schedules the next backoff."""
+        name = st.component.name
+        now = self._clock()
+        while st.attempts and st.attempts[0] <= now - self.restart_period:
+            st.attempts.popleft()
+        if len(st.attempts) >= self.max_restarts:
+            logger.error(
+                "%s: restart limit reached (%d in %g s); marked failed until reset",
+                name, self.max_restarts, self.restart_period,
+            )  # fmt: skip
+            if self._metrics is not None:
+                self._metrics.component_failed.labels(component=name).set(1)
+            self._set_status(st, "failed")
+            self._update_up(st)
+            return False
+        st.attempts.append(now)
+        st.restarts_total += 1
+        self._set_status(st, "recovering")
+        ok = False
+        for kind in ("restart", "force_restart"):
+            if self._metrics is not None:
+                self._metrics.component_restarts.labels(component=name, kind=kind).inc()
+            try:
+                await _bounded(getattr(st.component, kind), self.restart_timeout, f"{name} {kind}")
+            except Exception as exc:
+                st.last_error = f"{kind} failed: {_describe(exc)}"
+                logger.warning("%s %s failed: %s", name, kind, _describe(exc))
+                continue
+            ok, error = await self._heartbeat(st)
+            if ok:
+                break
+            st.last_error = f"after {kind}: {error}"
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (len(st.attempts) - 1))
+        st.next_retry_at = self._clock() + delay
+        if ok:
+            st.failures, st.last_error = 0, None
+            if self.leak_detector is not None:
+                self.leak_detector.reset(name)
+            logger.info("recovered %s", name)
+            self._set_status(st, "healthy")
+        self._update_up(st)
+        return ok
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _state(self, name: str) -> _State:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise ValueError(f"unknown component {name!r}; known: {sorted(self._states)}") from None
+
+    def _adopt(self, st: _State) -> None:
+        if self._metrics is None:
+            return
+        name = st.component.name
+        self._metrics.register_component(name)
+
+        def age() -> float:
+            since = st.watched_since if st.last_healthy_at is None else st.last_healthy_at
+            return max(0.0, self._clock() - since)
+
+        self._metrics.component_heartbeat_age.labels(component=name).set_function(age)
+
+    def _update_up(self, st: _State) -> None:
+        if self._metrics is not None:
+            up = int(st.status == "healthy")
+            self._metrics.component_up.labels(component=st.component.name).set(up)
+
+    def _set_status(self, st: _State, status: str) -> None:
+        old, st.status = st.status, status
+        if old == status:
+            return
+        logger.info("component %s: %s -> %s", st.component.name, old, status)
+        if not self._listeners:
+            return
+        snapshot = self.get_health_status()
+        snapshot["change"] = {"component": st.component.name, "previous": old, "status": status}
+        for listener in list(self._listeners):
+            try:
+                listener(snapshot)
+            except Exception:
+                logger.exception("health listener %r failed", listener)
+
+    def _overall(self) -> str:
+        states = self._states.values()
+        if any(st.required and st.status in _DOWN for st in states):
+            return "unhealthy"
+        if any(st.status != "healthy" for st in states):
+            return "degraded"
+        return "healthy"
+
+    def _describe_state(self, st: _State, now: float) -> dict[str, Any]:
+        since = st.watched_since if st.last_healthy_at is None else st.last_healthy_at
+        while st.attempts and st.attempts[0] <= now - self.restart_period:
+            st.attempts.popleft()
+        leak = None
+        if self.leak_detector is not None:
+            report = self.leak_detector.report(st.component.name)
+            leak = report.to_dict() if report is not None else None
+        retry_in = None if st.next_retry_at is None else max(0.0, st.next_retry_at - now)
+        return {
+            "status": st.status,
+            "required": st.required,
+            "last_heartbeat": st.heartbeat,
+            "last_heartbeat_at": st.heartbeat_at,
+            "heartbeat_age_s": round(max(0.0, now - since), 3),
+            "consecutive_failures": st.failures,
+            "restarts": len(st.attempts),
+            "restarts_total": st.restarts_total,
+            "next_retry_at": st.next_retry_at,
+            "retry_in_s": retry_in,
+            "last_error": st.last_error,
+            "leak": leak,
+            "metrics": list(st.history)[-5:],
+        }

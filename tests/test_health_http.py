@@ -1,0 +1,164 @@
+"""Health routes on a real aiohttp server (127.0.0.1) queried by a real client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from coda_otel.faults import FaultInjector
+from coda_otel.health_http import add_health_routes
+from coda_otel.watchdog import CodaWatchdog
+from tests.conftest import free_port
+
+
+class Stage:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.models_loaded = True
+        self.generation = 0
+
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        return {"healthy": True, "models_loaded": self.models_loaded, "response_time": 0.01}
+
+    async def restart(self) -> None:
+        self.generation += 1
+
+    async def force_restart(self) -> None:
+        self.generation += 1
+
+
+class Service:
+    def __init__(self, *, allow_faults: bool) -> None:
+        self.injector = FaultInjector()
+        self.llm, self.cache = Stage("llm"), Stage("cache")
+        self.watchdog = CodaWatchdog(
+            self.injector.wrap_all([self.llm, self.cache]), failure_threshold=1,
+            max_restarts=0, heartbeat_timeout=0.05, required=["llm"],
+        )  # fmt: skip
+        self.app = web.Application()
+        add_health_routes(self.app, self.watchdog, fault_injector=self.injector,
+                          allow_fault_injection=allow_faults)  # fmt: skip
+        self.base = ""
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        async with self.session.get(self.base + path) as resp:
+            assert resp.content_type == "application/json"
+            return resp.status, await resp.json()
+
+    async def post(self, path: str, data: str | bytes) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        async with self.session.post(self.base + path, data=data, headers=headers) as resp:
+            assert resp.content_type == "application/json"
+            return resp.status, await resp.json()
+
+    async def codes(self) -> tuple[int, int, int]:
+        return ((await self.get("/health"))[0], (await self.get("/health/live"))[0],
+                (await self.get("/health/ready"))[0])  # fmt: skip
+
+
+async def serve(allow_faults: bool) -> AsyncIterator[Service]:
+    service = Service(allow_faults=allow_faults)
+    runner = web.AppRunner(service.app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    service.base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        service.session = session
+        try:
+            yield service
+        finally:
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[Service]:
+    async for s in serve(allow_faults=True):
+        yield s
+
+
+@pytest.fixture
+async def locked_service() -> AsyncIterator[Service]:
+    async for s in serve(allow_faults=False):
+        yield s
+
+
+async def test_codes_through_the_component_lifecycle(service: Service) -> None:
+    # (/health, /health/live, /health/ready) before the first check: alive, not ready
+    assert await service.codes() == (200, 200, 503)
+    _, body = await service.get("/health")
+    assert body["overall_health"] == "degraded" and body["components"]["llm"]["status"] == "unknown"
+
+    service.llm.models_loaded = False
+    await service.watchdog.check_health()
+    assert await service.codes() == (200, 200, 503)  # healthy but models not loaded yet
+
+    service.llm.models_loaded = True
+    await service.watchdog.check_health()
+    assert await service.codes() == (200, 200, 200)
+    _, body = await service.get("/health")
+    llm = body["components"]["llm"]
+    assert body["overall_health"] == "healthy" and llm["status"] == "healthy"
+    assert llm["last_heartbeat"]["models_loaded"] is True
+    assert llm["metrics"][-1]["response_time"] == 0.01 and llm["last_heartbeat_at"]
+
+    service.injector.inject("cache", "unhealthy")  # a non-required component fails
+    await service.watchdog.check_health()
+    assert await service.codes() == (200, 200, 200)
+    _, body = await service.get("/health")
+    assert body["overall_health"] == "degraded" and body["failed"] == ["cache"]
+
+    service.injector.inject("llm", "hang")  # a required one fails past its limit
+    await service.watchdog.check_health()
+    assert await service.codes() == (503, 200, 503)
+    _, body = await service.get("/health")
+    assert body["overall_health"] == "unhealthy" and sorted(body["failed"]) == ["cache", "llm"]
+    _, ready = await service.get("/health/ready")
+    assert ready["ready"] is False and ready["components"]["llm"]["status"] == "failed"
+
+    service.watchdog.reset("llm")
+    service.watchdog.reset("cache")
+    service.injector.clear("llm")
+    service.injector.clear("cache")
+    await service.watchdog.check_health()
+    assert await service.codes() == (200, 200, 200)
+
+
+async def test_fault_injection_endpoint(service: Service) -> None:
+    await service.watchdog.check_health()
+    for bad in (b"{not json", b"\xff\xfe", b"[1, 2]", b'{"component": "llm"}',
+                b'{"component": "llm", "fault": 3}'):  # fmt: skip
+        code, body = await service.post("/debug/faults", bad)
+        assert code == 400 and body["error"], bad
+    code, body = await service.post("/debug/faults", '{"component": "nope", "fault": "crash"}')
+    assert code == 400 and "unknown component 'nope'" in body["error"]
+    code, body = await service.post("/debug/faults", '{"component": "llm", "fault": "melt"}')
+    assert code == 400 and "unknown fault 'melt'" in body["error"]
+    code, body = await service.post("/debug/faults", b"x" * 5000)
+    assert code == 400 and "larger than" in body["error"]
+    assert service.injector.active("llm") is None
+
+    code, body = await service.post("/debug/faults", '{"component": "llm", "fault": "crash"}')
+    assert code == 202 and body == {"component": "llm", "fault": "crash", "status": "injected"}
+    assert service.injector.is_crashed("llm")
+    status = await service.watchdog.check_health()
+    assert "injected crash" in status["components"]["llm"]["metrics"][-1]["error"]
+    assert (await service.get("/health"))[0] == 503
+
+
+async def test_fault_injection_is_forbidden_unless_allowed(locked_service: Service) -> None:
+    code, body = await locked_service.post(
+        "/debug/faults", '{"component": "llm", "fault": "crash"}'
+    )
+    assert code == 403 and "disabled" in body["error"]
+    assert locked_service.injector.active("llm") is None
+
+
+def test_allowing_faults_needs_an_injector() -> None:
+    watchdog = CodaWatchdog([Stage("llm")])
+    with pytest.raises(ValueError, match="fault_injector"):
+        add_health_routes(web.Application(), watchdog, allow_fault_injection=True)

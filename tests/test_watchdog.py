@@ -1,0 +1,332 @@
+"""CodaWatchdog: detection, supervised recovery, backoff, restart limits, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from coda_otel.faults import FaultInjector
+from coda_otel.leak import LeakDetector
+from coda_otel.metrics import CodaMetrics
+from coda_otel.watchdog import CodaWatchdog
+
+MIB = 1024 * 1024
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Widget:
+    """A component whose restart really resets it (unless ``broken``: restarts do not help)."""
+
+    def __init__(self, name: str, clock: FakeClock | None = None, *, broken: bool = False) -> None:
+        self.name = name
+        self.clock = clock
+        self.broken = broken
+        self.models_loaded = True
+        self.sick = False
+        self.generation = 0
+        self.heartbeats = 0
+        self.calls: list[tuple[str, float]] = []
+
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        self.heartbeats += 1
+        healthy = not (self.sick or self.broken)
+        return {"healthy": healthy, "models_loaded": self.models_loaded, "gen": self.generation}
+
+    async def restart(self) -> None:
+        self.calls.append(("restart", self.clock() if self.clock else 0.0))
+        self.sick = False
+        self.generation += 1
+
+    async def force_restart(self) -> None:
+        self.calls.append(("force_restart", self.clock() if self.clock else 0.0))
+        self.sick = False
+        self.generation += 1
+
+
+def sample(metrics: CodaMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+def metrics() -> CodaMetrics:
+    return CodaMetrics(CollectorRegistry(), process_collector=False)
+
+
+@pytest.mark.parametrize("fault", ["crash", "hang", "unhealthy"])
+async def test_fault_detected_within_two_checks_and_recovered(
+    fault: str, metrics: CodaMetrics
+) -> None:
+    clock = FakeClock()
+    injector = FaultInjector()
+    widget = Widget("llm", clock)
+    watchdog = CodaWatchdog(
+        [injector.wrap(widget)], 1.0, heartbeat_timeout=0.05, failure_threshold=2,
+        metrics=metrics, clock=clock,
+    )  # fmt: skip
+    assert (await watchdog.check_health())["overall_health"] == "healthy"
+    assert sample(metrics, "coda_component_up", component="llm") == 1.0
+
+    injector.inject("llm", fault)
+    assert injector.is_crashed("llm") is (fault == "crash")
+    status = await watchdog.check_health()  # first failure: noticed, not yet acted on
+    llm = status["components"]["llm"]
+    assert (llm["status"], llm["consecutive_failures"], llm["restarts_total"]) == (
+        "unhealthy",
+        1,
+        0,
+    )
+    assert llm["last_error"]
+    assert sample(metrics, "coda_component_up", component="llm") == 0.0
+
+    clock.advance(1.0)
+    status = await watchdog.check_health()  # second failure: restart, verify -> healthy
+    llm = status["components"]["llm"]
+    assert llm["status"] == "healthy" and llm["restarts_total"] == 1
+    assert widget.calls == [("restart", clock.now)] and widget.generation == 1
+    assert injector.active("llm") is None
+    assert sample(metrics, "coda_component_restarts_total", component="llm", kind="restart") == 1
+    assert sample(metrics, "coda_component_up", component="llm") == 1.0
+    assert watchdog.ready
+
+
+async def test_leak_fault_is_flagged_and_restarts_only_when_configured(
+    metrics: CodaMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    injector = FaultInjector(leak_chunk_bytes=MIB, leak_cap_bytes=16 * MIB)
+    watching, restarting = Widget("watch", clock), Widget("restart", clock)
+    components = injector.wrap_all([watching, restarting])
+
+    def detector(restart: bool) -> LeakDetector:
+        return LeakDetector(
+            window=10, min_samples=3, slope_threshold_bytes_per_s=MIB / 2,
+            restart_on_leak=restart, metrics=metrics,
+        )  # fmt: skip
+
+    observe = CodaWatchdog(components[:1], 1.0, leak_detector=detector(False),
+                           metrics=metrics, clock=clock)  # fmt: skip
+    heal = CodaWatchdog(components[1:], 1.0, leak_detector=detector(True), clock=clock)
+    injector.inject("watch", "leak")
+    injector.inject("restart", "leak")
+    caplog.set_level(logging.WARNING, logger="coda_otel.leak")
+    for _ in range(3):
+        await observe.check_health()
+        await heal.check_health()
+        clock.advance(1.0)
+
+    assert injector.held_bytes("watch") == 3 * MIB  # real memory, still held: no restart
+    assert watching.calls == []
+    status = observe.get_health_status()["components"]["watch"]
+    assert status["status"] == "healthy" and status["leak"]["suspected"] is True
+    assert sample(metrics, "coda_memory_leak_suspected", component="watch") == 1.0
+    assert sample(metrics, "coda_memory_growth_bytes_per_second", component="watch") == MIB
+    assert "memory leak suspected in watch" in caplog.text
+
+    assert restarting.calls == [("restart", clock.now - 1.0)]  # restarted on the 3rd sample
+    assert injector.active("restart") is None and injector.held_bytes("restart") == 0
+    assert heal.get_health_status()["components"]["restart"]["leak"] is None
+
+
+async def test_backoff_doubles_up_to_the_cap() -> None:
+    clock = FakeClock()
+    widget = Widget("stt", clock, broken=True)
+    watchdog = CodaWatchdog(
+        [widget], 1.0, failure_threshold=1, max_restarts=50, restart_period=1e6,
+        backoff_initial=0.5, backoff_max=4.0, clock=clock,
+    )  # fmt: skip
+    waiting = set()
+    for _ in range(100):
+        status = await watchdog.check_health()
+        if status["components"]["stt"]["retry_in_s"]:
+            waiting.add(status["components"]["stt"]["status"])
+        clock.advance(0.25)
+    starts = [t for kind, t in widget.calls if kind == "restart"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[:6] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    # each attempt escalates: restart did not help, so force_restart at the same instant
+    assert [k for k, _ in widget.calls[:2]] == ["restart", "force_restart"]
+    assert waiting == {"recovering"}
+
+
+async def test_restart_limit_marks_failed_until_reset(metrics: CodaMetrics) -> None:
+    clock = FakeClock()
+    broken, fine = Widget("tts", clock, broken=True), Widget("cache", clock)
+    watchdog = CodaWatchdog(
+        [broken, fine], 1.0, failure_threshold=1, max_restarts=2, restart_period=60.0,
+        backoff_initial=0.5, metrics=metrics, clock=clock,
+    )  # fmt: skip
+    for _ in range(10):
+        await watchdog.check_health()
+        clock.advance(1.0)
+    status = watchdog.get_health_status()
+    assert status["components"]["tts"]["status"] == "failed"
+    assert status["failed"] == ["tts"] and status["overall_health"] == "unhealthy"
+    assert not watchdog.ready
+    assert status["components"]["tts"]["restarts_total"] == 2
+    assert sample(metrics, "coda_component_failed", component="tts") == 1.0
+    heartbeats = broken.heartbeats
+    await watchdog.check_health()
+    assert broken.heartbeats == heartbeats  # failed components are left alone
+
+    broken.broken = False
+    watchdog.reset("tts")
+    assert sample(metrics, "coda_component_failed", component="tts") == 0.0
+    status = await watchdog.check_health()
+    assert status["components"]["tts"]["status"] == "healthy"
+    assert status["overall_health"] == "healthy" and watchdog.ready
+    with pytest.raises(ValueError, match="unknown component 'nope'"):
+        watchdog.reset("nope")
+
+
+async def test_flapping_component_stops_being_restarted_at_the_limit() -> None:
+    clock = FakeClock()
+    injector = FaultInjector()
+    widget = Widget("memory", clock)
+    watchdog = CodaWatchdog(
+        [injector.wrap(widget)], 1.0, failure_threshold=1, max_restarts=3,
+        restart_period=60.0, backoff_initial=0.5, clock=clock,
+    )  # fmt: skip
+    for _ in range(30):  # every restart heals it; it falls ill again straight away
+        if injector.active("memory") is None:
+            injector.inject("memory", "unhealthy")
+        await watchdog.check_health()
+        clock.advance(1.0)
+    assert len(widget.calls) == 3
+    assert watchdog.get_health_status()["components"]["memory"]["status"] == "failed"
+
+    watchdog.reset("memory")  # the operator re-enables supervision
+    status = await watchdog.check_health()
+    assert len(widget.calls) == 4 and status["components"]["memory"]["status"] == "healthy"
+
+
+class Raiser(Widget):
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        self.heartbeats += 1
+        raise RuntimeError("sensor unplugged")
+
+
+class Stubborn(Widget):
+    """A heartbeat that hangs and even swallows cancellation until released."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.release = asyncio.Event()
+
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        self.heartbeats += 1
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                continue
+        return {"healthy": False}
+
+
+async def test_watchdog_survives_raising_and_hanging_heartbeats() -> None:
+    raiser, stubborn, steady = Raiser("stt"), Stubborn("llm"), Widget("tts")
+    changes: list[dict[str, Any]] = []
+
+    def bad_listener(status: dict[str, Any]) -> None:
+        raise RuntimeError("listener bug")
+
+    watchdog = CodaWatchdog(
+        [raiser, stubborn, steady], 0.01, heartbeat_timeout=0.02, failure_threshold=1,
+        max_restarts=1, backoff_initial=0.01, required=["tts"],
+    )  # fmt: skip
+    watchdog.add_listener(bad_listener)
+    watchdog.add_listener(changes.append)
+    task = asyncio.create_task(watchdog.start())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while loop.time() < deadline:
+            status = watchdog.get_health_status()
+            if status["failed"] == ["stt", "llm"] and steady.heartbeats >= 10:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail(f"watchdog stalled: {watchdog.get_health_status()}")
+    finally:
+        watchdog.stop()
+        stubborn.release.set()
+    await task
+    assert status["components"]["tts"]["status"] == "healthy"
+    assert status["overall_health"] == "degraded"  # only non-required components are down
+    assert "did not answer within" in status["components"]["llm"]["metrics"][0]["error"]
+    assert "RuntimeError: sensor unplugged" in status["components"]["stt"]["metrics"][0]["error"]
+    assert {c["change"]["component"] for c in changes} == {"stt", "llm", "tts"}
+    assert ("llm", "failed") in {(c["change"]["component"], c["change"]["status"]) for c in changes}
+
+
+async def test_running_loop_recovers_an_injected_crash() -> None:
+    injector = FaultInjector()
+    widget = Widget("embedder")
+    watchdog = CodaWatchdog([injector.wrap(widget)], 0.01, failure_threshold=2)
+    task = asyncio.create_task(watchdog.start())
+    loop = asyncio.get_running_loop()
+    try:
+        while watchdog.get_health_status()["components"]["embedder"]["status"] != "healthy":
+            await asyncio.sleep(0.01)
+        injector.inject("embedder", "crash")
+        deadline = loop.time() + 10.0
+        while widget.generation == 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert widget.generation == 1 and not injector.is_crashed("embedder")
+        with pytest.raises(RuntimeError, match="already running"):
+            await watchdog.start()
+    finally:
+        watchdog.stop()
+    await task
+    assert not watchdog.running
+
+
+async def test_ready_needs_models_and_required_components() -> None:
+    core, extra = Widget("llm"), Widget("cache")
+    watchdog = CodaWatchdog([core, extra], failure_threshold=5, required=["llm"])
+    assert not watchdog.ready and watchdog.get_health_status()["overall_health"] == "degraded"
+    core.models_loaded = False
+    await watchdog.check_health()
+    assert not watchdog.ready
+    core.models_loaded = True
+    await watchdog.check_health()
+    assert watchdog.ready
+    extra.sick = True
+    status = await watchdog.check_health()
+    assert status["overall_health"] == "degraded" and watchdog.ready
+    core.sick = True
+    status = await watchdog.check_health()
+    assert status["overall_health"] == "unhealthy" and not watchdog.ready
+    assert status["components"]["llm"]["last_heartbeat"]["healthy"] is False
+    assert len(status["components"]["llm"]["metrics"]) == 4  # one entry per check
+
+
+async def test_recover_component_on_demand_and_bad_configuration() -> None:
+    widget = Widget("stt")
+    watchdog = CodaWatchdog([widget], max_restarts=1)
+    assert await watchdog.recover_component(widget) is True
+    assert await watchdog.recover_component("stt") is False  # limit reached: failed
+    assert watchdog.get_health_status()["components"]["stt"]["status"] == "failed"
+    with pytest.raises(ValueError, match="unique"):
+        CodaWatchdog([Widget("a"), Widget("a")])
+    with pytest.raises(ValueError, match="not watched"):
+        CodaWatchdog([Widget("a")], required=["b"])
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        CodaWatchdog([Widget("a")], heartbeat_timeout=0)
+    with pytest.raises(TypeError, match="lacks"):
+        CodaWatchdog([object()])  # type: ignore[list-item]
