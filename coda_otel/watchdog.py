@@ -22,97 +22,27 @@ a heartbeat that ignores cancellation is abandoned. Heartbeats must not block th
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from coda_otel.leak import LeakDetector
 from coda_otel.metrics import CodaMetrics
 from coda_otel.protocols import Component
+from coda_otel.watchdog_state import (
+    ComponentState,
+    call_with_timeout,
+    clean_heartbeat,
+    describe_error,
+    now_iso,
+)
 
 logger = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
 _DOWN = frozenset({"unhealthy", "recovering", "failed"})
 HealthListener = Callable[[dict[str, Any]], None]
-_HISTORY = 20
-_abandoned: set[asyncio.Future[Any]] = set()
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _clean(raw: Mapping[Any, Any]) -> dict[str, Any]:
-    """Keep a heartbeat's JSON scalar figures only (bounded strings, no nested content)."""
-    out: dict[str, Any] = {}
-    for key, value in list(raw.items())[:50]:
-        if not isinstance(key, str):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        if value is None or isinstance(value, bool | int | float):
-            out[key] = value
-        elif isinstance(value, str):
-            out[key] = value[:200]
-    return out
-
-
-def _forget(task: asyncio.Future[Any]) -> None:
-    _abandoned.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
-
-
-async def _bounded(call: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Await ``call()`` for at most ``timeout`` seconds; abandon it if it does not stop."""
-
-    async def run() -> Any:
-        result = call()
-        return await result if inspect.isawaitable(result) else result
-
-    task = asyncio.ensure_future(run())
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        _abandoned.add(task)
-        task.add_done_callback(_forget)
-        raise TimeoutError(f"{what} did not answer within {timeout:g} s")
-    return task.result()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError) and str(exc):
-        return str(exc)
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-@dataclass
-class _State:
-    component: Component
-    required: bool
-    watched_since: float
-    status: str = "unknown"
-    heartbeat: dict[str, Any] | None = None
-    heartbeat_at: str | None = None
-    last_healthy_at: float | None = None
-    failures: int = 0
-    attempts: deque[float] = field(default_factory=deque)
-    restarts_total: int = 0
-    next_retry_at: float | None = None
-    last_error: str | None = None
-    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class CodaWatchdog:
@@ -171,7 +101,7 @@ class CodaWatchdog:
         self._tasks: list[asyncio.Task[None]] = []
         self.running = False
         now = clock()
-        self._states = {c.name: _State(c, c.name in wanted, now) for c in comps}
+        self._states = {c.name: ComponentState(c, c.name in wanted, now) for c in comps}
         for st in self._states.values():
             self._adopt(st)
 
@@ -183,11 +113,8 @@ class CodaWatchdog:
     @property
     def ready(self) -> bool:
         """True when every required component is healthy with its models loaded."""
-        return all(
-            st.status == "healthy" and (st.heartbeat or {}).get("models_loaded", True) is not False
-            for st in self._states.values()
-            if st.required
-        )
+        states = self._states.values()
+        return all(st.status == "healthy" and st.models_loaded for st in states if st.required)
 
     def add_listener(self, listener: HealthListener) -> None:
         """Call ``listener(status)`` on every status change; ``status["change"]`` says which.
@@ -227,7 +154,8 @@ class CodaWatchdog:
         st = self._state(component if isinstance(component, str) else component.name)
         if st.status == "failed":
             return False
-        return await self._attempt(st)
+        async with st.lock:
+            return await self._attempt(st)
 
     def reset(self, name: str) -> None:
         """Operator action: forget failures and the restart count, so supervision resumes."""
@@ -249,11 +177,11 @@ class CodaWatchdog:
             "ready": self.ready,
             "failed": [n for n, st in self._states.items() if st.status == "failed"],
             "components": components,
-            "timestamp": _now_iso(),
+            "timestamp": now_iso(),
         }
 
     # --- checking ---------------------------------------------------------------------------
-    async def _watch(self, st: _State) -> None:
+    async def _watch(self, st: ComponentState) -> None:
         while self.running:
             await self._safe_check(st)
             delay = self.check_interval
@@ -261,13 +189,13 @@ class CodaWatchdog:
                 delay = min(delay, max(0.0, st.next_retry_at - self._clock()))
             await asyncio.sleep(delay)
 
-    async def _safe_check(self, st: _State) -> None:
+    async def _safe_check(self, st: ComponentState) -> None:
         try:
             await self._check_one(st)
         except Exception:
             logger.exception("watchdog check of %s failed", st.component.name)
 
-    async def _check_one(self, st: _State) -> None:
+    async def _check_one(self, st: ComponentState) -> None:
         if st.status == "failed" or st.lock.locked():
             return  # failed: left alone until reset; locked: a check is already running
         async with st.lock:
@@ -279,17 +207,7 @@ class CodaWatchdog:
                 self._metrics.component_check_duration.labels(component=name).observe(
                     max(0.0, ended - started)
                 )
-            entry: dict[str, Any] = {"timestamp": _now_iso(), "healthy": healthy}
-            hb = st.heartbeat or {}
-            if healthy:
-                entry.update(
-                    memory_usage=hb.get("memory_usage", 0),
-                    response_time=hb.get("response_time", round(ended - started, 6)),
-                    error_rate=hb.get("error_rate", 0),
-                )
-            else:
-                entry["error"] = error
-            st.history.append(entry)
+            st.record_check(healthy, ended - started, error)
             if healthy:
                 st.failures, st.last_error = 0, None
                 if self._leak_wants_restart(st, ended):
@@ -306,24 +224,24 @@ class CodaWatchdog:
                     self._set_status(st, "unhealthy")
             self._update_up(st)
 
-    async def _heartbeat(self, st: _State) -> tuple[bool, str | None]:
+    async def _heartbeat(self, st: ComponentState) -> tuple[bool, str | None]:
         """Ask for a heartbeat; return (healthy, error). Stores the cleaned heartbeat."""
         name = st.component.name
         try:
-            raw = await _bounded(
+            raw = await call_with_timeout(
                 st.component.get_heartbeat, self.heartbeat_timeout, f"{name} heartbeat"
             )
         except Exception as exc:
-            return False, _describe(exc)
+            return False, describe_error(exc)
         if not isinstance(raw, Mapping):
             return False, f"heartbeat returned {type(raw).__name__}, not a mapping"
-        st.heartbeat, st.heartbeat_at = _clean(raw), _now_iso()
+        st.heartbeat, st.heartbeat_at = clean_heartbeat(raw), now_iso()
         if not st.heartbeat.get("healthy", False):
             return False, "component reports unhealthy"
         st.last_healthy_at = self._clock()
         return True, None
 
-    def _leak_wants_restart(self, st: _State, at: float) -> bool:
+    def _leak_wants_restart(self, st: ComponentState, at: float) -> bool:
         if self.leak_detector is None:
             return False
         try:
@@ -336,20 +254,20 @@ class CodaWatchdog:
         return report.suspected and self.leak_detector.restart_on_leak
 
     # --- recovery ---------------------------------------------------------------------------
-    async def _recover_if_due(self, st: _State, reason: str, waiting: str = "recovering") -> None:
+    async def _recover_if_due(
+        self, st: ComponentState, reason: str, waiting: str = "recovering"
+    ) -> None:
         if st.next_retry_at is not None and self._clock() < st.next_retry_at:
             self._set_status(st, waiting)  # backing off
             return
         logger.info("recovering %s (%s)", st.component.name, reason)
         await self._attempt(st)
 
-    async def _attempt(self, st: _State) -> bool:
+    async def _attempt(self, st: ComponentState) -> bool:
         """Restart, verify, then force-restart and verify; schedules the next backoff."""
         name = st.component.name
         now = self._clock()
-        while st.attempts and st.attempts[0] <= now - self.restart_period:
-            st.attempts.popleft()
-        if len(st.attempts) >= self.max_restarts:
+        if st.attempts_within(now, self.restart_period) >= self.max_restarts:
             logger.error(
                 "%s: restart limit reached (%d in %g s); marked failed until reset",
                 name, self.max_restarts, self.restart_period,
@@ -367,10 +285,12 @@ class CodaWatchdog:
             if self._metrics is not None:
                 self._metrics.component_restarts.labels(component=name, kind=kind).inc()
             try:
-                await _bounded(getattr(st.component, kind), self.restart_timeout, f"{name} {kind}")
+                await call_with_timeout(
+                    getattr(st.component, kind), self.restart_timeout, f"{name} {kind}"
+                )
             except Exception as exc:
-                st.last_error = f"{kind} failed: {_describe(exc)}"
-                logger.warning("%s %s failed: %s", name, kind, _describe(exc))
+                st.last_error = f"{kind} failed: {describe_error(exc)}"
+                logger.warning("%s %s failed: %s", name, kind, describe_error(exc))
                 continue
             ok, error = await self._heartbeat(st)
             if ok:
@@ -388,30 +308,27 @@ class CodaWatchdog:
         return ok
 
     # --- bookkeeping ------------------------------------------------------------------------
-    def _state(self, name: str) -> _State:
+    def _state(self, name: str) -> ComponentState:
         try:
             return self._states[name]
         except KeyError:
             raise ValueError(f"unknown component {name!r}; known: {sorted(self._states)}") from None
 
-    def _adopt(self, st: _State) -> None:
+    def _adopt(self, st: ComponentState) -> None:
         if self._metrics is None:
             return
         name = st.component.name
         self._metrics.register_component(name)
+        self._metrics.component_heartbeat_age.labels(component=name).set_function(
+            lambda: st.heartbeat_age(self._clock())
+        )
 
-        def age() -> float:
-            since = st.watched_since if st.last_healthy_at is None else st.last_healthy_at
-            return max(0.0, self._clock() - since)
-
-        self._metrics.component_heartbeat_age.labels(component=name).set_function(age)
-
-    def _update_up(self, st: _State) -> None:
+    def _update_up(self, st: ComponentState) -> None:
         if self._metrics is not None:
             up = int(st.status == "healthy")
             self._metrics.component_up.labels(component=st.component.name).set(up)
 
-    def _set_status(self, st: _State, status: str) -> None:
+    def _set_status(self, st: ComponentState, status: str) -> None:
         old, st.status = st.status, status
         if old == status:
             return
@@ -434,27 +351,9 @@ class CodaWatchdog:
             return "degraded"
         return "healthy"
 
-    def _describe_state(self, st: _State, now: float) -> dict[str, Any]:
-        since = st.watched_since if st.last_healthy_at is None else st.last_healthy_at
-        while st.attempts and st.attempts[0] <= now - self.restart_period:
-            st.attempts.popleft()
+    def _describe_state(self, st: ComponentState, now: float) -> dict[str, Any]:
         leak = None
         if self.leak_detector is not None:
-            report = self.leak_detector.report(st.component.name)
+            report = self.leak_detector.report(st.name)
             leak = report.to_dict() if report is not None else None
-        retry_in = None if st.next_retry_at is None else max(0.0, st.next_retry_at - now)
-        return {
-            "status": st.status,
-            "required": st.required,
-            "last_heartbeat": st.heartbeat,
-            "last_heartbeat_at": st.heartbeat_at,
-            "heartbeat_age_s": round(max(0.0, now - since), 3),
-            "consecutive_failures": st.failures,
-            "restarts": len(st.attempts),
-            "restarts_total": st.restarts_total,
-            "next_retry_at": st.next_retry_at,
-            "retry_in_s": retry_in,
-            "last_error": st.last_error,
-            "leak": leak,
-            "metrics": list(st.history)[-5:],
-        }
+        return st.describe(now, self.restart_period, leak)
