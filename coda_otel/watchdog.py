@@ -11,7 +11,8 @@
 
 A heartbeat that raises, reports ``healthy: False`` or does not answer within
 ``heartbeat_timeout`` seconds is a failure. After ``failure_threshold`` consecutive failures the
-watchdog restarts the component, checks it, and force-restarts it if it is still unhealthy.
+watchdog restarts the component, checks it, and force-restarts it if it is still unhealthy (or
+if ``restart`` raised or outlasted ``restart_timeout``).
 Later attempts wait ``backoff_initial`` seconds, doubling up to ``backoff_max``. A component
 that would need more than ``max_restarts`` attempts within ``restart_period`` seconds is marked
 ``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
