@@ -61,7 +61,8 @@ def plot_snapshots(infos: Sequence[SnapshotInfo], out: Path, *, title: str | Non
             for ax in (counts_ax, topics_ax):
                 ax.axvline(x, color=color, linestyle=":", linewidth=1)
             counts_ax.annotate(info.trigger or "", (x, 0), xycoords=("data", "axes fraction"),
-                               color=color, fontsize=8, rotation=90, va="bottom")  # fmt: skip
+                               xytext=(3, 4), textcoords="offset points", color=color,
+                               fontsize=8, rotation=90, va="bottom")  # fmt: skip
     step = max(1, len(readable) // 10)
     topics_ax.set_xticks(xs[::step])
     topics_ax.set_xticklabels([i.timestamp[5:19] for i in readable][::step], rotation=30,

@@ -10,7 +10,9 @@
 
 One snapshot is one file ``memory_<id>.json``. Ids from outside (CLI, WebSocket) go through
 :func:`coda_otel.files.safe_path`, so no id can name a file outside the folder. Temporary files
-left by an interrupted write start with ``.`` and are never listed.
+left by an interrupted write start with ``.`` and are never listed. :func:`build_document` and
+:func:`summarise` define the file's JSON shape (the spec's: snapshot_id, timestamp, trigger,
+operation_count, short_term{turns, turn_count}, long_term{memories, memory_count, topics}).
 """
 
 from __future__ import annotations
@@ -60,6 +62,36 @@ class SnapshotInfo:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _int_or(value: Any, default: int) -> int:
+    number = _int(value)
+    return default if number is None else number
+
+
+def build_document(
+    state: Mapping[str, Any], snapshot_id: str, trigger: str, operation_count: int, ts: str
+) -> dict[str, Any]:
+    """The spec-shaped snapshot document for one ``read_memory_state()`` result."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"read_memory_state() returned {type(state).__name__}, not a mapping")
+    st = state.get("short_term") or {}
+    lt = state.get("long_term") or {}
+    turns = list(st.get("turns") or ())
+    memories = list(lt.get("memories") or ())
+    topics = list(lt.get("topics") or ())
+    return {
+        "snapshot_id": snapshot_id,
+        "timestamp": ts,
+        "trigger": trigger,
+        "operation_count": operation_count,
+        "short_term": {"turns": turns, "turn_count": _int_or(st.get("turn_count"), len(turns))},
+        "long_term": {
+            "memories": memories,
+            "memory_count": _int_or(lt.get("memory_count"), len(memories)),
+            "topics": topics,
+        },
+    }
 
 
 def summarise(snapshot: Mapping[str, Any]) -> dict[str, int | None]:

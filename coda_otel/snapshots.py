@@ -33,7 +33,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +45,7 @@ from coda_otel.files import atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.snapshot_diff import diff_snapshots
-from coda_otel.snapshot_store import SnapshotStore
+from coda_otel.snapshot_store import SnapshotStore, build_document
 
 logger = logging.getLogger("coda.memory.snapshots")
 
@@ -62,35 +62,6 @@ class _Job:
     summary: dict[str, Any]
     path: Path
     copy_s: float
-
-
-def _count(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def build_document(
-    state: Mapping[str, Any], snapshot_id: str, trigger: str, operation_count: int, ts: str
-) -> dict[str, Any]:
-    """The spec-shaped snapshot document for one ``read_memory_state()`` result."""
-    if not isinstance(state, Mapping):
-        raise TypeError(f"read_memory_state() returned {type(state).__name__}, not a mapping")
-    st = state.get("short_term") or {}
-    lt = state.get("long_term") or {}
-    turns = list(st.get("turns") or ())
-    memories = list(lt.get("memories") or ())
-    topics = list(lt.get("topics") or ())
-    return {
-        "snapshot_id": snapshot_id,
-        "timestamp": ts,
-        "trigger": trigger,
-        "operation_count": operation_count,
-        "short_term": {"turns": turns, "turn_count": _count(st.get("turn_count"), len(turns))},
-        "long_term": {
-            "memories": memories,
-            "memory_count": _count(lt.get("memory_count"), len(memories)),
-            "topics": topics,
-        },
-    }
 
 
 class MemorySnapshotEmitter:
