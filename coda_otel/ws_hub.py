@@ -9,7 +9,7 @@ counted (``coda_debug_ws_events_dropped_total``). Wiring, in the composition roo
                    allow_fault_injection=config.server.allow_fault_injection)
     debugger.add_listener(hub)                       # pipeline_stage + conversation_end
     snapshots = MemorySnapshotEmitter(..., listeners=[hub.on_memory_snapshot])
-    watchdog.add_listener(lambda *_: hub.publish_health_status(watchdog.get_health_status()))
+    watchdog.add_listener(hub.publish_health_status)  # called with the status on each change
     add_debug_ws_route(app, hub, token=config.server.debug_token)   # coda_otel.ws_server
 
 ``control`` is the application's :class:`DebugControl` (commands); without one, only
@@ -138,7 +138,8 @@ class DebugHub:
         self._metrics = metrics
         self._queue_size = queue_size
         self._intervals = {"cache_stats": cache_stats_interval, "health_status": health_interval}
-        self._clients: set[DebugClient] = set()
+        # Replaced, never mutated, so other threads may read it without a lock.
+        self._clients: tuple[DebugClient, ...] = ()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,20 +171,20 @@ class DebugHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for client in list(self._clients):
+        for client in self._clients:
             self.disconnect(client)
         self._loop = None
 
     def connect(self) -> DebugClient:
         client = DebugClient(self._queue_size, self._count_drop)
-        self._clients.add(client)
+        self._clients = (*self._clients, client)
         if self._metrics is not None:
             self._metrics.ws_clients.set(len(self._clients))
         return client
 
     def disconnect(self, client: DebugClient) -> None:
         client.close()
-        self._clients.discard(client)
+        self._clients = tuple(c for c in self._clients if c is not client)
         if self._metrics is not None:
             self._metrics.ws_clients.set(len(self._clients))
 
@@ -202,7 +203,7 @@ class DebugHub:
         if mtype not in EVENT_TYPES:
             raise ValueError(f"unknown event type {mtype!r}; events: {', '.join(EVENT_TYPES)}")
         loop = self._loop
-        if loop is None or not any(mtype in c.subscriptions for c in list(self._clients)):
+        if loop is None or not any(mtype in c.subscriptions for c in self._clients):
             return  # nobody is listening: cost is one set scan
         try:
             item = (mtype, None, now_iso(), encode_data_safe(data))
@@ -216,7 +217,7 @@ class DebugHub:
             log.warning("debug hub could not publish %s", mtype, exc_info=True)
 
     def _fanout(self, item: _Item) -> None:
-        for client in list(self._clients):
+        for client in self._clients:
             if item[0] in client.subscriptions:
                 client.put(item)
 

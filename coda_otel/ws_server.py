@@ -148,7 +148,7 @@ class _DebugWsHandler:
         netloc = urlsplit(normalised).netloc
         return bool(netloc) and netloc == request.host.lower()
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return web.json_response(
                 {
@@ -310,7 +310,7 @@ def add_debug_ws_route(
         max_inflight=max_inflight,
         heartbeat=heartbeat,
     )
-    app.router.add_get(path, handler)
+    app.router.add_get(path, handler.handle)
 
     async def start_hub(_: web.Application) -> None:
         await hub.start()

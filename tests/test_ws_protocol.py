@@ -52,24 +52,52 @@ def test_valid_commands_parse_and_match_the_schema(message: dict[str, object]) -
         ('{"type": "launch_rockets", "id": "r"}', "unknown_type", "r", "launch_rockets"),
         ('{"type": "get_cache_stats", "params": {}}', "bad_message", None, "params"),
         ('{"type": "get_cache_stats", "data": []}', "invalid_params", None, "object"),
-        ('{"type": "enable_debugging", "data": {"feature": "all"}}', "invalid_params", None,
-         "enabled"),
-        ('{"type": "enable_debugging", "data": {"feature": "all", "enabled": "yes"}}',
-         "invalid_params", None, "true or false"),
-        ('{"type": "enable_debugging", "data": {"feature": "gpu", "enabled": true}}',
-         "invalid_params", None, "tracing"),
-        ('{"type": "subscribe", "data": {"events": "cache_stats"}}', "invalid_params", None,
-         "list of strings"),
-        ('{"type": "subscribe", "data": {"events": ["secrets"]}}', "invalid_params", None,
-         "secrets"),
+        (
+            '{"type": "enable_debugging", "data": {"feature": "all"}}',
+            "invalid_params",
+            None,
+            "enabled",
+        ),
+        (
+            '{"type": "enable_debugging", "data": {"feature": "all", "enabled": "yes"}}',
+            "invalid_params",
+            None,
+            "true or false",
+        ),
+        (
+            '{"type": "enable_debugging", "data": {"feature": "gpu", "enabled": true}}',
+            "invalid_params",
+            None,
+            "tracing",
+        ),
+        (
+            '{"type": "subscribe", "data": {"events": "cache_stats"}}',
+            "invalid_params",
+            None,
+            "list of strings",
+        ),
+        (
+            '{"type": "subscribe", "data": {"events": ["secrets"]}}',
+            "invalid_params",
+            None,
+            "secrets",
+        ),
         ('{"type": "text_input", "data": {"text": "  "}}', "invalid_params", None, "empty"),
-        ('{"type": "text_input", "data": {"text": "hi", "session_id": "../etc"}}',
-         "invalid_params", None, "session_id"),
+        (
+            '{"type": "text_input", "data": {"text": "hi", "session_id": "../etc"}}',
+            "invalid_params",
+            None,
+            "session_id",
+        ),
         ('{"type": "text_input", "data": {"text": 5}}', "invalid_params", None, "string"),
-        ('{"type": "get_cache_stats", "data": {"verbose": true}}', "invalid_params", None,
-         "verbose"),
+        (
+            '{"type": "get_cache_stats", "data": {"verbose": true}}',
+            "invalid_params",
+            None,
+            "verbose",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_messages_raise_protocol_errors_that_say_why(
     raw: str, code: str, rid: object, words: str
 ) -> None:
