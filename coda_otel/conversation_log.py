@@ -1,0 +1,266 @@
+"""One JSON file per conversation, written off the event loop, in a bounded folder.
+
+The pipeline debugger hands each finished conversation to :class:`ConversationLogWriter`,
+which builds and writes the record on its own thread (atomic write, then retention by count
+and bytes), so a slow disk never delays a turn. File names come from validated ids only::
+
+    writer = ConversationLogWriter(Path("~/.coda/pipeline_logs").expanduser())
+    writer.submit(lambda: {"conversation_id": "c1", "stages": [...]})   # returns at once
+    writer.flush(timeout_s=5)                                            # tests, shutdown
+    record = read_log(writer.last_path)
+    writer.close()
+
+A record (schema ``coda.pipeline_log/1``)::
+
+    {"schema", "conversation_id", "session_id", "turn", "status", "trace_id", "span_id",
+     "started_at" (epoch s), "timestamp" (ISO end time), "total_duration_ms",
+     "stages": [{"stage_name", "status", "started_at", "timestamp", "duration_ms",
+                 "input", "output", "metadata", "trace_id", "span_id"}, ...]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from coda_otel.events import Status
+from coda_otel.files import (
+    InvalidIdError,
+    atomic_write_json,
+    enforce_retention,
+    new_id,
+    safe_path,
+    validate_id,
+)
+from coda_otel.sanitize import Sanitizer
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "coda.pipeline_log/1"
+LOG_PATTERN = "pipeline-*.json"
+RecordFactory = Callable[[], Mapping[str, Any]]
+_STOP = object()
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+@dataclass(slots=True)
+class StageRecord:
+    """One finished stage as the debugger saw it; content is sanitised only in :meth:`to_log`."""
+
+    name: str
+    status: Status
+    started_at: float  # epoch seconds
+    duration_s: float
+    inputs: Any
+    output: Any
+    input_size: int
+    output_size: int
+    trace_id: str | None = None
+    span_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+    def to_log(self, sanitizer: Sanitizer, capture: bool, conversation_id: str) -> dict[str, Any]:
+        """The stage's JSON-log entry: summaries by default, sanitised content with capture."""
+        show = sanitizer.value if capture else sanitizer.summarize
+        entry: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "stage_name": self.name,
+            "status": self.status,
+            "started_at": self.started_at,
+            "timestamp": _iso(self.started_at),
+            "duration_ms": round(self.duration_s * 1000, 3),
+            "input": show(self.inputs),
+            "output": show(self.output) if self.output is not None else None,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "metadata": sanitizer.value(self.metadata),
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+        }
+        if self.error_type:
+            entry["error_type"] = self.error_type
+        return entry
+
+    def error_entry(self, sanitizer: Sanitizer, conversation_id: str) -> dict[str, Any]:
+        """The spec's ``error`` stage record for a failed stage (message and traceback)."""
+        ended = self.started_at + self.duration_s
+        return {
+            "conversation_id": conversation_id,
+            "stage_name": "error",
+            "status": "error",
+            "started_at": ended,
+            "timestamp": _iso(ended),
+            "duration_ms": 0.0,
+            "input": {"error": sanitizer.text(self.error_message or "")},
+            "output": {"traceback": sanitizer.text(self.traceback or "", 4000)},
+            "metadata": {"error_type": self.error_type, "stage": self.name},
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+        }
+
+
+def build_log(
+    header: Mapping[str, Any],
+    records: list[StageRecord],
+    sanitizer: Sanitizer,
+    capture: bool,
+) -> dict[str, Any]:
+    """The whole conversation record (see the module docstring) from the finished stages."""
+    cid = str(header["conversation_id"])
+    total = header.get("total_duration_ms")
+    stages: list[dict[str, Any]] = []
+    for record in records:
+        entry = record.to_log(sanitizer, capture, cid)
+        entry["metadata"]["total_conversation_duration_ms"] = total
+        stages.append(entry)
+        if record.status == "error" and record.error_type and record.name != "error":
+            stages.append(record.error_entry(sanitizer, cid))
+    ended = float(header.get("ended_at") or time.time())
+    return {"schema": SCHEMA, **header, "timestamp": _iso(ended), "stages": stages}
+
+
+def log_file_id(conversation_id: object, when: datetime | None = None) -> str:
+    """A safe, sortable file id: ``pipeline-<stamp>-<conversation id>``, or a fresh id."""
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%f")
+    try:
+        ident = f"pipeline-{stamp}-{validate_id(conversation_id)}"
+        return validate_id(ident)
+    except InvalidIdError:
+        return new_id("pipeline")
+
+
+class ConversationLogWriter:
+    """Writes records on a background thread; ``submit`` never blocks (drops when full)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        max_files: int = 200,
+        max_bytes: int = 50 * 2**20,
+        queue_size: int = 256,
+    ) -> None:
+        if max_files < 1 or max_bytes < 1:
+            raise ValueError("max_files and max_bytes must be positive")
+        self.folder = Path(folder)
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.written = 0
+        self.last_path: Path | None = None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, record: RecordFactory | Mapping[str, Any]) -> bool:
+        """Queue a record (or a function building it, run on the writer thread)."""
+        if self._closed:
+            return False
+        self._ensure_thread()
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._idle:
+                self._pending -= 1
+                self.dropped += 1
+            logger.warning("conversation log queue full; dropping a log")
+            return False
+        return True
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every submitted record is written; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Write what is queued (bounded by ``timeout_s``) and stop the thread."""
+        done = self.flush(timeout_s)
+        self._closed = True
+        if self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_STOP)
+            self._thread.join(timeout_s if done else 0.1)
+        return done
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="coda-conversation-log", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._write(item)
+            except Exception:
+                logger.exception("could not write a conversation log in %s", self.folder)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _write(self, item: object) -> None:
+        record = item() if callable(item) else item
+        if not isinstance(record, Mapping):
+            raise TypeError(f"a conversation log record must be a mapping, got {type(record)}")
+        path = safe_path(self.folder, log_file_id(record.get("conversation_id")), ".json")
+        atomic_write_json(path, dict(record))
+        enforce_retention(
+            self.folder, LOG_PATTERN, max_files=self.max_files, max_bytes=self.max_bytes
+        )
+        self.written += 1
+        self.last_path = path
+        logger.debug("saved pipeline debug log to %s", path)
+
+
+def read_log(path: Path) -> dict[str, Any]:
+    """Load one conversation log; ValueError says what is wrong with a bad file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a conversation log is a JSON object")
+    if not isinstance(data.get("conversation_id"), str):
+        raise ValueError(f"{path}: no conversation_id; not a coda conversation log")
+    stages = data.get("stages")
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise ValueError(f"{path}: 'stages' must be a list of objects")
+    return data
+
+
+def latest_log(folder: Path) -> Path | None:
+    """The newest conversation log in ``folder`` (by modification time, then name)."""
+    if not folder.is_dir():
+        return None
+    logs = [p for p in folder.glob(LOG_PATTERN) if p.is_file() and not p.name.startswith(".")]
+    if not logs:
+        return None
+    return max(logs, key=lambda p: (p.stat().st_mtime, p.name))

@@ -1,0 +1,218 @@
+"""Make conversation content safe to log or put on a span: redact, truncate, summarise.
+
+Conversation content is sensitive, so the defaults are strict: secrets and personal data are
+redacted, text is truncated, and full content is kept only when content capture is switched on
+(``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` or ``CODA_CAPTURE_CONTENT=true``)::
+
+    from coda_otel.sanitize import Sanitizer
+
+    s = Sanitizer()                              # max_length=1000, redact=True, capture off
+    s.text("mail bob@example.com, card 4111 1111 1111 1111")
+    # 'mail [EMAIL], card [CARD]'
+    s.summarize({"transcript": "call me at +44 20 7946 0958", "audio_bytes": b"..."})
+    # {'transcript': {'type': 'str', 'size': 27, 'preview': 'call me at [PHONE]'},
+    #  'audio_bytes': {'type': 'bytes', 'size': 3}}
+    s = Sanitizer.from_env()                     # honours the capture/redaction variables
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+CAPTURE_ENV_VARS: tuple[str, ...] = (
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "CODA_CAPTURE_CONTENT",
+)
+REDACT_ENV_VAR = "CODA_REDACT"
+TRUNCATION_MARK = "... [truncated]"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*")
+_KEY_VALUE = re.compile(
+    r"(?i)\b(api[_-]?key|access[_-]?token|auth[_-]?token|secret|password|passwd|token)"
+    r"(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+)
+_KNOWN_KEYS = re.compile(
+    r"\b(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
+)
+# Long mixed letter+digit tokens (hex or base64-ish secrets) of 32+ characters.
+_OPAQUE_TOKEN = re.compile(
+    r"\b(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{32,}\b"
+)
+_CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}(?!\w)"
+)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """Read a boolean environment variable; anything unrecognised keeps ``default``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    return default
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when ``digits`` (only 0-9) passes the Luhn checksum used by payment cards."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+
+
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
+
+
+def _phone(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if _DATE.fullmatch(found):
+        return found
+    digits = sum(ch.isdigit() for ch in found)
+    return "[PHONE]" if 7 <= digits <= 15 else found
+
+
+def redact(text: str) -> str:
+    """Replace e-mails, bearer tokens, API keys, card numbers (Luhn) and phone numbers."""
+    text = _BEARER.sub("Bearer [TOKEN]", text)
+    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}[SECRET]", text)
+    text = _KNOWN_KEYS.sub("[API_KEY]", text)
+    text = _EMAIL.sub("[EMAIL]", text)
+    text = _OPAQUE_TOKEN.sub("[API_KEY]", text)
+    text = _CARD_CANDIDATE.sub(_card, text)
+    return _PHONE.sub(_phone, text)
+
+
+def size_of(value: Any, _depth: int = 0) -> int:
+    """A cheap content size: characters of text, bytes of binary, summed over containers."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    if value is None or isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return len(repr(value))
+    if _depth >= 4:
+        return 0
+    if isinstance(value, Mapping):
+        return sum(size_of(v, _depth + 1) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return sum(size_of(v, _depth + 1) for v in value)
+    return len(str(value))
+
+
+class Sanitizer:
+    """Redaction, truncation and summaries with one policy (thread-safe, no state per call).
+
+    ``max_length`` bounds any text kept; ``preview_length`` bounds previews in summaries;
+    ``capture_content`` decides whether full (still redacted, truncated) content may be kept.
+    """
+
+    def __init__(
+        self,
+        max_length: int = 1000,
+        redact: bool = True,
+        capture_content: bool = False,
+        *,
+        preview_length: int = 80,
+        max_items: int = 20,
+    ) -> None:
+        if max_length < 1 or preview_length < 1 or max_items < 1:
+            raise ValueError("max_length, preview_length and max_items must be positive")
+        self.max_length = max_length
+        self.redact = redact
+        self.capture_content = capture_content
+        self.preview_length = preview_length
+        self.max_items = max_items
+
+    @classmethod
+    def from_env(cls, max_length: int = 1000) -> Sanitizer:
+        """Capture on when either capture variable is true; redaction off only by CODA_REDACT."""
+        capture = any(env_flag(name, False) for name in CAPTURE_ENV_VARS)
+        return cls(max_length, redact=env_flag(REDACT_ENV_VAR, True), capture_content=capture)
+
+    def text(self, value: str, limit: int | None = None) -> str:
+        """Redact (when on) then truncate to ``limit`` (default ``max_length``) characters."""
+        limit = self.max_length if limit is None else limit
+        # Redact a little beyond the cut so a secret straddling it is still caught.
+        head = value[: limit + 64] if len(value) > limit + 64 else value
+        if self.redact:
+            head = redact(head)
+        if len(value) > limit or len(head) > limit:
+            return head[:limit] + TRUNCATION_MARK
+        return head
+
+    def value(self, data: Any, _depth: int = 0) -> Any:
+        """A JSON-able, redacted, truncated copy of ``data`` (dicts, lists, text, numbers)."""
+        if isinstance(data, str):
+            return self.text(data)
+        if data is None or isinstance(data, bool | int | float):
+            return data
+        if isinstance(data, bytes | bytearray | memoryview):
+            return f"<{size_of(data)} bytes>"
+        if _depth >= 4:
+            return f"<{type(data).__name__}>"
+        if isinstance(data, Mapping):
+            items = list(data.items())
+            out = {str(k): self.value(v, _depth + 1) for k, v in items[: self.max_items]}
+            if len(items) > self.max_items:
+                out["..."] = f"{len(items) - self.max_items} more keys"
+            return out
+        if isinstance(data, list | tuple | set | frozenset):
+            seq = list(data)
+            kept = [self.value(v, _depth + 1) for v in seq[: self.max_items]]
+            if len(seq) > self.max_items:
+                kept.append(f"... {len(seq) - self.max_items} more items")
+            return kept
+        return self.text(str(data))
+
+    def content(self, data: Any) -> Any:
+        """Full (sanitised) content when capture is on, else the summary."""
+        return self.value(data) if self.capture_content else self.summarize(data)
+
+    def preview(self, data: Any) -> str:
+        """One short redacted line describing ``data`` (used for span previews)."""
+        if isinstance(data, str):
+            return self.text(data, self.preview_length)
+        return self.text(str(self.value(data)), self.preview_length)
+
+    def summarize(self, data: Any) -> dict[str, Any]:
+        """Sizes and short redacted previews, per key for a mapping (what logs keep)."""
+        if isinstance(data, Mapping):
+            items = list(data.items())
+            out = {str(k): self._describe(v) for k, v in items[: self.max_items]}
+            if len(items) > self.max_items:
+                out["..."] = {"type": "more", "size": len(items) - self.max_items}
+            return out
+        return {"value": self._describe(data)}
+
+    def _describe(self, value: Any) -> dict[str, Any]:
+        kind = type(value).__name__
+        if isinstance(value, bytes | bytearray | memoryview):
+            return {"type": "bytes", "size": size_of(value)}
+        if value is None or isinstance(value, bool | int | float):
+            return {"type": kind, "value": value}
+        entry: dict[str, Any] = {"type": kind, "size": size_of(value)}
+        if isinstance(value, Mapping | list | tuple | set | frozenset):
+            entry["items"] = len(value)
+        entry["preview"] = self.preview(value)
+        return entry
