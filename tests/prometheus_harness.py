@@ -95,6 +95,7 @@ class PanelQuery:
     panel: str
     ref_id: str
     expr: str  # variables substituted
+    exemplar: bool = False  # Grafana asks for exemplars with this query
 
     @property
     def label(self) -> str:
@@ -114,6 +115,7 @@ def dashboard_queries() -> list[PanelQuery]:
                             panel["title"],
                             target["refId"],
                             substitute(target["expr"], dashboard),
+                            bool(target.get("exemplar")),
                         )
                     )
     return out
@@ -279,6 +281,14 @@ class PrometheusAPI:
 
     def label_values(self, label: str, selector: str) -> list[str]:
         return list(self._get(f"/api/v1/label/{label}/values", **{"match[]": [selector]}))
+
+    def exemplars(self, expr: str, window_s: float = 600) -> list[dict[str, Any]]:
+        """Exemplars stored for the series ``expr`` selects, over the last ``window_s`` seconds."""
+        end = time.time()
+        data = self._get(
+            "/api/v1/query_exemplars", query=expr, start=str(end - window_s), end=str(end)
+        )
+        return [ex for series in data for ex in series["exemplars"]]
 
     def alerts(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/alerts")["alerts"])

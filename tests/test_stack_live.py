@@ -10,6 +10,7 @@ make the component-down alert fire. Both processes are killed when the module en
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,19 @@ QUERIES = dashboard_queries()
 def test_dashboard_expression_returns_data(stack: Stack, query: PanelQuery) -> None:
     result = stack.prom.query(query.expr)
     assert result, f"no data for {query.expr}"
+
+
+EXEMPLAR_QUERIES = [q for q in QUERIES if q.exemplar]
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.mark.parametrize("query", EXEMPLAR_QUERIES, ids=[q.label for q in EXEMPLAR_QUERIES])
+def test_latency_exemplars_carry_trace_ids(stack: Stack, query: PanelQuery) -> None:
+    """Prometheus (exemplar storage on) kept the stage spans' trace ids that Grafana links."""
+    exemplars = stack.prom.exemplars(query.expr)
+    trace_ids = {ex["labels"].get("trace_id", "") for ex in exemplars}
+    assert trace_ids, f"no exemplars for {query.expr}"
+    assert all(TRACE_ID.match(t) for t in trace_ids), trace_ids
 
 
 @pytest.mark.parametrize(
