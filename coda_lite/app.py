@@ -1,0 +1,200 @@
+"""The composition root: the one place where Coda Lite is wired to coda-otel.
+
+The stage modules know nothing of telemetry; here they are wrapped and observed::
+
+    app = build_app(load_config())
+    result = await app.run_turn("My name is Ada.")   # one trace, five stage spans, metrics
+    app.outputs        # where traces, logs and snapshots went
+    await app.aclose()
+
+What is built: a TracerProvider from the standard ``OTEL_*`` variables (local OTLP JSON files
+when nothing is set), one Prometheus registry with every coda metric, the pipeline debugger
+(spans + metrics + conversation logs), a CachedEmbedder and an LLM-response cache reporting to
+one CacheDebugger, the memory snapshot emitter, the watchdog over the five stage components
+(wrapped by a fault injector), and the debug hub for the WebSocket API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from coda_lite import __version__
+from coda_lite.config import Config
+from coda_lite.conversation import TurnResult
+from coda_lite.factory import Pipeline, build_pipeline
+from coda_otel.cache_debugger import CacheDebugger
+from coda_otel.cached_embedder import CachedEmbedder
+from coda_otel.faults import FaultInjector
+from coda_otel.leak import LeakDetector
+from coda_otel.metrics import CodaMetrics
+from coda_otel.observed_cache import ObservedTTLCache
+from coda_otel.pipeline_debugger import ConversationPipelineDebugger
+from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.sanitize import Sanitizer, env_flag
+from coda_otel.snapshots import MemorySnapshotEmitter
+from coda_otel.tracing import Telemetry, configure
+from coda_otel.watchdog import CodaWatchdog
+from coda_otel.ws_hub import DebugHub
+
+log = logging.getLogger("coda_lite.app")
+
+
+class CachedLLM:
+    """Answers a repeated (model, query, context) from an observed TTL cache."""
+
+    def __init__(self, llm: Any, cache: ObservedTTLCache) -> None:
+        self.llm = llm
+        self.cache = cache
+        self.model = getattr(llm, "model", "unknown")
+
+    def key(self, query: str, context: Sequence[Mapping[str, Any]]) -> str:
+        payload = json.dumps([self.model, query, [c.get("content") for c in context]])
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> Any:
+        return await self.cache.aget_or_compute(
+            self.key(query, context), lambda: self.llm.generate(query, context)
+        )
+
+    async def aclose(self) -> None:
+        closer = getattr(self.llm, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+@dataclass
+class App:
+    """Everything ``build_app`` wired; ``aclose`` shuts it down in order, bounded."""
+
+    config: Config
+    pipeline: Pipeline
+    metrics: CodaMetrics
+    telemetry: Telemetry
+    debugger: ConversationPipelineDebugger
+    cache_debugger: CacheDebugger
+    snapshots: MemorySnapshotEmitter
+    watchdog: CodaWatchdog
+    faults: FaultInjector
+    hub: DebugHub
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    async def run_turn(
+        self, user_input: str | bytes, *, session_id: str | None = None
+    ) -> TurnResult:
+        return await self.pipeline.manager.process_user_input(user_input, session_id=session_id)
+
+    async def aclose(self) -> None:
+        self.watchdog.stop()
+        await self.hub.aclose()
+        await asyncio.to_thread(self.snapshots.close)
+        await asyncio.to_thread(self.debugger.close)
+        await asyncio.to_thread(self.telemetry.shutdown)
+        await self.pipeline.aclose()
+
+
+def build_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    set_global_tracer: bool = False,
+) -> App:
+    """Build the assistant with all of coda-otel attached (see the module docstring)."""
+    config.ensure_dirs()
+    tel = config.telemetry
+    metrics = CodaMetrics(registry, version=__version__)
+    telemetry = configure(
+        service_version=__version__,
+        coda_home=config.home,
+        metrics=metrics,
+        set_global=set_global_tracer,
+    )
+    capture = tel.capture_content or env_flag(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False
+    )
+    debugger = ConversationPipelineDebugger(
+        enabled=tel.enabled,
+        output_dir=config.pipeline_logs_dir,
+        tracer_provider=telemetry.tracer_provider,
+        listeners=[PipelineMetrics(metrics)],
+        sanitizer=Sanitizer(capture_content=capture),
+        log_max_files=tel.pipeline_log_max_files,
+        log_max_bytes=tel.pipeline_log_max_bytes,
+    )
+    caches = CacheDebugger(enabled=tel.enabled, metrics=metrics)
+
+    def wrap_embedder(embedder: Any) -> Any:
+        return CachedEmbedder(
+            embedder, maxsize=tel.embed_cache_size, ttl=tel.embed_cache_ttl, debugger=caches
+        )
+
+    def wrap_llm(llm: Any) -> Any:
+        if tel.llm_cache_size <= 0:
+            return llm
+        cache = ObservedTTLCache(
+            tel.llm_cache_size, tel.llm_cache_ttl, name="llm_response", debugger=caches
+        )
+        return CachedLLM(llm, cache)
+
+    pipeline = build_pipeline(
+        config, observer=debugger, wrap_embedder=wrap_embedder, wrap_llm=wrap_llm
+    )
+    snapshots = MemorySnapshotEmitter(
+        pipeline.memory,
+        snapshot_dir=config.snapshots_dir,
+        interval=tel.snapshot_interval,
+        enabled=tel.enabled,
+        metrics=metrics,
+        max_files=tel.snapshot_max_files,
+        max_bytes=tel.snapshot_max_bytes,
+    )
+    pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
+    faults = FaultInjector()
+    watchdog = CodaWatchdog(
+        faults.wrap_all(pipeline.components),
+        check_interval=tel.health_interval,
+        heartbeat_timeout=tel.heartbeat_timeout,
+        metrics=metrics,
+        leak_detector=LeakDetector(metrics=metrics),
+    )
+    app = App(
+        config=config,
+        pipeline=pipeline,
+        metrics=metrics,
+        telemetry=telemetry,
+        debugger=debugger,
+        cache_debugger=caches,
+        snapshots=snapshots,
+        watchdog=watchdog,
+        faults=faults,
+        hub=DebugHub(
+            metrics=metrics,
+            cache_stats_interval=tel.cache_stats_interval,
+            health_interval=tel.health_interval,
+            allow_fault_injection=config.server.allow_fault_injection,
+        ),
+        outputs={
+            "traces": telemetry.exporter_description,
+            "conversation logs": str(config.pipeline_logs_dir),
+            "memory snapshots": str(config.snapshots_dir),
+            "memory database": str(config.memory_db_path),
+        },
+    )
+    from coda_lite.debug_control import AppDebugControl
+
+    app.hub.control = AppDebugControl(app)
+    debugger.add_listener(app.hub)
+    snapshots.add_listener(app.hub.on_memory_snapshot)
+    watchdog.add_listener(app.hub.publish_health_status)
+    return app

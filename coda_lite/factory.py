@@ -1,0 +1,86 @@
+"""Build the whole pipeline from a :class:`~coda_lite.config.Config`.
+
+    pipeline = build_pipeline(load_config(), observer=debugger,
+                              wrap_embedder=lambda e: CachedEmbedder(e), wrap_llm=None)
+    result = await pipeline.manager.process_user_input("Hello")
+    pipeline.components        # [stt, embedder, memory_store, llm, tts] health Components
+    await pipeline.aclose()
+
+``wrap_embedder`` / ``wrap_llm`` let the composition root wrap the embedder or the model (e.g.
+with caches) before they are handed to memory and the conversation manager; the health
+components stay the unwrapped stage objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from coda_lite.config import Config
+from coda_lite.conversation import ConversationManager
+from coda_lite.embedder import make_embedder
+from coda_lite.llm import make_llm
+from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
+from coda_lite.observer import NULL_OBSERVER, PipelineObserver
+from coda_lite.stt import make_stt
+from coda_lite.tts import make_tts
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    manager: ConversationManager
+    stt: Any
+    memory: MemoryManager
+    long_term: LongTermMemory
+    embedder: Any  # the embedder handed to memory (possibly wrapped)
+    llm: Any  # the model handed to the manager (possibly wrapped)
+    tts: Any
+    components: list[Any] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Close network sessions and the memory database."""
+        for obj in {id(x): x for x in (self.llm, *self.components)}.values():
+            closer = getattr(obj, "aclose", None)
+            if closer is not None:
+                await closer()
+        await asyncio.to_thread(self.long_term.close)
+
+
+def build_pipeline(
+    config: Config,
+    *,
+    observer: PipelineObserver = NULL_OBSERVER,
+    wrap_embedder: Callable[[Any], Any] | None = None,
+    wrap_llm: Callable[[Any], Any] | None = None,
+) -> Pipeline:
+    """Every stage with its configured backend (the embedding model loads once per process)."""
+    config.ensure_dirs()
+    stt = make_stt(config.stt)
+    embedder_component = make_embedder(config.embeddings)
+    embedder = wrap_embedder(embedder_component) if wrap_embedder else embedder_component
+    long_term = LongTermMemory(config.memory_db_path, embedder)
+    memory = MemoryManager(
+        ShortTermMemory(config.memory.short_term_turns),
+        long_term,
+        embedder,
+        k=config.memory.retrieve_k,
+        min_score=config.memory.min_score,
+    )
+    llm_component = make_llm(config.llm)
+    llm = wrap_llm(llm_component) if wrap_llm else llm_component
+    tts = make_tts(config.tts)
+    manager = ConversationManager(stt, memory, llm, tts, observer)
+    return Pipeline(
+        config=config,
+        manager=manager,
+        stt=stt,
+        memory=memory,
+        long_term=long_term,
+        embedder=embedder,
+        llm=llm,
+        tts=tts,
+        components=[stt, embedder_component, long_term, llm_component, tts],
+    )

@@ -1,0 +1,342 @@
+"""Long-term memory: a persistent SQLite store of memories with embeddings, retrieved by cosine.
+
+    store = LongTermMemory(home / "data" / "memory.sqlite3", embedder)
+    store.add("My name is Ada.", importance=0.9, topics=["name"])
+    store.retrieve("What is my name?", k=3)   # [{'id', 'content', 'score', 'topics', ...}]
+    store.get_all_memories()                  # no embeddings unless include_embeddings=True
+    store.export("memories.json"); store.import_("memories.json")
+
+Methods are synchronous and thread-safe (one lock; call them with ``asyncio.to_thread`` from
+async code). The store is a health Component (name ``"memory_store"``): ``restart`` closes and
+reopens the database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from coda_lite.components import CallStats
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memories (
+    id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL NOT NULL,
+    topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,
+    embedding BLOB, dim INTEGER, model TEXT);
+"""
+_COLS = "id, content, importance, topics, created_at, source"
+
+
+class Embedder(Protocol):
+    model_name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class MemoryStoreError(RuntimeError):
+    """The memory database cannot be used (closed, unreadable, bad import file)."""
+
+
+def _row(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "content": r[1],
+        "importance": float(r[2]),
+        "topics": json.loads(r[3]),
+        "created_at": float(r[4]),
+        "source": r[5],
+    }
+
+
+class LongTermMemory:
+    name = "memory_store"
+
+    def __init__(self, path: str | os.PathLike[str], embedder: Embedder | None = None) -> None:
+        self.path = Path(path)
+        self.embedder = embedder
+        self.lock = threading.RLock()
+        self.stats = CallStats()
+        self._conn: sqlite3.Connection | None = None
+        self._index: tuple[list[str], np.ndarray] | None = None  # cached embedding matrix
+        self.reopen()
+
+    # -- connection -------------------------------------------------------------------------
+    def reopen(self) -> None:
+        with self.lock:
+            self.close()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
+            self._conn = conn
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self._index = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise MemoryStoreError(f"memory database {self.path} is closed")
+        return self._conn
+
+    # -- writes -----------------------------------------------------------------------------
+    def _embed(self, texts: Sequence[str]) -> np.ndarray | None:
+        return None if self.embedder is None else self.embedder.encode(list(texts))
+
+    def add(
+        self,
+        content: str,
+        *,
+        importance: float = 0.5,
+        topics: Iterable[str] = (),
+        embedding: np.ndarray | None = None,
+        source: str = "user",
+        memory_id: str | None = None,
+        created_at: float | None = None,
+    ) -> dict[str, Any]:
+        """Store one memory (embedding computed with the embedder when not given)."""
+        content = content.strip()
+        if not content:
+            raise ValueError("memory content is empty")
+        if not 0.0 <= importance <= 1.0:
+            raise ValueError(f"importance must be within 0..1, got {importance}")
+        if embedding is None:
+            vecs = self._embed([content])
+            embedding = None if vecs is None else vecs[0]
+        memory = {
+            "id": memory_id or uuid.uuid4().hex,
+            "content": content,
+            "importance": float(importance),
+            "topics": sorted({str(t) for t in topics}),
+            "created_at": created_at if created_at is not None else time.time(),
+            "source": source,
+        }
+        blob = None if embedding is None else np.asarray(embedding, np.float32).tobytes()
+        dim = None if embedding is None else int(np.asarray(embedding).size)
+        model = self.embedder.model_name if self.embedder is not None else None
+        with self.lock, self.stats.track():
+            db = self._db()
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        memory["id"],
+                        content,
+                        memory["importance"],
+                        json.dumps(memory["topics"]),
+                        memory["created_at"],
+                        source,
+                        blob,
+                        dim,
+                        model,
+                    ),
+                )
+            self._index = None
+        return memory
+
+    def clear(self) -> int:
+        with self.lock, self.stats.track():
+            db = self._db()
+            with db:
+                n = db.execute("DELETE FROM memories").rowcount
+            self._index = None
+            return int(n)
+
+    # -- reads ------------------------------------------------------------------------------
+    def _matrix(self) -> tuple[list[str], np.ndarray]:
+        if self._index is None:
+            dim = self.embedder.dim if self.embedder is not None else None
+            rows = self._db().execute(
+                "SELECT id, embedding FROM memories WHERE embedding IS NOT NULL AND dim = ?",
+                (dim,),
+            )
+            ids, vecs = [], []
+            for mid, blob in rows:
+                ids.append(mid)
+                vecs.append(np.frombuffer(blob, np.float32))
+            matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
+            self._index = (ids, matrix)
+        return self._index
+
+    def retrieve(
+        self, query: str | np.ndarray, k: int = 3, min_score: float = -1.0
+    ) -> list[dict[str, Any]]:
+        """The ``k`` memories most similar to ``query`` (text or an embedding), best first."""
+        if k < 1:
+            return []
+        if isinstance(query, str):
+            vecs = self._embed([query])
+            if vecs is None:
+                raise MemoryStoreError("retrieve by text needs an embedder")
+            query = vecs[0]
+        q = np.asarray(query, np.float32).reshape(-1)
+        with self.lock, self.stats.track():
+            ids, matrix = self._matrix()
+            if not ids or matrix.shape[1] != q.size:
+                return []
+            scores = matrix @ (q / (np.linalg.norm(q) or 1.0))
+            order = [i for i in np.argsort(-scores)[:k] if scores[i] >= min_score]
+            out = []
+            for i in order:
+                r = (
+                    self._db()
+                    .execute(f"SELECT {_COLS} FROM memories WHERE id = ?", (ids[i],))
+                    .fetchone()
+                )
+                if r is not None:
+                    out.append({**_row(r), "score": round(float(scores[i]), 4)})
+            return out
+
+    def get_all_memories(self, include_embeddings: bool = False) -> list[dict[str, Any]]:
+        with self.lock:
+            cols = _COLS + (", embedding" if include_embeddings else "")
+            rows = self._db().execute(f"SELECT {cols} FROM memories ORDER BY created_at, id")
+            out = []
+            for r in rows:
+                m = _row(r)
+                if include_embeddings:
+                    m["embedding"] = (
+                        None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
+                    )
+                out.append(m)
+            return out
+
+    def find(self, content: str) -> dict[str, Any] | None:
+        """The memory whose content equals ``content`` (case-insensitive), if any."""
+        with self.lock:
+            r = (
+                self._db()
+                .execute(
+                    f"SELECT {_COLS} FROM memories WHERE lower(content) = lower(?)",
+                    (content.strip(),),
+                )
+                .fetchone()
+            )
+            return None if r is None else _row(r)
+
+    def get_all_topics(self) -> list[str]:
+        with self.lock:
+            topics: set[str] = set()
+            for (t,) in self._db().execute("SELECT topics FROM memories"):
+                topics.update(json.loads(t))
+            return sorted(topics)
+
+    @property
+    def memory_count(self) -> int:
+        with self.lock:
+            return int(self._db().execute("SELECT count(*) FROM memories").fetchone()[0])
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "memory_count": self.memory_count if self._conn is not None else 0,
+                "path": str(self.path),
+                "model": self.embedder.model_name if self.embedder is not None else None,
+            }
+
+    def read_state(self) -> dict[str, Any]:
+        """Memories, count and topics as one consistent copy."""
+        with self.lock:
+            memories = self.get_all_memories()
+            topics = sorted({t for m in memories for t in m["topics"]})
+            return {"memories": memories, "memory_count": len(memories), "topics": topics}
+
+    # -- export / import --------------------------------------------------------------------
+    def export(self, path: str | os.PathLike[str]) -> int:
+        """Write all memories (without embeddings) to a JSON file atomically; returns the count."""
+        memories = self.get_all_memories()
+        _atomic_json(Path(path), {"version": 1, "memories": memories})
+        return len(memories)
+
+    def import_(self, path: str | os.PathLike[str]) -> int:
+        """Add the memories of an exported file (embeddings recomputed); returns the count."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MemoryStoreError(f"memory import file not found: {p}") from None
+        except (OSError, ValueError) as exc:
+            raise MemoryStoreError(f"memory import file {p} is not readable JSON: {exc}") from None
+        memories = data.get("memories") if isinstance(data, Mapping) else data
+        if not isinstance(memories, list):
+            raise MemoryStoreError(f"memory import file {p} holds no 'memories' list")
+        return self.import_data(memories, where=str(p))
+
+    def import_data(self, memories: Sequence[Any], where: str = "import") -> int:
+        items = []
+        for i, m in enumerate(memories):
+            if not isinstance(m, Mapping) or not str(m.get("content", "")).strip():
+                raise MemoryStoreError(f"{where}: memories[{i}] needs a non-empty 'content'")
+            items.append(m)
+        vecs = self._embed([str(m["content"]) for m in items]) if items else None
+        for i, m in enumerate(items):
+            self.add(
+                str(m["content"]),
+                importance=min(1.0, max(0.0, float(m.get("importance", 0.5)))),
+                topics=[str(t) for t in m.get("topics", [])],
+                embedding=None if vecs is None else vecs[i],
+                source=str(m.get("source", "import")),
+                memory_id=str(m["id"]) if m.get("id") else None,
+                created_at=float(m["created_at"]) if m.get("created_at") else None,
+            )
+        return len(items)
+
+    # -- health Component -------------------------------------------------------------------
+    async def get_heartbeat(self) -> dict[str, Any]:
+        def probe() -> tuple[bool, int]:
+            with self.lock:
+                if self._conn is None:
+                    return False, 0
+                return True, self.memory_count
+
+        try:
+            ok, count = await asyncio.to_thread(probe)
+        except sqlite3.Error:
+            ok, count = False, 0
+        return self.stats.heartbeat(
+            healthy=ok and self.stats.error_rate < 0.5,
+            models_loaded=ok,
+            memory_count=count,
+            path=str(self.path),
+        )
+
+    async def restart(self) -> None:
+        await asyncio.to_thread(self.reopen)
+        self.stats.reset_window()
+
+    async def force_restart(self) -> None:
+        await asyncio.to_thread(self.close)
+        await self.restart()
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,137 @@
+"""Speech to text: pocketsphinx, offline. WAV bytes or a WAV path in, text out.
+
+    from coda_lite.config import SttConfig
+    from coda_lite.stt import make_stt
+
+    stt = make_stt(SttConfig())                    # PocketSphinxSTT, model loaded once
+    text = await stt.transcribe("turn.wav")         # any rate/channels: resampled to 16 kHz mono
+
+Bad audio raises :class:`~coda_lite.audio.AudioError` saying what was wrong (empty, silent,
+truncated, not a WAV, missing file). The stage is also a health Component (name ``"stt"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any, Protocol
+
+from coda_lite.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
+from coda_lite.components import CallStats
+from coda_lite.config import SttConfig
+
+
+class STT(Protocol):
+    name: str
+
+    async def transcribe(self, audio: bytes | str | os.PathLike[str]) -> str: ...
+
+
+class PocketSphinxSTT:
+    """CMU pocketsphinx decoder (thread-safe: one decode at a time, off the event loop)."""
+
+    name = "stt"
+
+    def __init__(self, config: SttConfig | None = None) -> None:
+        self.config = config or SttConfig()
+        self.stats = CallStats()
+        self._lock = threading.Lock()
+        self._decoder: Any = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:  # the 'speech' extra is missing
+            raise RuntimeError(
+                "pocketsphinx is not installed: pip install 'coda-lite[speech]' "
+                "or set stt.backend: none"
+            ) from exc
+        kwargs: dict[str, Any] = {"samprate": self.config.sample_rate, "loglevel": "FATAL"}
+        if self.config.model_path is not None:
+            kwargs["hmm"] = str(self.config.model_path)
+        decoder = Decoder(**kwargs)
+        with self._lock:
+            self._decoder = decoder
+
+    @property
+    def models_loaded(self) -> bool:
+        return self._decoder is not None
+
+    async def transcribe(self, audio: bytes | str | os.PathLike[str]) -> str:
+        return await asyncio.to_thread(self._transcribe_sync, audio)
+
+    def _transcribe_sync(self, audio: bytes | str | os.PathLike[str]) -> str:
+        with self.stats.track():
+            data, label = read_audio(audio)
+            rate = self.config.sample_rate
+            pcm = to_pcm16_mono(data, rate=rate, label=label)
+            seconds = len(pcm) / 2 / rate
+            if seconds > self.config.max_audio_seconds:
+                raise AudioError(
+                    f"{label} is {seconds:.0f} s long; at most "
+                    f"{self.config.max_audio_seconds:.0f} s per turn"
+                )
+            level = rms_int16(pcm)
+            if level < self.config.silence_rms:
+                raise AudioError(f"{label} is silent (RMS level {level:.1f}, no speech to hear)")
+            with self._lock:
+                decoder = self._decoder
+                if decoder is None:
+                    raise RuntimeError("speech recogniser is not loaded (restart in progress)")
+                decoder.start_utt()
+                decoder.process_raw(pcm, full_utt=True)
+                decoder.end_utt()
+                hyp = decoder.hyp()
+            text = (hyp.hypstr if hyp is not None else "").strip()
+            if not text:
+                raise AudioError(f"no words recognised in {label} ({seconds:.1f} s of sound)")
+            return text
+
+    async def get_heartbeat(self) -> dict[str, Any]:
+        loaded = self.models_loaded
+        return self.stats.heartbeat(
+            healthy=loaded and self.stats.error_rate < 0.5,
+            models_loaded=loaded,
+            backend="pocketsphinx",
+        )
+
+    async def restart(self) -> None:
+        await asyncio.to_thread(self._load)
+        self.stats.reset_window()
+
+    async def force_restart(self) -> None:
+        with self._lock:
+            self._decoder = None
+        await self.restart()
+
+
+class TextOnlySTT:
+    """``stt.backend: none``: text turns only; audio is refused with a clear error."""
+
+    name = "stt"
+
+    def __init__(self) -> None:
+        self.stats = CallStats()
+
+    async def transcribe(self, audio: bytes | str | os.PathLike[str]) -> str:
+        with self.stats.track():
+            raise AudioError("speech recognition is disabled (stt.backend: none); send text")
+
+    async def get_heartbeat(self) -> dict[str, Any]:
+        return self.stats.heartbeat(healthy=True, models_loaded=True, backend="none")
+
+    async def restart(self) -> None:
+        self.stats.reset_window()
+
+    async def force_restart(self) -> None:
+        self.stats.reset_window()
+
+
+def make_stt(config: SttConfig) -> PocketSphinxSTT | TextOnlySTT:
+    if config.backend == "pocketsphinx":
+        return PocketSphinxSTT(config)
+    if config.backend == "none":
+        return TextOnlySTT()
+    raise ValueError(f"unknown stt.backend {config.backend!r} (choose pocketsphinx or none)")
