@@ -1,0 +1,250 @@
+"""The pipeline debugger through its public surface, on a real SDK provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from coda_otel.cli import main as cli_main
+from coda_otel.conversation_log import latest_log, read_log
+from coda_otel.events import ConversationEvent, StageEvent
+from coda_otel.pipeline_debugger import ConversationPipelineDebugger
+from coda_otel.sanitize import Sanitizer
+from tests.otlp_receivers import STAGES, fake_turn
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    tp = TracerProvider(shutdown_on_exit=False)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tp
+    tp.shutdown()
+
+
+@pytest.fixture
+def dbg(provider: TracerProvider, tmp_path: Path) -> Iterator[ConversationPipelineDebugger]:
+    debugger = ConversationPipelineDebugger(
+        output_dir=tmp_path / "logs", tracer_provider=provider, sanitizer=Sanitizer()
+    )
+    yield debugger
+    debugger.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.stages: list[StageEvent] = []
+        self.conversations: list[ConversationEvent] = []
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        self.stages.append(event)
+
+    def on_conversation_end(self, event: ConversationEvent) -> None:
+        self.conversations.append(event)
+
+
+class Broken:
+    def on_stage_end(self, event: StageEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    def on_conversation_end(self, event: ConversationEvent) -> None:
+        raise RuntimeError("listener bug")
+
+
+def _trace(exporter: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan]:
+    spans = exporter.get_finished_spans()
+    return [s for s in spans if s.context is not None and f"{s.context.trace_id:032x}" == trace_id]
+
+
+async def test_json_log_round_trip(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    conv = await fake_turn(dbg, transcript="call me on +44 20 7946 0958")
+    assert dbg.flush(5)
+    record = read_log(dbg.log_writer.last_path)  # type: ignore[arg-type]
+    assert record["conversation_id"] == conv.conversation_id
+    assert record["trace_id"] == conv.trace_id and record["status"] == "ok"
+    assert [s["stage_name"] for s in record["stages"]] == list(STAGES)
+    spans = {f"{s.context.span_id:016x}": s.name for s in _trace(exporter, conv.trace_id)}
+    for stage in record["stages"]:
+        assert spans[stage["span_id"]] == stage["stage_name"]  # a log entry leads to its span
+        assert stage["duration_ms"] >= 0
+        assert stage["input"]["text"]["preview"] == "call me on [PHONE]"
+    assert record["total_duration_ms"] >= sum(s["duration_ms"] for s in record["stages"])
+    assert latest_log(tmp_path / "logs") == dbg.log_writer.last_path
+
+
+async def test_error_turn_in_log_and_listeners(dbg: ConversationPipelineDebugger) -> None:
+    recorder = Recorder()
+    dbg.add_listener(Broken())
+    dbg.add_listener(recorder)
+    with pytest.raises(RuntimeError):
+        await fake_turn(dbg, fail_stage="memory_update", transcript="key sk-abcdefghijklmnop1234")
+    dbg.flush(5)
+    record = read_log(dbg.log_writer.last_path)  # type: ignore[arg-type]
+    names = [s["stage_name"] for s in record["stages"]]
+    assert names == ["stt", "memory_retrieval", "llm", "memory_update", "error"]
+    error = record["stages"][-1]
+    assert error["metadata"] == {"error_type": "RuntimeError", "stage": "memory_update"}
+    assert error["input"]["error"].startswith("memory_update failed for key [")
+    assert "Traceback" in error["output"]["traceback"]
+    assert "sk-abcdef" not in json.dumps(record)
+    assert record["status"] == "error"
+    assert [e.status for e in recorder.stages] == ["ok", "ok", "ok", "error"]
+    assert recorder.stages[-1].error_type == "RuntimeError"
+    [conversation] = recorder.conversations
+    assert conversation.status == "error" and len(conversation.stages) == 4
+
+
+async def test_cancelled_stage_is_not_an_error(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
+) -> None:
+    task = asyncio.create_task(fake_turn(dbg, cancel_stage="tts"))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    tts = by_name["tts"]
+    assert tts.attributes["coda.stage.status"] == "cancelled"
+    assert tts.status.status_code is StatusCode.UNSET
+    root = by_name["conversation"]
+    assert root.attributes["coda.conversation.status"] == "cancelled"
+    assert root.status.status_code is StatusCode.UNSET
+
+
+async def test_disabled_debugger_records_nothing(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    recorder = Recorder()
+    dbg.add_listener(recorder)
+    dbg.enabled = False
+    conv = await fake_turn(dbg)
+    assert conv.conversation_id and conv.trace_id is None
+    assert dbg.log_stage("stt", {}, {}) is None
+    assert exporter.get_finished_spans() == () and recorder.stages == []
+    assert dbg.flush(5) and latest_log(tmp_path / "logs") is None
+    dbg.enabled = True
+    conv = await fake_turn(dbg)
+    assert len(_trace(exporter, conv.trace_id)) == 6
+
+
+async def test_concurrent_conversations_do_not_mix(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
+) -> None:
+    convs = await asyncio.gather(*(fake_turn(dbg, turn=n, session_id=f"s{n}") for n in range(6)))
+    assert len({c.trace_id for c in convs}) == 6
+    for conv in convs:
+        spans = _trace(exporter, conv.trace_id)
+        root = next(s for s in spans if s.name == "conversation")
+        children = sorted((s for s in spans if s is not root), key=lambda s: s.start_time or 0)
+        assert [s.name for s in children] == list(STAGES)
+        assert all(
+            s.parent is not None and s.parent.span_id == root.context.span_id for s in children
+        )
+        assert root.attributes["session.id"] == f"s{conv.turn}"
+
+
+async def test_context_follows_awaits_and_worker_threads(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    tracer = provider.get_tracer("embedder")
+
+    def embed() -> None:  # instrumented library code running in a worker thread
+        with tracer.start_as_current_span("embed"):
+            pass
+
+    def sync_stage(conv: Any) -> None:
+        with conv.stage("tts", {"text": "hi"}) as st:
+            st.set_output({"audio_bytes": b"x" * 10})
+
+    with dbg.conversation(turn=1) as conv:
+        async with conv.stage("memory_retrieval", {"query": "q"}):
+            await asyncio.sleep(0)
+            await asyncio.to_thread(embed)
+        await asyncio.to_thread(sync_stage, conv)  # a stage opened inside a worker thread
+        plain = threading.Thread(target=sync_stage, args=(conv,))  # no context copied at all
+        plain.start()
+        plain.join()
+
+    spans = _trace(exporter, conv.trace_id)
+    ids = {s.name: s.context.span_id for s in spans if s.name != "tts"}
+    embed_span = next(s for s in spans if s.name == "embed")
+    assert embed_span.parent.span_id == ids["memory_retrieval"]
+    tts = [s for s in spans if s.name == "tts"]
+    assert len(tts) == 2 and all(s.parent.span_id == ids["conversation"] for s in tts)
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing leaked into the caller
+
+
+def test_spec_api(dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter) -> None:
+    cid = dbg.start_conversation()
+    empty = dbg.end_conversation()  # the spec crashed here: total_duration used before set
+    assert empty is not None and empty["conversation_id"] == cid
+    assert empty["stages"] == [] and empty["total_duration_ms"] >= 0
+
+    cid = dbg.start_conversation("turn-42")
+    stage = dbg.log_stage("llm", {"query": "hi"}, {"response": "hello"}, {"duration_ms": 12.5})
+    assert stage is not None and stage["duration_ms"] == 12.5
+    dbg.log_stage("error", {"error": "boom"}, {"traceback": "..."}, {"error_type": "ValueError"})
+    result = dbg.end_conversation()
+    assert result is not None and result["status"] == "error"
+    assert [s["stage_name"] for s in result["stages"]] == ["llm", "error"]
+    llm = next(s for s in exporter.get_finished_spans() if s.name == "llm")
+    assert llm.end_time - llm.start_time == 12_500_000  # placed from the reported duration
+    root = next(
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "conversation" and s.attributes["coda.conversation.id"] == "turn-42"
+    )
+    assert root.status.status_code is StatusCode.ERROR
+    assert dbg.end_conversation() is None  # nothing current any more
+
+
+async def test_log_files_are_bounded_and_named_safely(
+    provider: TracerProvider, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    dbg = ConversationPipelineDebugger(output_dir=folder, tracer_provider=provider, log_max_files=3)
+    with dbg.conversation(conversation_id="../../escape") as conv:
+        async with conv.stage("stt", {"audio_bytes": b"1"}):
+            pass
+    for n in range(5):
+        await fake_turn(dbg, turn=n)
+    assert dbg.close(5)
+    files = sorted(folder.iterdir())
+    assert len(files) == 3 and all(p.parent == folder for p in files)
+    assert not (tmp_path.parent / "escape").exists()
+    big = ConversationPipelineDebugger(output_dir=folder, tracer_provider=provider, log_max_bytes=1)
+    await fake_turn(big)
+    assert big.close(5)
+    assert len(list(folder.glob("*.json"))) <= 1
+
+
+async def test_trace_show_prints_a_waterfall_from_a_log(
+    dbg: ConversationPipelineDebugger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conv = await fake_turn(dbg)
+    dbg.flush(5)
+    assert cli_main(["trace", "show", "--last", "--dir", str(tmp_path / "logs")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert conv.conversation_id in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == list(STAGES)
+    assert all("|" in line and line.rstrip().endswith("ms") for line in lines[1:])
+    assert cli_main(["trace", "show", str(tmp_path / "missing.json")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert cli_main(["trace", "show", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

@@ -1,0 +1,126 @@
+"""Redaction, truncation and summaries of conversation content."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer, luhn_valid, redact, size_of
+from coda_otel.waterfall import Bar, Waterfall, render
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail bob.smith+x@example.co.uk now", "mail [EMAIL] now"),
+        ("card 4111 1111 1111 1111 ok", "card [CARD] ok"),
+        ("card 4111-1111-1111-1111", "card [CARD]"),
+        ("call +44 20 7946 0958", "call [PHONE]"),
+        ("call (555) 123-4567", "call [PHONE]"),
+        ("Authorization: Bearer eyJhbGciOi.abc-def_ghi", "Authorization: Bearer [TOKEN]"),
+        ("api_key=abc123secret", "api_key=[SECRET]"),
+        ("password: 'hunter2'", "password: [SECRET]"),
+        ("use sk-proj1234567890abcdefXYZ", "use [API_KEY]"),
+        ("aws AKIAIOSFODNN7EXAMPLE", "aws [API_KEY]"),
+        (
+            "digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "digest [API_KEY]",
+        ),
+    ],
+)
+def test_redacts_personal_data_and_secrets(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "meeting on 2024-01-15 at 10:30",
+        "order 4111 1111 1111 1112 (fails Luhn, 16 digits)",
+        "I have 3 cats and 12 dogs",
+        "version 1.45.2",
+    ],
+)
+def test_leaves_ordinary_text_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_luhn() -> None:
+    assert luhn_valid("4111111111111111") and luhn_valid("79927398713")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_truncation_and_switches() -> None:
+    s = Sanitizer(max_length=10)
+    assert s.text("a" * 25) == "a" * 10 + TRUNCATION_MARK
+    assert s.text("short") == "short"
+    raw = Sanitizer(redact=False)
+    assert raw.text("bob@example.com") == "bob@example.com"
+    with pytest.raises(ValueError, match="positive"):
+        Sanitizer(max_length=0)
+
+
+def test_summary_keeps_sizes_and_redacted_previews() -> None:
+    s = Sanitizer(preview_length=20)
+    summary = s.summarize(
+        {"transcript": "mail me at bob@example.com please, soon", "audio": b"\0" * 3200, "n": 3}
+    )
+    assert summary["transcript"] == {
+        "type": "str",
+        "size": 39,
+        "preview": "mail me at [EMAIL] p" + TRUNCATION_MARK,
+    }
+    assert summary["audio"] == {"type": "bytes", "size": 3200}
+    assert summary["n"] == {"type": "int", "value": 3}
+    assert s.content({"x": "bob@example.com"}) == {
+        "x": {"type": "str", "size": 15, "preview": "[EMAIL]"}
+    }
+    s.capture_content = True
+    assert s.content({"x": "bob@example.com", "b": b"12"}) == {"x": "[EMAIL]", "b": "<2 bytes>"}
+
+
+def test_size_of_counts_content_not_containers() -> None:
+    assert size_of({"a": "xyz", "b": [b"12", "3"], "c": None}) == 6
+    assert size_of(memoryview(b"abcd")) == 4
+
+
+def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "CODA_CAPTURE_CONTENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CODA_REDACT", raising=False)
+    assert not Sanitizer.from_env().capture_content and Sanitizer.from_env().redact
+    monkeypatch.setenv("CODA_CAPTURE_CONTENT", "true")
+    monkeypatch.setenv("CODA_REDACT", "false")
+    s = Sanitizer.from_env()
+    assert s.capture_content and not s.redact
+
+
+emails = st.from_regex(r"[a-z]{3,10}\.[a-z]{2,8}@[a-z]{3,10}\.(com|org|net)", fullmatch=True)
+
+
+@given(prefix=st.text(max_size=200), email=emails, suffix=st.text(max_size=200))
+def test_an_email_never_survives_and_length_is_bounded(
+    prefix: str, email: str, suffix: str
+) -> None:
+    s = Sanitizer(max_length=1000)
+    out = s.text(f"{prefix} {email} {suffix}")
+    assert email not in out
+    assert len(out) <= 1000 + len(TRUNCATION_MARK)
+
+
+def test_waterfall_bars_are_to_scale() -> None:
+    wf = Waterfall(
+        "c1",
+        100.0,
+        "error",
+        "ab" * 16,
+        [Bar("stt", 0, 50), Bar("llm", 50, 25, "error", note="ValueError"), Bar("tts", 75, 25)],
+    )
+    lines = render(wf, width=20).splitlines()
+    assert lines[0] == f"conversation c1  trace {'ab' * 16}  error  total 100.0 ms"
+    bars = [line.split("|")[1] for line in lines[1:]]
+    assert bars == ["█" * 10 + " " * 10, " " * 10 + "█" * 5 + " " * 5, " " * 15 + "█" * 5]
+    assert lines[2].endswith("ERROR ValueError")
+    with pytest.raises(ValueError, match="width"):
+        render(wf, width=3)
