@@ -50,7 +50,7 @@ log = logging.getLogger("coda_lite.app")
 class CachedLLM:
     """Answers a repeated (model, query, context) from an observed TTL cache."""
 
-    def __init__(self, llm: Any, cache: ObservedTTLCache) -> None:
+    def __init__(self, llm: Any, cache: ObservedTTLCache[str, Any]) -> None:
         self.llm = llm
         self.cache = cache
         self.model = getattr(llm, "model", "unknown")
@@ -142,7 +142,7 @@ def build_app(
     def wrap_llm(llm: Any) -> Any:
         if tel.llm_cache_size <= 0:
             return llm
-        cache = ObservedTTLCache(
+        cache: ObservedTTLCache[str, Any] = ObservedTTLCache(
             tel.llm_cache_size, tel.llm_cache_ttl, name="llm_response", debugger=caches
         )
         return CachedLLM(llm, cache)

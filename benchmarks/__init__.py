@@ -1,0 +1,1 @@
+"""Benchmarks: the cost of observing, each figure beside a baseline measured in the same run."""

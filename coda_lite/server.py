@@ -1,0 +1,180 @@
+"""``coda-lite serve``: the assistant as a long-lived service on one port.
+
+    coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
+
+    POST /v1/turns        {"text": "...", "session_id": "s1"} or {"audio_wav_base64": "..."}
+                          -> {"transcript", "response", "conversation_id", "trace_id", ...}
+    GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
+    GET  /health, /health/live, /health/ready
+    POST /debug/faults    only with --allow-fault-injection
+    GET  /ws              the debug WebSocket (docs/websocket.md)
+
+Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
+Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
+to start and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from coda_lite.app import App, build_app
+from coda_lite.components import InputError
+from coda_lite.config import Config
+from coda_lite.conversation import StageError
+from coda_otel.exposition import add_metrics_route
+from coda_otel.files import InvalidIdError, validate_id
+from coda_otel.health_http import add_health_routes
+from coda_otel.ws_server import InsecureBindError, add_debug_ws_route, check_bind_security
+
+log = logging.getLogger("coda_lite.server")
+
+APP_KEY = web.AppKey("coda_app", App)
+MAX_TEXT_CHARS = 4000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    """A JSON error body: ``{"error": {"code": ..., "message": ..., ...}}``."""
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's plain-text errors (404, 405, 413) and crashes into JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error(exc.status, code, exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, "internal_error", f"{type(exc).__name__} (see the service log)")
+
+
+def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
+    """Validate a turn request; returns (text or WAV bytes, session id, return_audio)."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = set(data) - {"text", "audio_wav_base64", "session_id", "return_audio"}
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    text, audio = data.get("text"), data.get("audio_wav_base64")
+    if (text is None) == (audio is None):
+        raise ValueError("give exactly one of 'text' or 'audio_wav_base64'")
+    session_id = data.get("session_id")
+    if session_id is not None:
+        try:
+            validate_id(session_id)
+        except InvalidIdError as exc:
+            raise ValueError(f"session_id: {exc}") from None
+    return_audio = data.get("return_audio", False)
+    if not isinstance(return_audio, bool):
+        raise ValueError("return_audio must be true or false")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
+        return text, session_id, return_audio
+    if not isinstance(audio, str):
+        raise ValueError("audio_wav_base64 must be a base64 string")
+    try:
+        wav = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"audio_wav_base64 is not valid base64: {exc}") from None
+    return wav, session_id, return_audio
+
+
+async def post_turn(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    try:
+        user_input, session_id, return_audio = parse_turn(await request.read())
+    except ValueError as exc:
+        return error(400, "bad_request", str(exc))
+    try:
+        result = await app.run_turn(user_input, session_id=session_id)
+    except StageError as exc:
+        if isinstance(exc.__cause__, InputError | ValueError):
+            return error(422, "invalid_input", str(exc), stage=exc.stage)
+        return error(502, "stage_failed", str(exc), stage=exc.stage)
+    body: dict[str, Any] = {
+        "transcript": result.transcript,
+        "response": result.response,
+        "conversation_id": result.conversation_id,
+        "trace_id": result.trace_id,
+        "session_id": result.session_id,
+        "turn": result.turn,
+        "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
+    }
+    if return_audio:
+        body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
+    return web.json_response(body)
+
+
+def make_web_app(app: App) -> web.Application:
+    """The aiohttp application for ``app`` (also used by tests on a free port)."""
+    server = app.config.server
+    web_app = web.Application(middlewares=[json_errors], client_max_size=server.max_body_bytes)
+    web_app[APP_KEY] = app
+    web_app.router.add_post("/v1/turns", post_turn)
+    add_metrics_route(web_app, app.registry)
+    add_health_routes(
+        web_app,
+        app.watchdog,
+        fault_injector=app.faults,
+        allow_fault_injection=server.allow_fault_injection,
+    )
+    add_debug_ws_route(
+        web_app, app.hub, token=server.debug_token, allowed_origins=server.allowed_origins
+    )
+
+    async def start_watchdog(_: web.Application) -> None:
+        web_app["watchdog_task"] = asyncio.create_task(app.watchdog.start())
+
+    async def shutdown(_: web.Application) -> None:
+        task = web_app.get("watchdog_task")
+        app.watchdog.stop()
+        if task is not None:
+            task.cancel()
+        await app.aclose()
+
+    web_app.on_startup.append(start_watchdog)
+    web_app.on_cleanup.append(shutdown)
+    return web_app
+
+
+def main(args: argparse.Namespace, config: Config) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code."""
+    server = config.server
+    try:
+        check_bind_security(server.host, server.debug_token)
+    except InsecureBindError as exc:
+        print(f"coda-lite serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app(config, set_global_tracer=True)
+    print(f"coda-lite serve: http://{server.host}:{server.port} (traces: {app.outputs['traces']})")
+    # No access log: a debug token given as ?token= must not reach the log.
+    web.run_app(make_web_app(app), host=server.host, port=server.port, access_log=None, print=None)
+    return 0
