@@ -1,0 +1,275 @@
+"""End to end: a real ``coda-lite serve`` process, exporting OTLP to a real receiver.
+
+One server for the module (the embedding model loads once); every request goes over real
+HTTP or a real WebSocket, and the traces it exports are read back from the receiver.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+
+from tests.conftest import free_port, require_tool
+from tests.otlp_receivers import HttpReceiver, attributes
+
+STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
+
+
+class Service:
+    def __init__(self, base: str, receiver: HttpReceiver, home: Path) -> None:
+        self.base = base
+        self.receiver = receiver
+        self.home = home
+
+    def turn(self, **body: Any) -> requests.Response:
+        return requests.post(f"{self.base}/v1/turns", json=body, timeout=60)
+
+
+def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"coda-lite serve exited early with {proc.returncode}")
+        try:
+            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("coda-lite serve did not become ready")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    require_tool("espeak-ng")
+    home = tmp_path_factory.mktemp("coda-home")
+    config = home / "config.yaml"
+    config.write_text(
+        "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
+        "server:\n  max_body_bytes: 2000000\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    with HttpReceiver() as receiver:
+        env = {
+            **os.environ,
+            "CODA_HOME": str(home),
+            "CODA_CONFIG": str(config),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "HF_HUB_OFFLINE": "1",
+        }
+        env.pop("OTEL_TRACES_EXPORTER", None)
+        cmd = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
+        proc = subprocess.Popen(
+            [*cmd, "--allow-fault-injection"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(home / "serve.log", "wb"),  # noqa: SIM115
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(base, proc)
+            yield Service(base, receiver, home)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_turns_remember_and_export_one_trace_each(service: Service) -> None:
+    first = service.turn(text="My name is Ada and I live in Lisbon.", session_id="s-1")
+    assert first.status_code == 200, first.text
+    second = service.turn(text="Where do I live?", session_id="s-1")
+    assert second.status_code == 200, second.text
+    body = second.json()
+    assert "Lisbon" in body["response"]
+    assert body["turn"] == 2 and body["session_id"] == "s-1"
+    assert set(body["timings_ms"]) == set(STAGES)
+    trace_id = body["trace_id"]
+    assert len(trace_id) == 32
+
+    deadline = time.monotonic() + 15
+    mine: list[Any] = []
+    while time.monotonic() < deadline and len(mine) < 6:
+        mine = [s for _, s in service.receiver.spans() if s.trace_id.hex() == trace_id]
+        time.sleep(0.2)
+    names = [s.name for s in sorted(mine, key=lambda s: s.start_time_unix_nano)]
+    assert names == ["conversation", *STAGES]
+    root = next(s for s in mine if s.name == "conversation")
+    assert all(s.parent_span_id == root.span_id for s in mine if s is not root)
+    assert attributes(root)["session.id"] == "s-1"
+    llm = attributes(next(s for s in mine if s.name == "llm"))
+    assert llm["gen_ai.request.model"] == "echo"
+    assert llm["gen_ai.usage.output_tokens"] > 0
+
+
+def test_metrics_pass_promtool_and_exemplars_lead_to_exported_traces(
+    service: Service, tmp_path: Path
+) -> None:
+    promtool = require_tool("promtool")
+    result = service.turn(text="I like green tea.", session_id="s-2")
+    assert result.status_code == 200
+    text = requests.get(f"{service.base}/metrics", timeout=10).text
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == "" and checked.stderr.strip() == ""
+    ok_line = next(
+        ln for ln in text.splitlines() if ln.startswith('coda_conversations_total{status="ok"}')
+    )
+    assert float(ok_line.split()[-1]) >= 1
+
+    om = requests.get(
+        f"{service.base}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        timeout=10,
+    ).text
+    exemplar_ids = {
+        ln.split('trace_id="')[1][:32]
+        for ln in om.splitlines()
+        if ln.startswith("coda_pipeline_stage_duration_seconds_bucket") and "trace_id=" in ln
+    }
+    assert exemplar_ids
+    deadline = time.monotonic() + 15
+    exported: set[str] = set()
+    while time.monotonic() < deadline and not exemplar_ids & exported:
+        exported = {s.trace_id.hex() for _, s in service.receiver.spans()}
+        time.sleep(0.2)
+    assert exemplar_ids & exported
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"not json", 400),
+        (b"[1, 2]", 400),
+        (b"{}", 400),
+        (json.dumps({"text": "hi", "audio_wav_base64": "AAAA"}).encode(), 400),
+        (json.dumps({"text": ""}).encode(), 400),
+        (json.dumps({"text": 42}).encode(), 400),
+        (json.dumps({"audio_wav_base64": "%%%not base64"}).encode(), 400),
+        (json.dumps({"text": "hi", "session_id": "../../etc/passwd"}).encode(), 400),
+        (json.dumps({"text": "hi", "extra": 1}).encode(), 400),
+        (json.dumps({"audio_wav_base64": base64.b64encode(b"RIFF nope").decode()}).encode(), 422),
+        (json.dumps({"text": "x" * 3_000_000}).encode(), 413),
+    ],
+)
+def test_bad_turn_requests_get_json_errors_and_service_goes_on(
+    service: Service, body: bytes, code: int
+) -> None:
+    response = requests.post(
+        f"{service.base}/v1/turns",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == code, response.text
+    error = response.json()["error"]
+    assert error["code"] and error["message"]
+    assert service.turn(text="Hello again.").status_code == 200
+
+
+def test_unknown_route_and_method_are_json_errors(service: Service) -> None:
+    assert requests.get(f"{service.base}/nope", timeout=5).json()["error"]["code"] == "not_found"
+    wrong = requests.get(f"{service.base}/v1/turns", timeout=5)
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_health_endpoints_answer(service: Service) -> None:
+    health = requests.get(f"{service.base}/health", timeout=5)
+    assert health.status_code == 200
+    components = health.json()["components"]
+    assert set(components) == {"stt", "embedder", "memory_store", "llm", "tts"}
+    assert requests.get(f"{service.base}/health/live", timeout=5).status_code == 200
+
+
+async def test_websocket_streams_a_turn_and_answers_commands(service: Service) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{service.base}/ws") as ws:
+        hello = await ws.receive_json(timeout=10)
+        assert hello["type"] == "hello"
+        await ws.send_json(
+            {
+                "type": "subscribe",
+                "id": 1,
+                "data": {"events": ["pipeline_stage", "memory_snapshot"]},
+            }
+        )
+        await ws.send_json({"type": "text_input", "id": 2, "data": {"text": "I work as a pilot."}})
+        stages: list[str] = []
+        result: dict[str, Any] | None = None
+        deadline = time.monotonic() + 60
+        while (result is None or len(stages) < 5) and time.monotonic() < deadline:
+            msg = await ws.receive_json(timeout=60)
+            if msg["type"] == "pipeline_stage":
+                stages.append(msg["data"]["stage"])
+            elif msg["type"] == "text_input_result":
+                result = msg["data"]
+        assert stages == STAGES
+        assert result is not None and "pilot" in result["transcript"]
+
+        await ws.send_json({"type": "take_memory_snapshot", "id": 3, "data": {}})
+        await ws.send_json({"type": "get_cache_stats", "id": 4, "data": {}})
+        seen: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 30
+        wanted = {"take_memory_snapshot_result", "memory_snapshot", "get_cache_stats_result"}
+        while not wanted <= set(seen) and time.monotonic() < deadline:
+            msg = await ws.receive_json(timeout=30)
+            seen[msg["type"]] = msg
+        assert seen["take_memory_snapshot_result"]["id"] == 3
+        snap_id = seen["take_memory_snapshot_result"]["data"]["snapshot_id"]
+        assert (service.home / "snapshots" / f"memory_{snap_id}.json").exists()
+        caches = seen["get_cache_stats_result"]["data"]["stats"]["cache_types"]
+        assert {"embedding", "llm_response"} <= set(caches)
+
+
+def test_injected_crash_is_detected_and_recovered(service: Service) -> None:
+    injected = requests.post(
+        f"{service.base}/debug/faults", json={"component": "tts", "fault": "crash"}, timeout=5
+    )
+    assert injected.status_code == 202, injected.text
+    deadline = time.monotonic() + 30
+    restarts = 0.0
+    while time.monotonic() < deadline and restarts < 1:
+        for line in requests.get(f"{service.base}/metrics", timeout=5).text.splitlines():
+            if line.startswith('coda_component_restarts_total{component="tts",kind="restart"}'):
+                restarts = float(line.split()[-1])
+        time.sleep(0.3)
+    assert restarts >= 1
+    deadline = time.monotonic() + 30
+    status = ""
+    while time.monotonic() < deadline and status != "healthy":
+        status = requests.get(f"{service.base}/health", timeout=5).json()["components"]["tts"][
+            "status"
+        ]
+        time.sleep(0.3)
+    assert status == "healthy"
+
+
+def test_serve_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:
+    env = {**os.environ, "CODA_HOME": str(tmp_path)}
+    env.pop("CODA_DEBUG_TOKEN", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coda_lite", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "refusing to start" in proc.stderr and "CODA_DEBUG_TOKEN" in proc.stderr
