@@ -1,3 +1,90 @@
-"""coda-otel: OpenTelemetry tracing and Prometheus metrics for conversational AI pipelines."""
+"""coda-otel: OpenTelemetry tracing and Prometheus metrics for conversational AI pipelines.
+
+    import coda_otel
+
+    telemetry = coda_otel.configure()                        # OTEL_* variables, local files default
+    metrics = coda_otel.CodaMetrics()                         # one registry, every coda metric
+    debugger = coda_otel.ConversationPipelineDebugger(
+        tracer_provider=telemetry.tracer_provider,
+        listeners=[coda_otel.PipelineMetrics(metrics)],
+    )
+    with debugger.conversation(session_id="s1", turn=1) as conv:
+        async with conv.stage("llm", {"query": text}) as st:
+            st.set_output({"response": answer})
+
+Names are imported lazily, so ``import coda_otel`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "configure": "coda_otel.tracing",
+    "Telemetry": "coda_otel.tracing",
+    "CodaMetrics": "coda_otel.metrics",
+    "ConversationPipelineDebugger": "coda_otel.pipeline_debugger",
+    "PipelineMetrics": "coda_otel.pipeline_metrics",
+    "Sanitizer": "coda_otel.sanitize",
+    "read_log": "coda_otel.conversation_log",
+    "CacheDebugger": "coda_otel.cache_debugger",
+    "CachedEmbedder": "coda_otel.cached_embedder",
+    "ObservedTTLCache": "coda_otel.observed_cache",
+    "MemorySnapshotEmitter": "coda_otel.snapshots",
+    "CodaWatchdog": "coda_otel.watchdog",
+    "LeakDetector": "coda_otel.leak",
+    "FaultInjector": "coda_otel.faults",
+    "DebugHub": "coda_otel.ws_hub",
+    "StageEvent": "coda_otel.events",
+    "ConversationEvent": "coda_otel.events",
+}
+
+__all__ = [
+    "__version__",
+    "configure",
+    "Telemetry",
+    "CodaMetrics",
+    "ConversationPipelineDebugger",
+    "PipelineMetrics",
+    "Sanitizer",
+    "read_log",
+    "CacheDebugger",
+    "CachedEmbedder",
+    "ObservedTTLCache",
+    "MemorySnapshotEmitter",
+    "CodaWatchdog",
+    "LeakDetector",
+    "FaultInjector",
+    "DebugHub",
+    "StageEvent",
+    "ConversationEvent",
+]
+
+if TYPE_CHECKING:
+    from coda_otel.cache_debugger import CacheDebugger
+    from coda_otel.cached_embedder import CachedEmbedder
+    from coda_otel.conversation_log import read_log
+    from coda_otel.events import ConversationEvent, StageEvent
+    from coda_otel.faults import FaultInjector
+    from coda_otel.leak import LeakDetector
+    from coda_otel.metrics import CodaMetrics
+    from coda_otel.observed_cache import ObservedTTLCache
+    from coda_otel.pipeline_debugger import ConversationPipelineDebugger
+    from coda_otel.pipeline_metrics import PipelineMetrics
+    from coda_otel.sanitize import Sanitizer
+    from coda_otel.snapshots import MemorySnapshotEmitter
+    from coda_otel.tracing import Telemetry, configure
+    from coda_otel.watchdog import CodaWatchdog
+    from coda_otel.ws_hub import DebugHub
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'coda_otel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
