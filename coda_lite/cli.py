@@ -57,7 +57,8 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
 
-async def run_demo(config: Config, turns: list[str | Path], out: Any = sys.stdout) -> int:
+async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> int:
+    out = out or sys.stdout
     from coda_lite.app import build_app
 
     app = build_app(config)

@@ -1,0 +1,88 @@
+"""The coda-lite command: the demo runs the pipeline offline and says where outputs went."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from coda_lite.cli import default_script, main
+from tests.conftest import require_module, require_tool
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CODA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CODA_CONFIG", raising=False)
+    return tmp_path / "home"
+
+
+def test_default_script_has_a_memory_dependent_turn() -> None:
+    lines = default_script()
+    assert any("I live in Lisbon" in ln for ln in lines)
+    assert lines.index("Where do I live?") > lines.index("My name is Ada and I live in Lisbon.")
+
+
+def test_demo_runs_the_default_script_offline(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_module("sentence_transformers")
+    require_tool("espeak-ng")
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "coda: You told me you live in Lisbon." in out
+    assert "coda: You told me your name is Ada." in out
+    for stage in ("stt", "memory_retrieval", "llm", "memory_update", "tts"):
+        assert f"{stage} " in out
+    assert "5 turn(s) answered, 0 failed" in out
+    assert str(home / "data" / "memory.sqlite3") in out
+    assert (home / "demo_audio" / "turn-05.wav").stat().st_size > 1000
+
+
+def test_demo_with_script_turns_and_audio(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_module("pocketsphinx")
+    require_tool("espeak-ng")
+    import subprocess
+
+    wav = tmp_path / "spoken.wav"
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en-us+klatt",
+            "-s",
+            "160",
+            "-w",
+            str(wav),
+            "what is the weather today",
+        ],
+        check=True,
+    )
+    script = tmp_path / "script.txt"
+    script.write_text("# comment\nI love green tea.\nWhat do I like to drink?\nunused\n")
+    assert main(["demo", "--script", str(script), "--turns", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "You told me you love green tea." in out and "unused" not in out
+    assert main(["demo", "--audio", str(wav), str(tmp_path / "missing.wav")]) == 1
+    out = capsys.readouterr().out
+    assert "weather" in out
+    assert "stt stage failed" in out and "not found" in out
+
+
+def test_bad_arguments_get_clear_errors(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--script", str(home / "none.txt")]) == 2
+    assert "cannot read script" in capsys.readouterr().err
+    assert main(["demo", "--config", str(home / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_serve_reports_when_the_server_is_not_available(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if importlib.util.find_spec("coda_lite.server") is not None:
+        pytest.skip("coda_lite.server exists: serve is tested by the integrator's tests")
+    assert main(["serve", "--port", "0"]) == 2
+    assert "not available" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""LLM backends: echo offline; ollama and OpenAI-compatible against real local HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from coda_lite.config import LlmConfig
+from coda_lite.llm import EchoLLM, LLMError, OllamaLLM, OpenAICompatLLM, make_llm
+from coda_otel.protocols import Component
+from tests.conftest import free_port
+
+CTX = [{"id": "1", "content": "I live in Lisbon.", "score": 0.5, "topics": ["location"]}]
+
+
+async def test_echo_answers_from_the_retrieved_memory() -> None:
+    llm = EchoLLM()
+    r = await llm.generate("Where do I live?", CTX)
+    assert r.text == "You told me you live in Lisbon."
+    assert r.model == "echo" and r.input_tokens > r.output_tokens > 0
+    r2 = await llm.generate("What is my name?", [{"content": "My name is Ada."}])
+    assert r2.text == "You told me your name is Ada."
+    assert "haven't told me" in (await llm.generate("Where do I live?", [])).text
+    assert (await llm.generate("Hello there!", [])).text == 'Noted: "Hello there!"'
+    assert await llm.generate("Where do I live?", CTX) == r  # deterministic
+
+
+class FakeServer:
+    """A real aiohttp server speaking the ollama and OpenAI chat APIs (records requests)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any], str | None]] = []
+        self.status = 200
+        self.delay = 0.0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = web.Application()
+        app.router.add_post("/api/chat", self.ollama)
+        app.router.add_post("/v1/chat/completions", self.openai)
+        self.runner = web.AppRunner(app)
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body: dict[str, Any] = await request.json()
+        self.requests.append((request.path, body, request.headers.get("Authorization")))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return body
+
+    async def ollama(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if self.status != 200:
+            return web.Response(status=self.status, text="model exploded")
+        answer = f"ollama heard {body['messages'][-1]['content']}"
+        return web.json_response(
+            {"message": {"role": "assistant", "content": answer}, "prompt_eval_count": 42,
+             "eval_count": 7, "done": True}
+        )  # fmt: skip
+
+    async def openai(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if self.status != 200:
+            return web.Response(status=self.status, text="overloaded")
+        answer = f"openai heard {body['messages'][-1]['content']}"
+        return web.json_response(
+            {"choices": [{"message": {"role": "assistant", "content": answer}}],
+             "usage": {"prompt_tokens": 11, "completion_tokens": 3}}
+        )  # fmt: skip
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeServer]:
+    s = FakeServer()
+    await s.start()
+    yield s
+    await s.runner.cleanup()
+
+
+async def test_ollama_backend_round_trip(server: FakeServer) -> None:
+    llm = make_llm(LlmConfig(backend="ollama", url=server.url, model="llama3.2"))
+    assert isinstance(llm, OllamaLLM) and isinstance(llm, Component)
+    try:
+        r = await llm.generate("Where do I live?", CTX)
+    finally:
+        await llm.aclose()
+    assert r.text == "ollama heard Where do I live?"
+    assert (r.model, r.input_tokens, r.output_tokens) == ("llama3.2", 42, 7)
+    path, body, _ = server.requests[0]
+    assert path == "/api/chat" and body["model"] == "llama3.2" and body["stream"] is False
+    assert "I live in Lisbon." in body["messages"][0]["content"]  # memories reach the model
+
+
+async def test_openai_compatible_backend_round_trip(server: FakeServer) -> None:
+    config = LlmConfig(backend="openai", url=server.url + "/v1", model="qwen", api_key="k-123")
+    llm = make_llm(config)
+    assert isinstance(llm, OpenAICompatLLM)
+    try:
+        r = await llm.generate("Hello", [])
+        beat = await llm.get_heartbeat()
+    finally:
+        await llm.aclose()
+    assert r.text == "openai heard Hello" and (r.input_tokens, r.output_tokens) == (11, 3)
+    path, body, auth = server.requests[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer k-123"
+    assert body["max_tokens"] == config.max_tokens
+    assert beat["healthy"] and beat["error_rate"] == 0.0 and beat["url"] == server.url + "/v1"
+
+
+async def test_unreachable_server_error_names_the_url() -> None:
+    port = free_port()  # nothing listens here
+    llm = make_llm(LlmConfig(backend="ollama", url=f"http://127.0.0.1:{port}", model="m"))
+    with pytest.raises(LLMError, match=rf"ollama request to http://127\.0\.0\.1:{port}/api/chat"):
+        await llm.generate("hi", [])
+    beat = await llm.get_heartbeat()
+    assert beat["error_rate"] == 1.0 and not beat["healthy"] and "127.0.0.1" in beat["last_error"]
+    await llm.restart()  # a restart starts a clean record and a new session
+    assert (await llm.get_heartbeat())["healthy"]
+    await llm.aclose()
+
+
+async def test_http_error_and_timeout_are_clear(server: FakeServer) -> None:
+    llm = make_llm(LlmConfig(backend="openai", url=server.url, model="m", timeout=0.2))
+    try:
+        server.status = 503
+        with pytest.raises(LLMError, match="HTTP 503: overloaded"):
+            await llm.generate("hi", [])
+        server.status, server.delay = 200, 1.0
+        with pytest.raises(LLMError, match=r"timed out after 0\.2 s"):
+            await llm.generate("hi", [])
+        server.delay = 0.0
+        assert (await llm.generate("again", [])).text == "openai heard again"
+    finally:
+        await llm.aclose()
+
+
+def test_config_errors_are_named() -> None:
+    with pytest.raises(ValueError, match=r"llm\.model is required"):
+        make_llm(LlmConfig(backend="ollama"))
+    with pytest.raises(ValueError, match="gpt5"):
+        make_llm(LlmConfig(backend="gpt5"))

@@ -1,0 +1,228 @@
+"""Memory on the real embedding model and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coda_lite.config import EmbeddingsConfig
+from coda_lite.embedder import HashingEmbedder, SentenceTransformerEmbedder, make_embedder
+from coda_lite.memory import (
+    LongTermMemory,
+    MemoryManager,
+    MemoryStoreError,
+    ShortTermMemory,
+    extract_facts,
+)
+from coda_otel.protocols import Component, MemoryStateSource
+from tests.conftest import require_module
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    require_module("sentence_transformers")
+    emb = make_embedder(EmbeddingsConfig())
+    assert isinstance(emb, SentenceTransformerEmbedder)
+    return emb
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)
+
+
+def test_real_model_puts_a_paraphrase_nearer_than_an_unrelated_sentence(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    v = embedder.encode(
+        ["I live in Lisbon.", "My home is in Lisbon, Portugal.", "Green tea is my favourite drink."]
+    )
+    assert v.shape == (3, embedder.dim) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert _cos(v[0], v[1]) > _cos(v[0], v[2]) + 0.2
+    assert embedder.encode([]).shape == (0, embedder.dim)
+    with pytest.raises(TypeError, match="sequence"):
+        embedder.encode("one string")  # type: ignore[arg-type]
+
+
+def test_model_loads_once_per_process(embedder: SentenceTransformerEmbedder) -> None:
+    again = make_embedder(EmbeddingsConfig())
+    assert isinstance(again, SentenceTransformerEmbedder)
+    assert again._model is embedder._model
+
+
+def test_retrieval_ranks_the_right_memory_first(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    store = LongTermMemory(tmp_path / "m.sqlite3", embedder)
+    for text in ("My name is Ada.", "I live in Lisbon.", "I love green tea.", "I have a dog."):
+        store.add(text)
+    assert store.retrieve("Where do I live?", k=2)[0]["content"] == "I live in Lisbon."
+    assert store.retrieve("What should I call you... I mean, what's my name?")[0]["content"] == (
+        "My name is Ada."
+    )
+    assert store.retrieve("What do I like to drink?")[0]["content"] == "I love green tea."
+    top = store.retrieve("Tell me about my pet", k=3)
+    assert top[0]["content"] == "I have a dog." and len(top) == 3
+    assert top[0]["score"] >= top[1]["score"] >= top[2]["score"]
+    store.close()
+
+
+def test_sqlite_store_survives_a_restart(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    path = tmp_path / "data" / "memory.sqlite3"
+    store = LongTermMemory(path, embedder)
+    added = store.add("I live in Lisbon.", importance=0.8, topics=["location"])
+    store.close()
+    with pytest.raises(MemoryStoreError, match="closed"):
+        store.get_all_memories()
+
+    reopened = LongTermMemory(path, embedder)  # a new process would do exactly this
+    memories = reopened.get_all_memories()
+    assert memories == [
+        {
+            "id": added["id"],
+            "content": "I live in Lisbon.",
+            "importance": 0.8,
+            "topics": ["location"],
+            "created_at": added["created_at"],
+            "source": "user",
+        }
+    ]
+    assert "embedding" not in memories[0]
+    assert len(reopened.get_all_memories(include_embeddings=True)[0]["embedding"]) == embedder.dim
+    assert reopened.retrieve("Where is my home?")[0]["id"] == added["id"]
+    assert reopened.metadata["memory_count"] == 1
+    assert reopened.get_all_topics() == ["location"]
+    reopened.close()
+
+
+async def test_store_is_a_component_whose_restart_reopens_the_file(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    store = LongTermMemory(tmp_path / "m.sqlite3", embedder)
+    assert isinstance(store, Component) and store.name == "memory_store"
+    store.add("I love green tea.")
+    await store.force_restart()
+    beat = await store.get_heartbeat()
+    assert beat["healthy"] and beat["models_loaded"] and beat["memory_count"] == 1
+    store.close()
+    assert not (await store.get_heartbeat())["healthy"]
+    await store.restart()
+    assert (await store.get_heartbeat())["healthy"]
+    assert store.retrieve("tea")[0]["content"] == "I love green tea."
+    store.close()
+
+
+async def test_embedder_component_restart_reloads(embedder: SentenceTransformerEmbedder) -> None:
+    assert isinstance(embedder, Component) and embedder.name == "embedder"
+    before = embedder.encode(["hello"])
+    await embedder.restart()
+    beat = await embedder.get_heartbeat()
+    assert beat["healthy"] and beat["models_loaded"] and beat["dim"] == embedder.dim
+    assert np.allclose(embedder.encode(["hello"]), before, atol=1e-5)
+
+
+def test_extraction_rules() -> None:
+    facts = extract_facts("Hi! My name is ada and I live in lisbon. Where do I live?")
+    assert [f.content for f in facts] == ["My name is Ada.", "I live in Lisbon."]
+    assert facts[0].importance > facts[1].importance > 0.5
+    assert "name" in facts[0].topics and "location" in facts[1].topics
+    assert extract_facts("What is my name?") == []
+    got = [f.content for f in extract_facts("I love green tea and I work as a nurse.")]
+    assert got == ["I love green tea.", "I work as a nurse."]
+    assert [f.content for f in extract_facts("Remember that the keys are in the drawer")] == [
+        "The keys are in the drawer."
+    ]
+    assert extract_facts("The sky is blue.") == []
+
+
+@pytest.fixture
+def manager(embedder: SentenceTransformerEmbedder, tmp_path: Path) -> MemoryManager:
+    store = LongTermMemory(tmp_path / "m.sqlite3", embedder)
+    return MemoryManager(ShortTermMemory(4), store, embedder, k=3, min_score=0.3)
+
+
+async def test_manager_remembers_and_reports_operations(manager: MemoryManager) -> None:
+    ops: list[str] = []
+    manager.add_operation_listener(ops.append)
+    manager.add_operation_listener(lambda op: 1 / 0)  # a broken listener is logged, not raised
+    assert await manager.get_context("Where do I live?") == []
+    added = await manager.add_interaction("My name is Ada and I live in Lisbon.", "Noted.")
+    assert [m["content"] for m in added] == ["My name is Ada.", "I live in Lisbon."]
+    again = await manager.add_interaction("I live in Lisbon.", "I know.")
+    assert again == []  # not stored twice
+    ctx = await manager.get_context("Where do I live?")
+    assert ctx[0]["content"] == "I live in Lisbon."
+    assert set(ctx[0]) == {"id", "content", "score", "topics"}
+    assert await manager.get_context("   ") == []
+    assert ops == ["retrieve", "add_interaction", "add_interaction", "retrieve"]
+
+    state = manager.read_memory_state()
+    assert isinstance(manager, MemoryStateSource)
+    assert state["short_term"]["turn_count"] == 4
+    assert [t["role"] for t in state["short_term"]["turns"]] == ["user", "assistant"] * 2
+    assert set(state["short_term"]["turns"][0]) == {"role", "content", "timestamp", "turn_id"}
+    assert state["long_term"]["memory_count"] == len(state["long_term"]["memories"]) == 2
+    assert state["long_term"]["topics"] == ["identity", "location", "name"]
+    json.dumps(state)  # plain JSON-able data
+
+    # short-term memory is bounded; turn_count still counts every turn
+    for i in range(3):
+        await manager.add_interaction(f"turn {i}", "ok")
+    assert len(manager.short_term.turns) == 4 and manager.short_term.turn_count == 10
+
+
+async def test_export_clear_import_round_trip(manager: MemoryManager, tmp_path: Path) -> None:
+    ops: list[str] = []
+    manager.add_operation_listener(ops.append)
+    await manager.add_interaction("I love green tea.", "Noted.")
+    path = await manager.export(tmp_path / "out" / "memory.json")
+    await manager.clear()
+    assert manager.read_memory_state()["long_term"]["memory_count"] == 0
+    assert await manager.import_(path) == 1
+    state = manager.read_memory_state()
+    assert [m["content"] for m in state["long_term"]["memories"]] == ["I love green tea."]
+    assert state["short_term"]["turn_count"] == 2
+    assert (await manager.get_context("What do I like to drink?"))[0]["content"] == (
+        "I love green tea."
+    )
+    assert ops == ["add_interaction", "export", "clear", "import", "retrieve"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"long_term": {"memories": [{"content": ""}]}}')
+    with pytest.raises(MemoryStoreError, match=r"memories\[0\]"):
+        await manager.import_(bad)
+    with pytest.raises(MemoryStoreError, match="not found"):
+        await manager.import_(tmp_path / "nope.json")
+
+
+async def test_snapshots_are_consistent_while_writing(manager: MemoryManager) -> None:
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            s = manager.read_memory_state()["long_term"]
+            seen.append((s["memory_count"], len(s["memories"])))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(15):
+            await manager.add_interaction(f"Remember that item {i} is in box {i}", "ok")
+    finally:
+        stop.set()
+        t.join()
+    assert seen and all(count == n for count, n in seen)
+
+
+def test_hashing_embedder_is_a_deterministic_stand_in() -> None:
+    emb = HashingEmbedder(64)
+    a, b, c = emb.encode(["I live in Lisbon", "where do I live", "green tea"])
+    assert np.allclose(emb.encode(["I live in Lisbon"])[0], a)
+    assert _cos(a, b) > _cos(a, c)
+    assert make_embedder(EmbeddingsConfig(backend="hashing")).model_name == "hashing-384"
