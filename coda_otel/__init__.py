@@ -43,24 +43,24 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "__version__",
-    "configure",
-    "Telemetry",
-    "CodaMetrics",
-    "ConversationPipelineDebugger",
-    "PipelineMetrics",
-    "Sanitizer",
-    "read_log",
     "CacheDebugger",
     "CachedEmbedder",
-    "ObservedTTLCache",
-    "MemorySnapshotEmitter",
+    "CodaMetrics",
     "CodaWatchdog",
-    "LeakDetector",
-    "FaultInjector",
-    "DebugHub",
-    "StageEvent",
     "ConversationEvent",
+    "ConversationPipelineDebugger",
+    "DebugHub",
+    "FaultInjector",
+    "LeakDetector",
+    "MemorySnapshotEmitter",
+    "ObservedTTLCache",
+    "PipelineMetrics",
+    "Sanitizer",
+    "StageEvent",
+    "Telemetry",
+    "__version__",
+    "configure",
+    "read_log",
 ]
 
 if TYPE_CHECKING:
