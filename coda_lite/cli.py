@@ -114,7 +114,7 @@ def _cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.allow_fault_injection:
         config.server.allow_fault_injection = True
     try:
-        from coda_lite import server  # type: ignore[attr-defined]
+        from coda_lite import server
     except ImportError as exc:
         if exc.name not in {"coda_lite.server", None}:
             raise

@@ -1,7 +1,8 @@
 """Coda Lite's memory: short-term turns, long-term SQLite facts, and the manager over both."""
 
 from coda_lite.memory.extract import Fact, extract_facts
-from coda_lite.memory.long_term import LongTermMemory, MemoryStoreError
+from coda_lite.memory.jsonfile import MemoryStoreError
+from coda_lite.memory.long_term import LongTermMemory
 from coda_lite.memory.manager import OPERATIONS, MemoryManager
 from coda_lite.memory.short_term import ShortTermMemory
 

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from coda_lite.components import CallStats
+from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_atomic
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -43,10 +43,6 @@ class Embedder(Protocol):
     dim: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class MemoryStoreError(RuntimeError):
-    """The memory database cannot be used (closed, unreadable, bad import file)."""
 
 
 def _row(r: Sequence[Any]) -> dict[str, Any]:
@@ -264,18 +260,13 @@ class LongTermMemory:
     def export(self, path: str | os.PathLike[str]) -> int:
         """Write all memories (without embeddings) to a JSON file atomically; returns the count."""
         memories = self.get_all_memories()
-        _atomic_json(Path(path), {"version": 1, "memories": memories})
+        write_json_atomic(Path(path), {"version": 1, "memories": memories})
         return len(memories)
 
     def import_(self, path: str | os.PathLike[str]) -> int:
         """Add the memories of an exported file (embeddings recomputed); returns the count."""
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MemoryStoreError(f"memory import file not found: {p}") from None
-        except (OSError, ValueError) as exc:
-            raise MemoryStoreError(f"memory import file {p} is not readable JSON: {exc}") from None
+        data = read_json(p)
         memories = data.get("memories") if isinstance(data, Mapping) else data
         if not isinstance(memories, list):
             raise MemoryStoreError(f"memory import file {p} holds no 'memories' list")
@@ -326,17 +317,3 @@ class LongTermMemory:
     async def force_restart(self) -> None:
         await asyncio.to_thread(self.close)
         await self.restart()
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

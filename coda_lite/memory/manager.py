@@ -13,7 +13,6 @@ Embedding and SQLite work runs in worker threads (``asyncio.to_thread``), never 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from coda_lite.memory.extract import Fact, extract_facts
-from coda_lite.memory.long_term import Embedder, LongTermMemory, MemoryStoreError, _atomic_json
+from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_atomic
+from coda_lite.memory.long_term import Embedder, LongTermMemory
 from coda_lite.memory.short_term import ShortTermMemory
 
 log = logging.getLogger("coda.memory")
@@ -139,7 +139,7 @@ class MemoryManager:
                     "short_term": self.short_term.export(),
                     "long_term": {"memories": self.long_term.get_all_memories()},
                 }
-            _atomic_json(p, data)
+            write_json_atomic(p, data)
 
         await asyncio.to_thread(dump)
         self._notify("export")
@@ -150,12 +150,7 @@ class MemoryManager:
         p = Path(path)
 
         def load() -> int:
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise MemoryStoreError(f"memory import file not found: {p}") from None
-            except (OSError, ValueError) as exc:
-                raise MemoryStoreError(f"memory import file {p} is not JSON: {exc}") from None
+            data = read_json(p)
             if not isinstance(data, dict):
                 raise MemoryStoreError(f"memory import file {p} must hold an object")
             memories = data.get("long_term", {}).get("memories", [])

@@ -1,0 +1,41 @@
+"""JSON files for memory export/import: atomic writes, reads with errors that name the file.
+
+write_json_atomic(Path("memory.json"), {"version": 1, "memories": [...]})
+data = read_json(Path("memory.json"))     # MemoryStoreError if missing or not JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class MemoryStoreError(RuntimeError):
+    """The memory database cannot be used (closed, unreadable, bad import file)."""
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MemoryStoreError(f"memory import file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise MemoryStoreError(f"memory import file {path} is not readable JSON: {exc}") from None
