@@ -20,7 +20,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,24 @@ class CachedLLM:
         closer = getattr(self.llm, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
+    """Read memory item counts at scrape time (snapshots also set them, but only every N ops)."""
+
+    def reader(read: Callable[[], int]) -> Callable[[], float]:
+        def value() -> float:
+            try:
+                return float(read())
+            except Exception:  # a store mid-restart must not break the scrape
+                return math.nan
+
+        return value
+
+    short_term, long_term = pipeline.memory.short_term, pipeline.long_term
+    items = metrics.memory_items
+    items.labels(tier="short_term").set_function(reader(lambda: len(short_term.turns)))
+    items.labels(tier="long_term").set_function(reader(lambda: long_term.memory_count))
 
 
 @dataclass
@@ -160,6 +179,7 @@ def build_app(
         max_bytes=tel.snapshot_max_bytes,
     )
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
+    watch_memory_size(metrics, pipeline)
     faults = FaultInjector()
     watchdog = CodaWatchdog(
         faults.wrap_all(pipeline.components),
