@@ -1,10 +1,12 @@
 """Real Coda Lite pipelines and memory stores for the benchmarks (temporary homes, real backends).
 
     with bench_home() as home:
-        config = bench_config(home, tts="none")            # text input, echo LLM, real model
-        pipeline = build_pipeline(config)                  # uninstrumented (NullObserver)
+        config = bench_config(home / "a", tts="none")       # text input, echo LLM, real model
+        bare = build_pipeline(config)                       # uninstrumented (NullObserver)
+        with otel_env(OTEL_TRACES_EXPORTER="none"):
+            app = build_app(bench_config(home / "b"))       # the composition root, all wired
         add_memories(config.memory_db_path, 10_000, dim=384)
-        turn_s = run_async(time_turns(pipeline.manager, n=20))
+        a, b = await alternate_turns(app.pipeline.manager, bare.manager, rounds=40)
 
 ``add_memories`` writes rows straight into the store's SQLite table in one transaction: the
 store's own ``add`` commits (and fsyncs) per memory, which would take minutes for 50k rows.
@@ -39,16 +41,61 @@ def bench_home() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def bench_config(home: Path, *, tts: str = "none", telemetry: bool = True) -> Config:
-    """Defaults (real embedding model, echo LLM) with text input only and ``home`` as CODA_HOME."""
+def bench_config(home: Path, *, tts: str = "none", **overrides: str) -> Config:
+    """Defaults (real embedding model, echo LLM) with text input only and ``home`` as CODA_HOME.
+
+    ``overrides`` are more ``CODA_*`` variables, e.g. ``CODA_TELEMETRY_LLM_CACHE_SIZE="0"``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODA_")}
-    env.update(
-        CODA_HOME=str(home),
-        CODA_STT_BACKEND="none",
-        CODA_TTS_BACKEND=tts,
-        CODA_TELEMETRY_ENABLED="true" if telemetry else "false",
-    )
+    env.update(CODA_HOME=str(home), CODA_STT_BACKEND="none", CODA_TTS_BACKEND=tts, **overrides)
     return load_config(None, env)
+
+
+#: Caches that never hit (TTL ~0, no LLM cache): the instrumented turn does the same work.
+NO_CACHE_HITS = {"CODA_TELEMETRY_EMBED_CACHE_TTL": "1e-9", "CODA_TELEMETRY_LLM_CACHE_SIZE": "0"}
+_OTEL_TRACE_VARS = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+)
+
+
+@contextlib.contextmanager
+def otel_env(**values: str) -> Iterator[None]:
+    """Only these ``OTEL_*`` trace variables while building (``configure`` reads them then)."""
+    saved = {k: os.environ.get(k) for k in (*_OTEL_TRACE_VARS, *values)}
+    for k in saved:
+        os.environ.pop(k, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def alternate_turns(
+    *managers: Any, rounds: int, warmup: int = 3, text: str = TURN_TEXT
+) -> list[list[float]]:
+    """Turn latencies of each manager: one turn each per round, the order rotating every round
+    (so no variant always runs first, right after another's background work)."""
+    for _ in range(warmup):
+        for m in managers:
+            await one_turn(m, text)
+    times: list[list[float]] = [[] for _ in managers]
+    n = len(managers)
+    for r in range(rounds):
+        for i in range(n):
+            k = (i + r) % n
+            times[k].append(await one_turn(managers[k], text))
+    return times
 
 
 def add_memories(db_path: Path, n: int, *, dim: int = 384, seed: int = 0) -> None:

@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    names = [n for n in MODULES if not args.only or n in args.only.split(",")]
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(only) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    names = [n for n in MODULES if not only or n in only]
     results: list[Result] = []
     for name in names:
         t0 = time.perf_counter()

@@ -1,0 +1,84 @@
+"""A whole turn with the real backends: instrumented (``build_app``) against uninstrumented.
+
+    python -m benchmarks.run --only turn
+
+Text in, the real embedding model (all-MiniLM-L6-v2) for memory, the echo LLM, espeak-ng for
+speech (``none`` when espeak-ng is missing, said in the note). Uninstrumented is
+``build_pipeline`` with the NullObserver. Instrumented is ``coda_lite.app.build_app``: tracing
+(the default OTLP JSON file exporter), Prometheus metrics, conversation logs, snapshots every
+10 memory operations, the debug hub, and the caches with their debugger. Two rows:
+
+* caches that never hit (TTL ~0, no LLM cache), so both do the same work: the cost of
+  observing; budget 1.02x;
+* the app as shipped, where the repeated turn hits the embedding and LLM caches (no budget).
+
+The same text every turn; turns alternate between the variants; medians.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+
+from benchmarks.common import Result, run_async
+from benchmarks.pipelines import (
+    NO_CACHE_HITS,
+    alternate_turns,
+    bench_config,
+    bench_home,
+    otel_env,
+)
+from coda_lite.app import build_app
+from coda_lite.factory import build_pipeline
+
+
+async def _measure(rounds: int) -> list[Result]:
+    tts = "espeak-ng" if shutil.which("espeak-ng") else "none"
+    with bench_home() as home:
+        bare = build_pipeline(bench_config(home / "bare", tts=tts))
+        with otel_env():
+            observed = build_app(bench_config(home / "observed", tts=tts, **NO_CACHE_HITS))
+            shipped = build_app(bench_config(home / "shipped", tts=tts))
+        try:
+            t_obs, t_bare, t_ship = await alternate_turns(
+                observed.pipeline.manager,
+                bare.manager,
+                shipped.pipeline.manager,
+                rounds=rounds,
+            )
+        finally:
+            for app in (observed, shipped):
+                await app.aclose()
+            await bare.aclose()
+    note = f"text in, MiniLM, echo LLM, TTS {tts}; {rounds} rounds, median"
+    base = statistics.median(t_bare)
+    return [
+        Result(
+            "turn",
+            "instrumented turn (build_app, caches never hit)",
+            statistics.median(t_obs),
+            "s",
+            "uninstrumented (NullObserver)",
+            base,
+            budget_ratio=1.02,
+            note=note,
+            extra={"p90": _p90(t_obs), "baseline_p90": _p90(t_bare)},
+        ),
+        Result(
+            "turn",
+            "instrumented turn (build_app as shipped, cache hits)",
+            statistics.median(t_ship),
+            "s",
+            "uninstrumented (NullObserver)",
+            base,
+            note=note,
+        ),
+    ]
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))]
+
+
+def run(quick: bool) -> list[Result]:
+    return run_async(_measure(8 if quick else 100))  # type: ignore[no-any-return]
