@@ -48,5 +48,8 @@ test: deps system-deps lint
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run
 
+stack-check: deps system-deps
+	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_live.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
