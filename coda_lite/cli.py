@@ -87,6 +87,8 @@ async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> 
                 f"{s} {_ms(result.timings[s])}" for s in STAGES if s in result.timings
             )
             print(f"  timings: {stages}", file=out)
+            if result.trace_id:
+                print(f"  trace: {result.trace_id}", file=out)
             if result.audio:
                 (audio_dir / f"turn-{i:02d}.wav").write_bytes(result.audio)
         memories = app.pipeline.long_term.memory_count
@@ -97,6 +99,12 @@ async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> 
             outputs.setdefault("spoken answers (WAV)", str(audio_dir))
         for what, where in outputs.items():
             print(f"  {what}: {where}", file=out)
+        app.snapshots.take_snapshot()  # the memory as the demo leaves it
+        print(
+            "Look closer: coda-otel trace show --last | coda-otel snapshots list"
+            f"  (with CODA_HOME={config.home})",
+            file=out,
+        )
     finally:
         await app.aclose()
     return 0 if failed == 0 else 1
@@ -113,16 +121,9 @@ def _cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.server.port = args.port
     if args.allow_fault_injection:
         config.server.allow_fault_injection = True
-    try:
-        from coda_lite import server
-    except ImportError as exc:
-        if exc.name not in {"coda_lite.server", None}:
-            raise
-        print("coda-lite serve is not available in this build (coda_lite.server is missing)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    rc = server.main(args, config)
-    return int(rc or 0)
+    from coda_lite import server  # aiohttp and the service load only for `serve`
+
+    return server.main(args, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

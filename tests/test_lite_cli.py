@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from coda_lite.cli import default_script, main
+from coda_lite.conversation import STAGES
+from coda_otel.cli import main as otel_main
+from coda_otel.file_exporter import read_otlp_json_lines
 from tests.conftest import require_module, require_tool
 
 
@@ -79,10 +81,29 @@ def test_bad_arguments_get_clear_errors(home: Path, capsys: pytest.CaptureFixtur
     assert "missing.yaml" in capsys.readouterr().err
 
 
-def test_serve_reports_when_the_server_is_not_available(
-    home: Path, capsys: pytest.CaptureFixture[str]
+def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if importlib.util.find_spec("coda_lite.server") is not None:
-        pytest.skip("coda_lite.server exists: serve is tested by the integrator's tests")
-    assert main(["serve", "--port", "0"]) == 2
-    assert "not available" in capsys.readouterr().err
+    """With no OTEL_* set, the demo's traces land in CODA_HOME and coda-otel reads them back."""
+    require_module("sentence_transformers")
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["demo", "--turns", "2"]) == 0
+    spans = [
+        span
+        for request in read_otlp_json_lines(home / "traces" / "traces.jsonl")
+        for rs in request["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+    ]
+    roots = [s for s in spans if s["name"] == "conversation"]
+    assert len(roots) == 2
+    for root in roots:
+        children = [s["name"] for s in spans if s.get("parentSpanId") == root["spanId"]]
+        assert sorted(children) == sorted(STAGES)
+    assert len(list((home / "pipeline_logs").glob("*.json"))) == 2
+    capsys.readouterr()
+    assert otel_main(["trace", "show", "--last"]) == 0
+    assert "memory_retrieval" in capsys.readouterr().out
+    assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list"]) == 0
+    assert "manual" in capsys.readouterr().out
