@@ -273,3 +273,22 @@ def test_serve_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr and "CODA_DEBUG_TOKEN" in proc.stderr
+
+
+def test_a_spoken_turn_over_http(service: Service, tmp_path: Path) -> None:
+    espeak = require_tool("espeak-ng")
+    wav = tmp_path / "q.wav"
+    voice = ["-v", "en-us+klatt", "-s", "160"]  # the voice Coda speaks with
+    subprocess.run([espeak, *voice, "-w", str(wav), "what is the weather today"], check=True)
+    response = requests.post(
+        f"{service.base}/v1/turns",
+        json={
+            "audio_wav_base64": base64.b64encode(wav.read_bytes()).decode(),
+            "return_audio": True,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "weather" in body["transcript"]
+    assert base64.b64decode(body["audio_wav_base64"])[:4] == b"RIFF"
