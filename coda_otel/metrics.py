@@ -76,7 +76,12 @@ def bounded(value: str, allowed: Iterable[str]) -> str:
 
 
 class _DynamicLabel:
-    """A label whose values are learned (exception class names) but capped in number."""
+    """A label whose values are learned (exception class names) but capped in number.
+
+    >>> label = _DynamicLabel(limit=1)
+    >>> label("coda_lite.llm.LLMError"), label("ValueError"), label("../etc")
+    ('LLMError', 'other', 'other')
+    """
 
     def __init__(self, limit: int = MAX_DYNAMIC_VALUES) -> None:
         self._seen: set[str] = set()
@@ -84,6 +89,7 @@ class _DynamicLabel:
         self._lock = threading.Lock()
 
     def __call__(self, value: str) -> str:
+        value = value.rpartition(".")[2]  # "coda_lite.llm.LLMError" -> "LLMError"
         if value in self._seen:
             return value
         with self._lock:

@@ -53,6 +53,15 @@ def test_stage_duration_with_exemplar_and_errors() -> None:
     assert pm.failures == 0
 
 
+def test_qualified_error_types_keep_their_class_name_as_label() -> None:
+    """Spans carry ``error.type`` fully qualified; the metric label is the bare class name."""
+    m = CodaMetrics(process_collector=False)
+    pm = PipelineMetrics(m)
+    pm.on_stage_end(stage(status="error", error_type="coda_lite.llm.LLMError"))
+    labels = {"stage": "llm", "error_type": "LLMError"}
+    assert value(m.registry, "coda_pipeline_stage_errors_total", **labels) == 1
+
+
 def test_conversations_counted_by_status() -> None:
     m = CodaMetrics(process_collector=False)
     pm = PipelineMetrics(m)
