@@ -28,8 +28,8 @@ def _record(quick: bool) -> list[Result]:
     bare = Counter("bench_bare", "baseline", ["cache", "result"], registry=CollectorRegistry())
     child = bare.labels(cache="embedding", result="hit")
     key = "model:0123abcd"
-    number = 20_000 if quick else 200_000
-    rounds = 3 if quick else 9
+    number = 20_000 if quick else 100_000
+    rounds = 3 if quick else 7
 
     def hit() -> None:
         debugger.record_cache_access("embedding", key, True)
@@ -54,8 +54,8 @@ def _embedder(quick: bool) -> list[Result]:
     metrics = CodaMetrics(CollectorRegistry(), process_collector=False)
     cached = CachedEmbedder(model, debugger=CacheDebugger(metrics=metrics))
     cached.encode([TEXT])  # the miss: now cached
-    number = 20 if quick else 50
-    rounds = 3 if quick else 7
+    number = 10 if quick else 30
+    rounds = 3 if quick else 5
 
     def hit() -> None:
         cached.encode([TEXT])

@@ -6,13 +6,17 @@ Text in, the real embedding model (all-MiniLM-L6-v2) for memory, the echo LLM, e
 speech (``none`` when espeak-ng is missing, said in the note). Uninstrumented is
 ``build_pipeline`` with the NullObserver. Instrumented is ``coda_lite.app.build_app``: tracing
 (the default OTLP JSON file exporter), Prometheus metrics, conversation logs, snapshots every
-10 memory operations, the debug hub, and the caches with their debugger. Two rows:
+10 memory operations, the debug hub, and the caches with their debugger. Rows:
 
 * caches that never hit (TTL ~0, no LLM cache), so both do the same work: the cost of
   observing; budget 1.02x;
+* the same without saving conversation logs (``debugger.save_logs = False``), to show what
+  the log writer's background work costs the turns that follow;
 * the app as shipped, where the repeated turn hits the embedding and LLM caches (no budget).
 
-The same text every turn; turns alternate between the variants; medians.
+The same text every turn; blocks of back-to-back turns alternate between the variants (see
+:func:`benchmarks.pipelines.alternate_turns`), so background work is charged to its own
+variant; medians.
 """
 
 from __future__ import annotations
@@ -21,13 +25,7 @@ import shutil
 import statistics
 
 from benchmarks.common import Result, run_async
-from benchmarks.pipelines import (
-    NO_CACHE_HITS,
-    alternate_turns,
-    bench_config,
-    bench_home,
-    otel_env,
-)
+from benchmarks.pipelines import NO_CACHE_HITS, alternate_turns, bench_config, bench_home, otel_env
 from coda_lite.app import build_app
 from coda_lite.factory import build_pipeline
 
@@ -38,27 +36,28 @@ async def _measure(rounds: int) -> list[Result]:
         bare = build_pipeline(bench_config(home / "bare", tts=tts))
         with otel_env():
             observed = build_app(bench_config(home / "observed", tts=tts, **NO_CACHE_HITS))
+            no_logs = build_app(bench_config(home / "no_logs", tts=tts, **NO_CACHE_HITS))
             shipped = build_app(bench_config(home / "shipped", tts=tts))
+        no_logs.debugger.save_logs = False
+        apps = (observed, no_logs, shipped)
         try:
-            t_obs, t_bare, t_ship = await alternate_turns(
-                observed.pipeline.manager,
-                bare.manager,
-                shipped.pipeline.manager,
-                rounds=rounds,
+            t_bare, t_obs, t_nolog, t_ship = await alternate_turns(
+                bare.manager, *(app.pipeline.manager for app in apps), rounds=rounds
             )
         finally:
-            for app in (observed, shipped):
+            for app in apps:
                 await app.aclose()
             await bare.aclose()
-    note = f"text in, MiniLM, echo LLM, TTS {tts}; {rounds} rounds, median"
+    note = f"text in, MiniLM, echo LLM, TTS {tts}; {len(t_obs)} turns each, median"
     base = statistics.median(t_bare)
+    name = "uninstrumented (NullObserver)"
     return [
         Result(
             "turn",
             "instrumented turn (build_app, caches never hit)",
             statistics.median(t_obs),
             "s",
-            "uninstrumented (NullObserver)",
+            name,
             base,
             budget_ratio=1.02,
             note=note,
@@ -66,10 +65,19 @@ async def _measure(rounds: int) -> list[Result]:
         ),
         Result(
             "turn",
+            "same, conversation logs not saved",
+            statistics.median(t_nolog),
+            "s",
+            name,
+            base,
+            note=note,
+        ),
+        Result(
+            "turn",
             "instrumented turn (build_app as shipped, cache hits)",
             statistics.median(t_ship),
             "s",
-            "uninstrumented (NullObserver)",
+            name,
             base,
             note=note,
         ),
@@ -81,4 +89,4 @@ def _p90(values: list[float]) -> float:
 
 
 def run(quick: bool) -> list[Result]:
-    return run_async(_measure(8 if quick else 100))  # type: ignore[no-any-return]
+    return run_async(_measure(3 if quick else 16))  # type: ignore[no-any-return]

@@ -82,10 +82,14 @@ def otel_env(**values: str) -> Iterator[None]:
 
 
 async def alternate_turns(
-    *managers: Any, rounds: int, warmup: int = 3, text: str = TURN_TEXT
+    *managers: Any, rounds: int, block: int = 6, warmup: int = 3, text: str = TURN_TEXT
 ) -> list[list[float]]:
-    """Turn latencies of each manager: one turn each per round, the order rotating every round
-    (so no variant always runs first, right after another's background work)."""
+    """Turn latencies of each manager, run in blocks of ``block`` back-to-back turns.
+
+    Each round runs one block per manager, the order rotating every round. The first turn of
+    each block is not kept: it would pay for the background work (span export, log and
+    snapshot writes) the previous manager's last turn left behind. So every kept turn carries
+    its own pipeline's background work and no other's."""
     for _ in range(warmup):
         for m in managers:
             await one_turn(m, text)
@@ -94,7 +98,9 @@ async def alternate_turns(
     for r in range(rounds):
         for i in range(n):
             k = (i + r) % n
-            times[k].append(await one_turn(managers[k], text))
+            await one_turn(managers[k], text)  # absorbs the previous block's spill-over
+            for _ in range(block - 1):
+                times[k].append(await one_turn(managers[k], text))
     return times
 
 

@@ -33,6 +33,8 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
+        # Other work on the machine moves absolute figures; ratios are measured interleaved.
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "os": platform.platform(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name}: {len(got)} rows in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     info = machine()
     print(f"Machine: {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}, "
-          f"{info['os']} ({info['date']})")  # fmt: skip
+          f"{info['os']}, load {info['load_avg_1m']} ({info['date']})")  # fmt: skip
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
