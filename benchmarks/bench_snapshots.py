@@ -103,6 +103,8 @@ async def _turns(home: Path, quick: bool) -> list[Result]:
         max_files=3,
         metrics=CodaMetrics(CollectorRegistry()),
     )
+    emitter.enabled = False
+    memory.add_operation_listener(emitter.after_memory_operation)
     hooked: list[float] = []
     plain: list[float] = []
     background: list[float] = []
@@ -112,15 +114,15 @@ async def _turns(home: Path, quick: bool) -> list[Result]:
         for _ in range(3):
             await one_turn(manager)  # warm-up: model, index, caches
         for _ in range(rounds):
-            # (a) hooked as the app wires it: interval=2 -> one snapshot per turn
-            #     (each turn is two memory operations: retrieve and add_interaction).
-            memory.add_operation_listener(emitter.after_memory_operation)
+            # (a) hooked as the app wires it, interval=2: one snapshot per turn (each turn is
+            #     two memory operations, retrieve and add_interaction).
+            emitter.enabled = True
             hooked.append(await one_turn(manager))
-            memory._listeners.remove(emitter.after_memory_operation)
+            emitter.enabled = False
             emitter.flush(60.0)
             plain.append(await one_turn(manager))
             # (b) a snapshot being written in the background while the turn runs.
-            emitter.take_snapshot()
+            emitter.take_snapshot()  # explicit: works while the hook is disabled
             background.append(await one_turn(manager))
             emitter.flush(60.0)
             plain2.append(await one_turn(manager))

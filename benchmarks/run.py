@@ -3,6 +3,7 @@
     python -m benchmarks.run            # full run (make bench)
     python -m benchmarks.run --quick    # fewer iterations, for a smoke check
     python -m benchmarks.run --only stage,cache
+    python -m benchmarks.run --compare benchmarks/results/reference.json   # before/after
 
 Each ``benchmarks/bench_*.py`` module exposes ``run(quick: bool) -> list[Result]``.
 """
@@ -18,8 +19,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Result, fmt_value
+from coda_otel.files import atomic_write_json
 
 MODULES = ("stage", "cache", "scrape", "snapshots", "turn", "exporter", "memory_growth")
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -66,12 +69,57 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def load_results(path: Path) -> dict[str, Any]:
+    """A results file written by an earlier run; ValueError says what is wrong with it."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"no results file at {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable results file: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise ValueError(f"{path} has no 'results' list (not written by benchmarks.run)")
+    return doc
+
+
+def comparison(results: list[Result], before: dict[str, Any]) -> str:
+    """Each row's figure now against the same row in ``before``: the ratio to its baseline
+    when it has one (robust to a faster or slower machine), else the value."""
+    old = {
+        (r.get("group"), r.get("name"), r.get("baseline_name")): r
+        for r in before["results"]
+        if isinstance(r, dict)
+    }
+    rows = ["| group | measure | before | now | change |", "|---|---|---|---|---|"]
+    for r in results:
+        prev = old.get((r.group, r.name, r.baseline_name))
+        if prev is None:
+            continue
+        if r.ratio is not None and isinstance(prev.get("ratio"), int | float):
+            a, b, shown = prev["ratio"], r.ratio, (fmt_ratio(prev["ratio"]), fmt_ratio(r.ratio))
+        elif isinstance(prev.get("value"), int | float):
+            a, b = prev["value"], r.value
+            shown = (fmt_value(a, r.unit), fmt_value(b, r.unit))
+        else:
+            continue
+        change = f"{b / a:.2f}x" if a else "-"
+        rows.append(f"| {r.group} | {r.name} | {shown[0]} | {shown[1]} | {change} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated module names")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
+    parser.add_argument("--compare", type=Path, help="an earlier results JSON to compare with")
     args = parser.parse_args(argv)
+    before = None
+    if args.compare is not None:
+        try:
+            before = load_results(args.compare)
+        except ValueError as exc:
+            parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(only) - set(MODULES))
@@ -89,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}, "
           f"{info['os']}, load {info['load_avg_1m']} ({info['date']})")  # fmt: skip
     print(table(results))
+    if before is not None:
+        print(f"\nCompared with {args.compare} ({before.get('machine', {}).get('date', '?')}):")
+        print(comparison(results, before))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"machine": info, "results": [r.to_dict() for r in results]}, indent=2)
-    )
+    doc = {"machine": info, "results": [r.to_dict() for r in results]}
+    atomic_write_json(args.out, doc, indent=2)
     print(f"\nwritten: {args.out}")
     return 0
 

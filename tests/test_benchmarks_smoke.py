@@ -56,6 +56,23 @@ def test_run_prints_one_table_and_writes_json(
     assert {r["group"] for r in doc["results"]} == {"scrape"}
     assert all({"value", "baseline_value", "ratio", "ok"} <= r.keys() for r in doc["results"])
 
+    # A later run compares itself with that file, row by row.
+    assert main(["--quick", "--only", "scrape", "--compare", str(out), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    compared = printed.split("Compared with", 1)[1]
+    assert sum(line.startswith("| scrape |") for line in compared.splitlines()) == len(table) - 2
+
+
+def test_compare_with_a_bad_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "scrape", "--compare", str(bad)])
+    assert exc.value.code == 2
+    assert "no 'results' list" in capsys.readouterr().err
+
 
 def test_unknown_benchmark_name_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
