@@ -153,12 +153,18 @@ def build_app(
     )
     caches = CacheDebugger(enabled=tel.enabled, metrics=metrics)
 
+    faults = FaultInjector()  # an injected crash fails the stage too, not only its heartbeat
+
     def wrap_embedder(embedder: Any) -> Any:
         return CachedEmbedder(
-            embedder, maxsize=tel.embed_cache_size, ttl=tel.embed_cache_ttl, debugger=caches
+            faults.guard("embedder", embedder, ["encode"]),
+            maxsize=tel.embed_cache_size,
+            ttl=tel.embed_cache_ttl,
+            debugger=caches,
         )
 
     def wrap_llm(llm: Any) -> Any:
+        llm = faults.guard("llm", llm, ["generate"])
         if tel.llm_cache_size <= 0:
             return llm
         cache: ObservedTTLCache[str, Any] = ObservedTTLCache(
@@ -167,7 +173,12 @@ def build_app(
         return CachedLLM(llm, cache)
 
     pipeline = build_pipeline(
-        config, observer=debugger, wrap_embedder=wrap_embedder, wrap_llm=wrap_llm
+        config,
+        observer=debugger,
+        wrap_embedder=wrap_embedder,
+        wrap_llm=wrap_llm,
+        wrap_stt=lambda stt: faults.guard("stt", stt, ["transcribe"]),
+        wrap_tts=lambda tts: faults.guard("tts", tts, ["synthesize"]),
     )
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,
@@ -180,7 +191,6 @@ def build_app(
     )
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
     watch_memory_size(metrics, pipeline)
-    faults = FaultInjector()
     watchdog = CodaWatchdog(
         faults.wrap_all(pipeline.components),
         check_interval=tel.health_interval,

@@ -6,9 +6,9 @@
     pipeline.components        # [stt, embedder, memory_store, llm, tts] health Components
     await pipeline.aclose()
 
-``wrap_embedder`` / ``wrap_llm`` let the composition root wrap the embedder or the model (e.g.
-with caches) before they are handed to memory and the conversation manager; the health
-components stay the unwrapped stage objects.
+``wrap_embedder`` / ``wrap_llm`` / ``wrap_stt`` / ``wrap_tts`` let the composition root wrap a
+stage (with a cache, or a fault guard) before it is handed to memory and the conversation
+manager; the health components stay the unwrapped stage objects.
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ def build_pipeline(
     observer: PipelineObserver = NULL_OBSERVER,
     wrap_embedder: Callable[[Any], Any] | None = None,
     wrap_llm: Callable[[Any], Any] | None = None,
+    wrap_stt: Callable[[Any], Any] | None = None,
+    wrap_tts: Callable[[Any], Any] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process)."""
     config.ensure_dirs()
-    stt = make_stt(config.stt)
+    stt_component = make_stt(config.stt)
+    stt = wrap_stt(stt_component) if wrap_stt else stt_component
     embedder_component = make_embedder(config.embeddings)
     embedder = wrap_embedder(embedder_component) if wrap_embedder else embedder_component
     long_term = LongTermMemory(config.memory_db_path, embedder)
@@ -71,7 +74,8 @@ def build_pipeline(
     )
     llm_component = make_llm(config.llm)
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
-    tts = make_tts(config.tts)
+    tts_component = make_tts(config.tts)
+    tts = wrap_tts(tts_component) if wrap_tts else tts_component
     manager = ConversationManager(stt, memory, llm, tts, observer)
     return Pipeline(
         config=config,
@@ -82,5 +86,5 @@ def build_pipeline(
         embedder=embedder,
         llm=llm,
         tts=tts,
-        components=[stt, embedder_component, long_term, llm_component, tts],
+        components=[stt_component, embedder_component, long_term, llm_component, tts_component],
     )

@@ -6,6 +6,7 @@
     components = injector.wrap_all([stt, embedder, llm, tts])  # hand these to the watchdog
     injector.inject("llm", "hang")        # heartbeat never answers until the llm is restarted
     injector.is_crashed("llm")            # the pipeline asks this to fail a crashed stage
+    llm = injector.guard("llm", llm, ["generate"])  # or let a guard ask: calls raise while crashed
 
 Faults (each lasts until the component's ``restart`` or ``force_restart``, or :meth:`clear`):
 
@@ -100,6 +101,14 @@ class FaultInjector:
         """True while a ``crash`` is injected (the pipeline should fail this stage)."""
         return self.active(component_name) == "crash"
 
+    def guard(self, component_name: str, target: Any, methods: Iterable[str]) -> Any:
+        """A proxy of ``target`` whose ``methods`` raise :class:`InjectedFault` while the
+        component is crashed, so the pipeline fails that stage as a real crash would.
+
+        Sync and async methods are both guarded; every other attribute passes through.
+        """
+        return _Guarded(target, component_name, frozenset(methods), self)
+
     def held_bytes(self, component_name: str) -> int:
         """Memory the ``leak`` fault currently holds for the component."""
         fault = self._faults.get(component_name)
@@ -155,3 +164,42 @@ class _FaultyComponent:
 
     def __repr__(self) -> str:
         return f"<faulty {self.inner!r}>"
+
+
+class _Guarded:
+    """Delegates to ``target``; guarded methods check the injector before each call."""
+
+    def __init__(
+        self, target: Any, name: str, methods: frozenset[str], injector: FaultInjector
+    ) -> None:
+        self._target = target
+        self._name = name
+        self._methods = methods
+        self._injector = injector
+
+    def _check(self) -> None:
+        if self._injector.is_crashed(self._name):
+            raise InjectedFault(f"{self._name}: injected crash (until the watchdog restarts it)")
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # not set yet (copy, pickle), or private: no recursion
+            raise AttributeError(attr)
+        value = getattr(self._target, attr)
+        if attr not in self._methods:
+            return value
+        if asyncio.iscoroutinefunction(value):
+
+            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                self._check()
+                return await value(*args, **kwargs)
+
+            return guarded_async
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return value(*args, **kwargs)
+
+        return guarded
+
+    def __repr__(self) -> str:
+        return f"<guarded {self._target!r}>"

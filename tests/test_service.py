@@ -243,6 +243,9 @@ def test_injected_crash_is_detected_and_recovered(service: Service) -> None:
         f"{service.base}/debug/faults", json={"component": "tts", "fault": "crash"}, timeout=5
     )
     assert injected.status_code == 202, injected.text
+    failed = service.turn(text="Say something new.")  # before the watchdog's 2nd check (0.5 s)
+    assert failed.status_code == 502, failed.text
+    assert failed.json()["error"]["stage"] == "tts"
     deadline = time.monotonic() + 30
     restarts = 0.0
     while time.monotonic() < deadline and restarts < 1:
@@ -259,6 +262,9 @@ def test_injected_crash_is_detected_and_recovered(service: Service) -> None:
         ]
         time.sleep(0.3)
     assert status == "healthy"
+    assert service.turn(text="Say something new.").status_code == 200
+    errors = requests.get(f"{service.base}/metrics", timeout=5).text
+    assert 'coda_pipeline_stage_errors_total{error_type="InjectedFault",stage="tts"} 1.0' in errors
 
 
 def test_serve_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:

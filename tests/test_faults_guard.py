@@ -1,0 +1,63 @@
+"""FaultInjector.guard: a crashed component fails its stage calls too, until restarted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coda_otel.faults import FaultInjector, InjectedFault
+
+
+class Speaker:
+    name = "tts"
+    voice = "en-us"
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    async def get_heartbeat(self) -> dict[str, Any]:
+        return {"healthy": True}
+
+    async def restart(self) -> None:
+        self.restarts += 1
+
+    async def force_restart(self) -> None:
+        self.restarts += 1
+
+    async def synthesize(self, text: str) -> bytes:
+        return text.encode()
+
+    def encode(self, text: str) -> int:
+        return len(text)
+
+
+async def test_guarded_calls_fail_while_crashed_and_work_after_restart() -> None:
+    injector = FaultInjector()
+    speaker = Speaker()
+    (component,) = injector.wrap_all([speaker])
+    guarded = injector.guard("tts", speaker, ["synthesize", "encode"])
+    assert await guarded.synthesize("hi") == b"hi"
+    assert guarded.encode("abc") == 3
+    assert guarded.voice == "en-us"  # unguarded attributes pass through
+
+    injector.inject("tts", "crash")
+    with pytest.raises(InjectedFault, match="tts: injected crash"):
+        await guarded.synthesize("hi")
+    with pytest.raises(InjectedFault):
+        guarded.encode("abc")
+
+    await component.restart()  # what the watchdog does
+    assert speaker.restarts == 1
+    assert await guarded.synthesize("back") == b"back"
+
+
+async def test_other_faults_do_not_fail_calls() -> None:
+    injector = FaultInjector()
+    speaker = Speaker()
+    injector.wrap_all([speaker])
+    guarded = injector.guard("tts", speaker, ["synthesize"])
+    for fault in ("unhealthy", "leak", "hang"):
+        injector.inject("tts", fault)
+        assert await guarded.synthesize("ok") == b"ok"
+    injector.clear("tts")
