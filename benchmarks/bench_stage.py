@@ -85,7 +85,8 @@ async def _time_rounds(variants: dict[str, Variant], number: int, rounds: int) -
 async def _measure(number: int, rounds: int) -> dict[str, float]:
     provider = TracerProvider()
     exporter = DiscardExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # A queue that holds a whole round: no span is dropped (a drop is cheaper than a keep).
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * number + 64))
     tracer = provider.get_tracer("bench")
     metrics = CodaMetrics(CollectorRegistry(), process_collector=False)
     with tempfile.TemporaryDirectory(prefix="coda-bench-") as tmp:
