@@ -11,7 +11,9 @@
 
 Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
 Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
-to start and says why.
+to start and says why. With a token, every route but ``/metrics`` and ``/health*`` needs
+``Authorization: Bearer <token>``; without one, only loopback ``Host`` names are served (DNS
+rebinding). POSTs must be ``application/json`` (see :mod:`coda_otel.http_security`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from coda_lite.conversation import StageError
 from coda_otel.exposition import add_metrics_route
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.health_http import add_health_routes
-from coda_otel.ws_server import InsecureBindError, add_debug_ws_route, check_bind_security
+from coda_otel.http_security import InsecureBindError, check_bind_security, debug_security
+from coda_otel.ws_server import add_debug_ws_route
 
 log = logging.getLogger("coda_lite.server")
 
@@ -92,6 +95,11 @@ def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
     if text is not None:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text is not valid Unicode (lone surrogate)") from None
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
         return text, session_id, return_audio
@@ -133,7 +141,10 @@ async def post_turn(request: web.Request) -> web.Response:
 def make_web_app(app: App) -> web.Application:
     """The aiohttp application for ``app`` (also used by tests on a free port)."""
     server = app.config.server
-    web_app = web.Application(middlewares=[json_errors], client_max_size=server.max_body_bytes)
+    security = debug_security(token=server.debug_token, allowed_origins=server.allowed_origins)
+    web_app = web.Application(
+        middlewares=[json_errors, security], client_max_size=server.max_body_bytes
+    )
     web_app[APP_KEY] = app
     web_app.router.add_post("/v1/turns", post_turn)
     add_metrics_route(web_app, app.registry)

@@ -7,26 +7,35 @@ Secure by default. At startup, refuse to expose the API beyond loopback without 
                        allowed_origins=config.server.allowed_origins)
 
 With a token, a client must present it at connect (``Authorization: Bearer <token>`` or
-``?token=<token>``; 401 otherwise). A browser's ``Origin`` must be the service's own host or
-listed in ``allowed_origins`` (403 otherwise). Each connection gets a token bucket (``rate``)
-and a frame size limit; anything wrong is answered with an ``error`` message and the
-connection stays open. The route also starts the hub with the app and closes it on shutdown.
+``?token=<token>``; 401 otherwise); without one, a ``Host`` that is not a loopback name is
+refused (403: a page that rebinds its domain to 127.0.0.1 still sends its own name). A
+browser's ``Origin`` must be the service's own host or listed in ``allowed_origins`` (403
+otherwise). Each connection gets a token bucket (``rate``) and a frame size limit; anything
+wrong is answered with an ``error`` message and the connection stays open. The route also
+starts the hub with the app and closes it on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from coda_otel.http_security import (
+    InsecureBindError,
+    bearer_ok,
+    check_bind_security,
+    check_token,
+    host_header_is_loopback,
+    is_loopback,
+    normalise_origins,
+    origin_allowed,
+)
 from coda_otel.ws_hub import DebugClient, DebugHub
 from coda_otel.ws_protocol import (
     COMMANDS,
@@ -40,51 +49,9 @@ from coda_otel.ws_protocol import (
 
 log = logging.getLogger(__name__)
 
-MIN_TOKEN_CHARS = 16
 #: Frames up to this many times ``max_message_bytes`` are read and answered with "too_large";
 #: beyond it aiohttp closes the connection (1009) without reading the frame into memory.
 TRANSPORT_LIMIT_FACTOR = 16
-
-
-class InsecureBindError(ValueError):
-    """The service was asked to expose the debug API without the protection it needs."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1; False for wildcards and other names."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_token(token: str | None) -> None:
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
-        raise InsecureBindError(
-            f"CODA_DEBUG_TOKEN is {len(token)} characters long; use at least {MIN_TOKEN_CHARS} "
-            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-
-
-def check_bind_security(host: str | Iterable[str] | None, token: str | None) -> None:
-    """Raise :class:`InsecureBindError` (saying how to fix it) unless binding is safe.
-
-    Safe: every host is loopback, or a token of at least 16 characters is configured.
-    ``None`` or ``""`` means all interfaces, which is not loopback.
-    """
-    token = token or None
-    _check_token(token)
-    hosts = [host] if isinstance(host, str) or host is None else list(host)
-    exposed = [h for h in hosts if not h or not is_loopback(h)]
-    if (exposed or not hosts) and token is None:
-        where = ", ".join(repr(h or "0.0.0.0") for h in exposed) or "all interfaces"
-        raise InsecureBindError(
-            f"refusing to serve the debug API on {where} without a token: anyone who can "
-            "reach it could read pipeline events and run turns. Set CODA_DEBUG_TOKEN "
-            "(server.debug_token) to a secret of 16+ characters, or bind 127.0.0.1."
-        )
 
 
 class TokenBucket:
@@ -121,7 +88,7 @@ class _DebugWsHandler:
     ) -> None:
         self.hub = hub
         self.token = token.encode("utf-8") if token is not None else None
-        self.allowed_origins = {o.strip().rstrip("/").lower() for o in allowed_origins}
+        self.allowed_origins = normalise_origins(allowed_origins)
         self.max_bytes = max_message_bytes
         self.rate = rate
         TokenBucket(*rate)  # validate now, not at the first connection
@@ -130,23 +97,10 @@ class _DebugWsHandler:
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def _authorized(self, request: web.Request) -> bool:
-        if self.token is None:
-            return True
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        supplied = value.strip() if scheme.lower() == "bearer" else request.query.get("token")
-        if not supplied:
-            return False
-        return hmac.compare_digest(supplied.encode("utf-8"), self.token)
+        return self.token is None or bearer_ok(request, self.token, allow_query=True)
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser
-        normalised = origin.strip().rstrip("/").lower()
-        if normalised in self.allowed_origins:
-            return True
-        netloc = urlsplit(normalised).netloc
-        return bool(netloc) and netloc == request.host.lower()
+        return origin_allowed(request, self.allowed_origins)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
@@ -158,6 +112,11 @@ class _DebugWsHandler:
                 },
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="coda-debug"'},
+            )
+        if self.token is None and not host_header_is_loopback(request):
+            return web.json_response(  # no token means loopback only: refuse rebound names
+                {"error": "forbidden", "message": "without a token only a loopback Host is served"},
+                status=403,
             )
         if not self._origin_allowed(request):
             return web.json_response(
@@ -298,7 +257,7 @@ def add_debug_ws_route(
     ``rate`` is (messages per second, burst) per connection; ``max_inflight`` bounds the
     commands one connection may have running at once (``text_input`` runs a whole turn).
     """
-    _check_token(token)
+    check_token(token)
     if max_message_bytes < 1024:
         raise ValueError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
     handler = _DebugWsHandler(
@@ -321,3 +280,12 @@ def add_debug_ws_route(
     app.on_startup.append(start_hub)
     app.on_shutdown.append(handler.shutdown)
     app.on_cleanup.append(close_hub)
+
+
+__all__ = [
+    "InsecureBindError",
+    "TokenBucket",
+    "add_debug_ws_route",
+    "check_bind_security",
+    "is_loopback",
+]

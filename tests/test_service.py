@@ -168,6 +168,7 @@ def test_metrics_pass_promtool_and_exemplars_lead_to_exported_traces(
         (json.dumps({"text": "hi", "extra": 1}).encode(), 400),
         (json.dumps({"audio_wav_base64": base64.b64encode(b"RIFF nope").decode()}).encode(), 422),
         (json.dumps({"text": "x" * 3_000_000}).encode(), 413),
+        (b'{"text": "\\ud800 lone surrogate"}', 400),
     ],
 )
 def test_bad_turn_requests_get_json_errors_and_service_goes_on(
@@ -298,3 +299,14 @@ def test_a_spoken_turn_over_http(service: Service, tmp_path: Path) -> None:
     body = response.json()
     assert "weather" in body["transcript"]
     assert base64.b64decode(body["audio_wav_base64"])[:4] == b"RIFF"
+
+
+def test_browser_tricks_are_refused(service: Service) -> None:
+    """Form posts (no CORS preflight) and DNS-rebound Host names never reach the pipeline."""
+    form = requests.post(f"{service.base}/v1/turns", data="text=hi", timeout=5)
+    assert form.status_code == 415
+    rebound = requests.post(
+        f"{service.base}/v1/turns", json={"text": "hi"}, headers={"Host": "evil.example"}, timeout=5
+    )
+    assert rebound.status_code == 403
+    assert rebound.json()["error"]["code"] == "forbidden_host"

@@ -291,3 +291,14 @@ def test_dockerfile_builds_the_service_image() -> None:
     assert lines[-1] == 'CMD ["coda-lite", "serve", "--host", "0.0.0.0", "--port", "8765"]'
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_a_public_bind_in_compose_comes_with_a_debug_token() -> None:
+    """`coda-lite serve` refuses 0.0.0.0 without CODA_DEBUG_TOKEN: compose must pass one."""
+    compose = load_yaml(COMPOSE_YML)
+    app = compose["services"]["app"]
+    command = app["command"]
+    host = command[command.index("--host") + 1]
+    assert host not in ("127.0.0.1", "localhost")
+    token = app["environment"]["CODA_DEBUG_TOKEN"]
+    assert token.startswith("${CODA_DEBUG_TOKEN:?"), "compose must fail fast without a token"
