@@ -150,3 +150,10 @@ def test_token_bucket_allows_bursts_then_refills_with_time() -> None:
     assert sum(bucket.take() for _ in range(10)) == 3
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(0, 1)
+
+
+def test_lone_surrogates_are_invalid_params() -> None:
+    """JSON may escape a lone surrogate; it is not text, and must not reach the pipeline."""
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message('{"type": "text_input", "id": 7, "data": {"text": "\\ud800"}}')
+    assert info.value.code == "invalid_params" and info.value.request_id == 7
