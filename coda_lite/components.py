@@ -1,13 +1,22 @@
 """Health bookkeeping shared by the stage classes (each stage is a health Component).
 
-A stage records every call in a :class:`CallStats`; its ``get_heartbeat`` reports the real
-figures (last response time, error rate over the recent calls, process memory)::
+A stage records every call in a :class:`CallStats`, handing ``track`` the text it was given;
+its ``get_heartbeat`` reports the real figures (last response time, error rate over the
+recent calls)::
 
     stats = CallStats()
-    with stats.track():
-        text = recognise(audio)
+    with stats.track(text):
+        audio = synthesize(text)
     stats.heartbeat(healthy=True, models_loaded=True)
     # {'healthy': True, 'models_loaded': True, 'response_time': 0.41, 'error_rate': 0.0, ...}
+
+Only the component's own failures count in the error rate. The caller's are counted apart
+(``input_errors``): an :class:`InputError` (bad audio...), and a ``TypeError``, ``ValueError``
+(so ``UnicodeError``) or ``AttributeError`` raised while one of the inputs handed to ``track``
+is malformed text (not a string, or not valid Unicode: see :func:`malformed_text`).
+
+A heartbeat carries ``memory_usage`` only when the component passes its own figure (bytes);
+the process's resident memory is the watchdog's to sample, once, not every component's.
 """
 
 from __future__ import annotations
@@ -19,13 +28,35 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psutil
-
 
 #: Bad input (empty, silent, non-WAV audio...) is the caller's fault, not the component's;
 #: stages raise subclasses of this and it is not counted as a component error.
 class InputError(ValueError):
     """The input handed to a stage cannot be processed; the message says what was wrong."""
+
+
+#: What malformed text makes Python code raise (UnicodeError is a ValueError).
+_INPUT_SHAPED = (TypeError, ValueError, AttributeError)
+
+
+def malformed_text(value: object) -> str | None:
+    """Why ``value`` is not usable text (a string, or a list or tuple of them); None if it is.
+
+    >>> malformed_text(["fine", None])
+    'expected text, got NoneType'
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"text is not valid Unicode ({exc.reason} at position {exc.start})"
+        return None
+    if isinstance(value, list | tuple):
+        for item in value:
+            if (why := malformed_text(item)) is not None:
+                return why
+        return None
+    return f"expected text, got {type(value).__name__}"
 
 
 class CallStats:
@@ -39,21 +70,38 @@ class CallStats:
         self.last_error: str | None = None
         self.calls_total = 0
         self.errors_total = 0
+        self.input_errors_total = 0
         self.restarts = 0
 
     @contextmanager
-    def track(self) -> Iterator[None]:
+    def track(self, *inputs: object) -> Iterator[None]:
+        """Time the block and record whether it failed; ``inputs``: the text it was handed."""
         start = time.perf_counter()
         try:
             yield
-        except InputError:
-            self._record(time.perf_counter() - start, None)
-            raise
         except Exception as exc:
-            self._record(time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+            seconds = time.perf_counter() - start
+            if self._callers_fault(exc, inputs):
+                self._record_input_error(seconds)
+            else:
+                self._record(seconds, f"{type(exc).__name__}: {exc}")
             raise
         else:
             self._record(time.perf_counter() - start, None)
+
+    @staticmethod
+    def _callers_fault(exc: Exception, inputs: tuple[object, ...]) -> bool:
+        if isinstance(exc, InputError):
+            return True
+        return isinstance(exc, _INPUT_SHAPED) and any(
+            malformed_text(value) is not None for value in inputs
+        )
+
+    def _record_input_error(self, seconds: float) -> None:
+        with self._lock:  # not in the error-rate window: neither a failure nor a success
+            self.last_response_time = seconds
+            self.calls_total += 1
+            self.input_errors_total += 1
 
     def _record(self, seconds: float, error: str | None) -> None:
         with self._lock:
@@ -77,6 +125,7 @@ class CallStats:
             self.restarts += 1
 
     def heartbeat(self, *, healthy: bool, models_loaded: bool, **extra: Any) -> dict[str, Any]:
+        """The heartbeat figures; ``extra`` adds the component's own (``memory_usage=...``)."""
         rate = self.error_rate
         with self._lock:
             beat: dict[str, Any] = {
@@ -86,16 +135,9 @@ class CallStats:
                 "error_rate": rate,
                 "calls": self.calls_total,
                 "errors": self.errors_total,
+                "input_errors": self.input_errors_total,
                 "restarts": self.restarts,
                 "last_error": self.last_error,
-                "memory_usage": _rss(),
             }
         beat.update(extra)
         return beat
-
-
-def _rss() -> int:
-    try:
-        return int(psutil.Process().memory_info().rss)
-    except psutil.Error:
-        return 0

@@ -96,6 +96,16 @@ class TelemetryConfig:
     cache_stats_interval: float = 5.0
     health_interval: float = 5.0
     heartbeat_timeout: float = 2.0
+    # supervision (CodaWatchdog): restart after this many failed checks in a row, at most
+    # max_restarts in restart_period seconds, then "failed" until POST /debug/components/X/reset
+    failure_threshold: int = 2
+    max_restarts: int = 3
+    restart_period: float = 60.0
+    # leak detection (LeakDetector): slope of memory over the last leak_window samples
+    restart_on_leak: bool = False
+    leak_window: int = 60
+    leak_min_samples: int = 10
+    leak_slope_bytes_per_s: float = 16 * 1024.0  # = coda_otel.leak.DEFAULT_SLOPE_THRESHOLD
 
 
 @dataclass
@@ -261,4 +271,22 @@ def load_config(
                 raise ConfigError(f"config file {p} must hold a mapping of sections")
             _apply(config, data, "")
     _env_overrides(config, env)
+    _check_supervision(config.telemetry)
     return config
+
+
+def _check_supervision(tel: TelemetryConfig) -> None:
+    """Reject supervision settings the watchdog and leak detector could not use."""
+    problems = [
+        (tel.health_interval > 0, "health_interval must be positive"),
+        (tel.heartbeat_timeout > 0, "heartbeat_timeout must be positive"),
+        (tel.failure_threshold >= 1, "failure_threshold must be at least 1"),
+        (tel.max_restarts >= 0, "max_restarts must not be negative"),
+        (tel.restart_period > 0, "restart_period must be positive"),
+        (tel.leak_min_samples >= 3, "leak_min_samples must be at least 3"),
+        (tel.leak_window >= tel.leak_min_samples, "leak_window must be >= leak_min_samples"),
+        (tel.leak_slope_bytes_per_s > 0, "leak_slope_bytes_per_s must be positive"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(f"telemetry.{message}")

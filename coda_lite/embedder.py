@@ -79,7 +79,7 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of strings, not one string")
-        with self.stats.track():
+        with self.stats.track(texts):
             model = self._model
             if model is None:
                 raise RuntimeError("embedding model is not loaded (restart in progress)")
@@ -135,7 +135,7 @@ class HashingEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of strings, not one string")
-        with self.stats.track():
+        with self.stats.track(texts):
             out = np.zeros((len(texts), self.dim), dtype=np.float32)
             for i, text in enumerate(texts):
                 words = _TOKEN.findall(text.lower())

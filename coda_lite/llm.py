@@ -89,7 +89,7 @@ class EchoLLM:
         self.stats = CallStats()
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
-        with self.stats.track():
+        with self.stats.track(query):
             q = query.strip()
             question = q.endswith("?") or bool(_QUESTION_START.match(q))
             if context and question:
@@ -159,7 +159,7 @@ class _HttpLLM:
         return self._session
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
-        with self.stats.track():
+        with self.stats.track(query):
             messages = build_messages(self.config.system_prompt, query, context)
             url = self.endpoint
             where = f"{self.backend} request to {url}"

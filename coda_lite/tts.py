@@ -45,7 +45,7 @@ class EspeakTTS:
         self._exe = shutil.which("espeak-ng")
 
     async def synthesize(self, text: str) -> bytes:
-        with self.stats.track():
+        with self.stats.track(text):
             if not text.strip():
                 return b""
             exe = self._exe
@@ -99,7 +99,7 @@ class SilentTTS:
         self.stats = CallStats()
 
     async def synthesize(self, text: str) -> bytes:
-        with self.stats.track():
+        with self.stats.track(text):
             return b""
 
     async def get_heartbeat(self) -> dict[str, Any]:

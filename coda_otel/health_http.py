@@ -8,12 +8,17 @@
 
 Routes (all JSON):
 
-* ``GET /health``: overall status and a ``components`` object keyed by name (status, last
-  heartbeat, recent figures). 200 while healthy or degraded, 503 while a required component is
-  unhealthy, recovering or failed.
+* ``GET /health``: overall status, a ``components`` object keyed by name (status, last
+  heartbeat, recent figures) and the ``process``'s memory. 200 while healthy or degraded (a
+  component unknown, unhealthy or recovering); 503 once a required component has ``failed``
+  (passed its restart limit).
 * ``GET /health/live``: 200 while the process answers.
 * ``GET /health/ready``: 200 once every required component passed a check with its models
   loaded; 503 before that and while a required component is down.
+* ``POST /debug/components/{name}/reset``: operator action, :meth:`CodaWatchdog.reset`: the
+  component's failures and restart count are forgotten and supervision resumes (its status is
+  ``unknown`` until the next check). 200 with the component's status; 404 for an unknown name.
+  Always mounted: protect ``/debug/`` with the service's auth when it is reachable by others.
 * ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|unhealthy|leak"}``:
   202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
   component or fault.
@@ -39,7 +44,7 @@ def add_health_routes(
     fault_injector: FaultInjector | None = None,
     allow_fault_injection: bool = False,
 ) -> None:
-    """Mount ``/health``, ``/health/live``, ``/health/ready`` and ``/debug/faults`` on ``app``."""
+    """Mount the health routes, the component reset and ``/debug/faults`` on ``app``."""
     if allow_fault_injection and fault_injector is None:
         raise ValueError("allow_fault_injection=True needs a fault_injector")
 
@@ -62,6 +67,15 @@ def add_health_routes(
             },
         }
         return web.json_response(body, status=200 if status["ready"] else 503)
+
+    async def reset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        known = sorted(c.name for c in watchdog.components)
+        if name not in known:
+            return _error(404, f"unknown component {name[:100]!r}", components=known)
+        watchdog.reset(name)
+        component = watchdog.get_health_status()["components"][name]
+        return web.json_response({"component": name, **component})
 
     async def faults(request: web.Request) -> web.Response:
         if not allow_fault_injection or fault_injector is None:
@@ -88,6 +102,7 @@ def add_health_routes(
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_post("/debug/components/{name}/reset", reset)
     app.router.add_post("/debug/faults", faults)
 
 

@@ -8,12 +8,14 @@
         print(f"{report.component} grows {report.slope_bytes_per_s / 1024:.0f} KiB/s")
 
 Each component keeps its own window. A sample is the component's own figure when its heartbeat
-reports ``memory_usage`` (bytes), else the process's resident set size (psutil). A leak is
-suspected when the slope over the window passes ``slope_threshold_bytes_per_s`` *and* the fit
-is good (r^2 >= ``min_r2``), so a one-off step (a model load) or noise does not count. The
-detector warns in the log and sets ``coda_memory_leak_suspected`` and
-``coda_memory_growth_bytes_per_second``; it never restarts anything itself. ``restart_on_leak``
-tells the watchdog that owns it to restart a suspected component.
+reports ``memory_usage`` (bytes), else the process's resident set size (psutil): sample the
+process once, under :data:`PROCESS`, never on behalf of each component (one leak would then
+flag them all). A leak is suspected when the slope over the window passes
+``slope_threshold_bytes_per_s`` *and* the fit is good (r^2 >= ``min_r2``), so a one-off step
+(a model load) or noise does not count. The detector warns in the log and sets
+``coda_memory_leak_suspected`` and ``coda_memory_growth_bytes_per_second``; it never restarts
+anything itself. ``restart_on_leak`` tells the watchdog that owns it to restart a component
+whose own figure leaks.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from coda_otel.metrics import CodaMetrics
 logger = logging.getLogger(__name__)
 
 Source = Literal["component", "process"]
+
+#: The series name for the whole process's resident memory.
+PROCESS = "process"
 
 #: Default threshold: 16 KiB/s is about 1 MiB a minute, 56 MiB an hour.
 DEFAULT_SLOPE_THRESHOLD = 16 * 1024.0
@@ -127,7 +132,7 @@ class LeakDetector:
         """
         when = self._clock() if at is None else float(at)
         source: Source
-        if _is_size(memory_usage):
+        if is_memory_figure(memory_usage):
             value, source = int(memory_usage), "component"
         else:
             value, source = int(self._sample_fn()), "process"
@@ -171,7 +176,8 @@ class LeakDetector:
             self._metrics.memory_growth_rate.labels(component=component).set(0.0)
 
 
-def _is_size(value: object) -> TypeGuard[int | float]:
+def is_memory_figure(value: object) -> TypeGuard[int | float]:
+    """True for a usable ``memory_usage`` figure: a finite, non-negative number of bytes."""
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)

@@ -6,6 +6,7 @@
     watchdog.add_listener(lambda status: hub.publish("health_status", status))
     task = asyncio.create_task(watchdog.start())   # one check loop per component
     watchdog.get_health_status()["overall_health"]  # healthy | degraded | unhealthy
+    watchdog.get_health_status()["process"]         # resident memory and its leak verdict
     watchdog.reset("llm")                           # operator: retry a component marked failed
     watchdog.stop(); await task
 
@@ -18,6 +19,15 @@ that would need more than ``max_restarts`` attempts within ``restart_period`` se
 ``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
 period). Every component is checked on its own task, so one that hangs never delays the others;
 a heartbeat that ignores cancellation is abandoned. Heartbeats must not block the event loop.
+
+Overall health is ``unhealthy`` only while a required component is ``failed`` (past its restart
+limit); a component that is unknown, unhealthy or recovering makes it ``degraded``. ``ready``
+is True once every required component is healthy with its models loaded.
+
+Memory: the process's resident memory is sampled once per check cycle into the leak detector
+under the name ``"process"`` (so no component may be called that when one is given). A
+component is sampled only when its heartbeat reports its own ``memory_usage``, and only such a
+component is restarted for a leak (``restart_on_leak``); a process-wide leak only warns.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from coda_otel.leak import LeakDetector
+from coda_otel.leak import PROCESS, LeakDetector
 from coda_otel.metrics import CodaMetrics
 from coda_otel.protocols import Component
 from coda_otel.watchdog_state import (
@@ -36,13 +46,15 @@ from coda_otel.watchdog_state import (
     call_with_timeout,
     clean_heartbeat,
     describe_error,
+    describe_process,
     now_iso,
+    own_memory_leaks,
+    sample_process,
 )
 
 logger = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
-_DOWN = frozenset({"unhealthy", "recovering", "failed"})
 HealthListener = Callable[[dict[str, Any]], None]
 
 
@@ -84,6 +96,8 @@ class CodaWatchdog:
         names = [c.name for c in comps]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be unique, got {names}")
+        if leak_detector is not None and PROCESS in names:
+            raise ValueError(f"{PROCESS!r} is reserved for the process-wide memory series")
         wanted = set(names) if required is None else set(required)
         if unknown := wanted - set(names):
             raise ValueError(f"required components {sorted(unknown)} are not watched: {names}")
@@ -133,6 +147,8 @@ class CodaWatchdog:
             asyncio.create_task(self._watch(st), name=f"watchdog:{st.component.name}")
             for st in self._states.values()
         ]
+        if self.leak_detector is not None:
+            self._tasks.append(asyncio.create_task(self._watch_process(), name="watchdog:process"))
         try:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
@@ -147,6 +163,7 @@ class CodaWatchdog:
 
     async def check_health(self) -> dict[str, Any]:
         """Check every component once, concurrently (recovering where due); return the status."""
+        self._sample_process()
         await asyncio.gather(*(self._safe_check(st) for st in self._states.values()))
         return self.get_health_status()
 
@@ -178,6 +195,7 @@ class CodaWatchdog:
             "ready": self.ready,
             "failed": [n for n, st in self._states.items() if st.status == "failed"],
             "components": components,
+            "process": describe_process(self.leak_detector),
             "timestamp": now_iso(),
         }
 
@@ -189,6 +207,15 @@ class CodaWatchdog:
             if st.status == "recovering" and st.next_retry_at is not None:
                 delay = min(delay, max(0.0, st.next_retry_at - self._clock()))
             await asyncio.sleep(delay)
+
+    async def _watch_process(self) -> None:
+        while self.running:
+            self._sample_process()
+            await asyncio.sleep(self.check_interval)
+
+    def _sample_process(self) -> None:
+        if self.leak_detector is not None:
+            sample_process(self.leak_detector, self._clock())
 
     async def _safe_check(self, st: ComponentState) -> None:
         try:
@@ -245,14 +272,7 @@ class CodaWatchdog:
     def _leak_wants_restart(self, st: ComponentState, at: float) -> bool:
         if self.leak_detector is None:
             return False
-        try:
-            report = self.leak_detector.sample(
-                st.component.name, (st.heartbeat or {}).get("memory_usage"), at=at
-            )
-        except Exception:
-            logger.exception("leak sampling of %s failed", st.component.name)
-            return False
-        return report.suspected and self.leak_detector.restart_on_leak
+        return own_memory_leaks(self.leak_detector, st.name, st.heartbeat, at)
 
     # --- recovery ---------------------------------------------------------------------------
     async def _recover_if_due(
@@ -346,7 +366,7 @@ class CodaWatchdog:
 
     def _overall(self) -> str:
         states = self._states.values()
-        if any(st.required and st.status in _DOWN for st in states):
+        if any(st.required and st.status == "failed" for st in states):
             return "unhealthy"
         if any(st.status != "healthy" for st in states):
             return "degraded"

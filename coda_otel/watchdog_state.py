@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from coda_otel.leak import PROCESS, LeakDetector, is_memory_figure
 from coda_otel.protocols import Component
 
+logger = logging.getLogger("coda_otel.watchdog")
 HISTORY = 20  # figures kept per component; the status shows the last five
 _abandoned: set[asyncio.Future[Any]] = set()
 
@@ -79,6 +82,43 @@ async def call_with_timeout(call: Callable[[], Any], timeout: float, what: str) 
     return task.result()
 
 
+def sample_process(detector: LeakDetector, at: float) -> None:
+    """One sample of the whole process's memory, under :data:`~coda_otel.leak.PROCESS`."""
+    try:
+        detector.sample(PROCESS, None, at=at)
+    except Exception:
+        logger.exception("sampling the process's memory failed")
+
+
+def own_memory_leaks(
+    detector: LeakDetector, name: str, heartbeat: Mapping[str, Any] | None, at: float
+) -> bool:
+    """Sample a component's OWN ``memory_usage`` (if its heartbeat has one); True when that
+    figure leaks and the detector is configured to restart on a leak."""
+    own = (heartbeat or {}).get("memory_usage")
+    try:
+        if not is_memory_figure(own):
+            if detector.report(name) is not None:
+                detector.reset(name)  # it stopped reporting: its old trend means nothing
+            return False
+        report = detector.sample(name, own, at=at)
+    except Exception:
+        logger.exception("leak sampling of %s failed", name)
+        return False
+    return report.suspected and report.source == "component" and detector.restart_on_leak
+
+
+def describe_process(detector: LeakDetector | None) -> dict[str, Any] | None:
+    """The process's latest memory figure and leak verdict (None without a detector)."""
+    if detector is None:
+        return None
+    report = detector.report(PROCESS)
+    return {
+        "memory_usage": None if report is None else report.latest_bytes,
+        "leak": None if report is None else report.to_dict(),
+    }
+
+
 @dataclass
 class ComponentState:
     """What the watchdog knows about one component (times are on the watchdog's clock)."""
@@ -119,7 +159,7 @@ class ComponentState:
         entry: dict[str, Any] = {"timestamp": now_iso(), "healthy": healthy}
         if healthy:
             hb = self.heartbeat or {}
-            entry["memory_usage"] = hb.get("memory_usage", 0)
+            entry["memory_usage"] = hb.get("memory_usage")  # None: no figure of its own
             entry["response_time"] = hb.get("response_time", round(duration, 6))
             entry["error_rate"] = hb.get("error_rate", 0)
         else:

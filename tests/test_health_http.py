@@ -19,10 +19,12 @@ class Stage:
     def __init__(self, name: str) -> None:
         self.name = name
         self.models_loaded = True
+        self.sick = False  # a fault that restarts do not cure
         self.generation = 0
 
     async def get_heartbeat(self) -> Mapping[str, Any]:
-        return {"healthy": True, "models_loaded": self.models_loaded, "response_time": 0.01}
+        return {"healthy": not self.sick, "models_loaded": self.models_loaded,
+                "response_time": 0.01}  # fmt: skip
 
     async def restart(self) -> None:
         self.generation += 1
@@ -32,12 +34,12 @@ class Stage:
 
 
 class Service:
-    def __init__(self, *, allow_faults: bool) -> None:
+    def __init__(self, *, allow_faults: bool, max_restarts: int = 0) -> None:
         self.injector = FaultInjector()
         self.llm, self.cache = Stage("llm"), Stage("cache")
         self.watchdog = CodaWatchdog(
             self.injector.wrap_all([self.llm, self.cache]), failure_threshold=1,
-            max_restarts=0, heartbeat_timeout=0.05, required=["llm"],
+            max_restarts=max_restarts, heartbeat_timeout=0.05, required=["llm"],
         )  # fmt: skip
         self.app = web.Application()
         add_health_routes(self.app, self.watchdog, fault_injector=self.injector,
@@ -60,8 +62,8 @@ class Service:
                 (await self.get("/health/ready"))[0])  # fmt: skip
 
 
-async def serve(allow_faults: bool) -> AsyncIterator[Service]:
-    service = Service(allow_faults=allow_faults)
+async def serve(allow_faults: bool, max_restarts: int = 0) -> AsyncIterator[Service]:
+    service = Service(allow_faults=allow_faults, max_restarts=max_restarts)
     runner = web.AppRunner(service.app)
     await runner.setup()
     port = free_port()
@@ -84,6 +86,13 @@ async def service() -> AsyncIterator[Service]:
 @pytest.fixture
 async def locked_service() -> AsyncIterator[Service]:
     async for s in serve(allow_faults=False):
+        yield s
+
+
+@pytest.fixture
+async def patient_service() -> AsyncIterator[Service]:
+    """Restarts allowed (one per period), so a required component can be down, not failed."""
+    async for s in serve(allow_faults=True, max_restarts=1):
         yield s
 
 
@@ -128,6 +137,44 @@ async def test_codes_through_the_component_lifecycle(service: Service) -> None:
     assert await service.codes() == (200, 200, 200)
 
 
+async def test_a_required_component_down_is_degraded_until_it_fails(
+    patient_service: Service,
+) -> None:
+    service = patient_service
+    await service.watchdog.check_health()
+    assert await service.codes() == (200, 200, 200)
+    service.llm.sick = True
+    await service.watchdog.check_health()  # a failed heartbeat: restarted, still sick
+    _, body = await service.get("/health")
+    assert body["components"]["llm"]["status"] == "recovering"
+    assert body["overall_health"] == "degraded" and service.llm.generation == 2
+    assert await service.codes() == (200, 200, 503)  # up, but not ready for turns
+    assert await service.watchdog.recover_component("llm") is False  # past the restart limit
+    assert (await service.get("/health"))[1]["components"]["llm"]["status"] == "failed"
+    assert await service.codes() == (503, 200, 503)
+
+
+async def test_operator_resets_a_failed_component(service: Service) -> None:
+    service.injector.inject("llm", "hang")
+    await service.watchdog.check_health()
+    assert await service.codes() == (503, 200, 503)  # llm failed (no restarts allowed)
+
+    code, body = await service.post("/debug/components/nope/reset", b"")
+    assert code == 404 and "unknown component 'nope'" in body["error"]
+    assert body["components"] == ["cache", "llm"]
+    async with service.session.get(service.base + "/debug/components/llm/reset") as resp:
+        assert resp.status == 405  # an action: POST only
+
+    service.injector.clear("llm")  # the operator fixed the cause
+    code, body = await service.post("/debug/components/llm/reset", b"")
+    assert code == 200 and body["component"] == "llm"
+    assert body["status"] == "unknown" and body["consecutive_failures"] == 0
+    assert body["restarts"] == 0 and body["last_error"] is None
+    assert (await service.get("/health"))[0] == 200  # no longer failed: degraded
+    await service.watchdog.check_health()  # supervision resumed
+    assert await service.codes() == (200, 200, 200)
+
+
 async def test_fault_injection_endpoint(service: Service) -> None:
     await service.watchdog.check_health()
     for bad in (b"{not json", b"\xff\xfe", b"[1, 2]", b'{"component": "llm"}',
@@ -147,7 +194,7 @@ async def test_fault_injection_endpoint(service: Service) -> None:
     assert service.injector.is_crashed("llm")
     status = await service.watchdog.check_health()
     assert "injected crash" in status["components"]["llm"]["metrics"][-1]["error"]
-    assert (await service.get("/health"))[0] == 503
+    assert (await service.get("/health"))[0] == 503  # no restarts allowed: failed at once
 
 
 async def test_fault_injection_is_forbidden_unless_allowed(locked_service: Service) -> None:

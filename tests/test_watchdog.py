@@ -310,10 +310,25 @@ async def test_ready_needs_models_and_required_components() -> None:
     status = await watchdog.check_health()
     assert status["overall_health"] == "degraded" and watchdog.ready
     core.sick = True
-    status = await watchdog.check_health()
-    assert status["overall_health"] == "unhealthy" and not watchdog.ready
+    status = await watchdog.check_health()  # a required component down: degraded, not ready
+    assert status["components"]["llm"]["status"] == "unhealthy"
+    assert status["overall_health"] == "degraded" and not watchdog.ready
     assert status["components"]["llm"]["last_heartbeat"]["healthy"] is False
     assert len(status["components"]["llm"]["metrics"]) == 4  # one entry per check
+
+
+async def test_overall_is_unhealthy_only_when_a_required_component_failed() -> None:
+    core, extra = Widget("llm", broken=True), Widget("cache", broken=True)
+    watchdog = CodaWatchdog([core, extra], failure_threshold=1, max_restarts=1,
+                            backoff_initial=1e-6, required=["llm"])  # fmt: skip
+    seen = set()
+    for _ in range(3):
+        status = await watchdog.check_health()
+        seen.add((status["components"]["llm"]["status"], status["overall_health"]))
+        await asyncio.sleep(0.001)  # past the backoff
+    assert seen == {("recovering", "degraded"), ("failed", "unhealthy")}
+    watchdog.reset("llm")
+    assert watchdog.get_health_status()["overall_health"] == "degraded"
 
 
 async def test_recover_component_on_demand_and_bad_configuration() -> None:
@@ -330,3 +345,57 @@ async def test_recover_component_on_demand_and_bad_configuration() -> None:
         CodaWatchdog([Widget("a")], heartbeat_timeout=0)
     with pytest.raises(TypeError, match="lacks"):
         CodaWatchdog([object()])  # type: ignore[list-item]
+
+
+class Quiet(Widget):
+    """A heartbeat like the real stages': no memory figure of its own."""
+
+
+async def test_leak_in_one_component_flags_it_and_the_process_never_the_others(
+    metrics: CodaMetrics,
+) -> None:
+    clock = FakeClock()
+    injector = FaultInjector(leak_chunk_bytes=MIB, leak_cap_bytes=32 * MIB)
+    stt, llm, tts = Quiet("stt", clock), Quiet("llm", clock), Quiet("tts", clock)
+    rss_samples: list[int] = []
+    growth = [0]
+
+    def process_rss() -> int:  # the process holds what the injected leak holds, and more
+        rss_samples.append(400 * MIB + 2 * injector.held_bytes("llm") + growth[0])
+        return rss_samples[-1]
+
+    detector = LeakDetector(
+        window=10, min_samples=3, slope_threshold_bytes_per_s=MIB / 2,
+        restart_on_leak=True, sample_fn=process_rss, metrics=metrics,
+    )  # fmt: skip
+    watchdog = CodaWatchdog(injector.wrap_all([stt, llm, tts]), 1.0, leak_detector=detector,
+                            metrics=metrics, clock=clock)  # fmt: skip
+    injector.inject("llm", "leak")
+    for _ in range(3):
+        status = await watchdog.check_health()
+        clock.advance(1.0)
+
+    assert len(rss_samples) == 3  # the process is sampled once per check cycle
+    assert status["process"]["leak"]["suspected"] is True
+    assert status["process"]["memory_usage"] == rss_samples[-1]
+    assert sample(metrics, "coda_memory_leak_suspected", component="process") == 1.0
+    assert llm.calls == [("restart", clock.now - 1.0)]  # its own figure leaked: restarted
+    assert injector.held_bytes("llm") == 0
+    for quiet in (stt, tts):  # no figure of their own: never flagged, never restarted
+        assert quiet.calls == [] and status["components"][quiet.name]["leak"] is None
+        assert sample(metrics, "coda_memory_leak_suspected", component=quiet.name) == 0.0
+        assert status["components"][quiet.name]["metrics"][-1]["memory_usage"] is None
+
+    growth[0] = 0
+    for _ in range(5):  # the process keeps growing, no component's own figure does
+        growth[0] += 8 * MIB
+        status = await watchdog.check_health()
+        clock.advance(1.0)
+    assert status["process"]["leak"]["suspected"] is True
+    assert [len(c.calls) for c in (stt, llm, tts)] == [0, 1, 0]  # restart_on_leak: nobody
+
+
+async def test_process_is_a_reserved_name_with_leak_detection() -> None:
+    with pytest.raises(ValueError, match="'process' is reserved"):
+        CodaWatchdog([Widget("process")], leak_detector=LeakDetector())
+    CodaWatchdog([Widget("process")])  # fine without a leak detector

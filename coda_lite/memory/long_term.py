@@ -128,7 +128,7 @@ class LongTermMemory:
         blob = None if embedding is None else np.asarray(embedding, np.float32).tobytes()
         dim = None if embedding is None else int(np.asarray(embedding).size)
         model = self.embedder.model_name if self.embedder is not None else None
-        with self.lock, self.stats.track():
+        with self.lock, self.stats.track(content):
             db = self._db()
             with db:
                 db.execute(
