@@ -195,8 +195,17 @@ def build_app(
         faults.wrap_all(pipeline.components),
         check_interval=tel.health_interval,
         heartbeat_timeout=tel.heartbeat_timeout,
+        failure_threshold=tel.failure_threshold,
+        max_restarts=tel.max_restarts,
+        restart_period=tel.restart_period,
         metrics=metrics,
-        leak_detector=LeakDetector(metrics=metrics),
+        leak_detector=LeakDetector(
+            window=tel.leak_window,
+            min_samples=tel.leak_min_samples,
+            slope_threshold_bytes_per_s=tel.leak_slope_bytes_per_s,
+            restart_on_leak=tel.restart_on_leak,
+            metrics=metrics,
+        ),
     )
     app = App(
         config=config,

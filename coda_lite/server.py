@@ -7,6 +7,7 @@
     GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
     GET  /health, /health/live, /health/ready
     POST /debug/faults    only with --allow-fault-injection
+    POST /debug/components/{name}/reset   an operator re-enables a component marked failed
     GET  /ws              the debug WebSocket (docs/websocket.md)
 
 Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
