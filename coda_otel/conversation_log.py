@@ -2,7 +2,10 @@
 
 The pipeline debugger hands each finished conversation to :class:`ConversationLogWriter`,
 which builds and writes the record on its own thread (atomic write, then retention by count
-and bytes), so a slow disk never delays a turn. File names come from validated ids only::
+and bytes), so a slow disk never delays a turn. File names come from validated ids only.
+These are debug logs: the rename is atomic (never a torn file) but not fsync'd, so a power cut
+may lose the newest ones; retention works from an in-memory index of the folder (one listing
+at the first write and every ``relist_every`` writes), not a listing per write::
 
     writer = ConversationLogWriter(Path("~/.coda/pipeline_logs").expanduser())
     writer.submit(lambda: {"conversation_id": "c1", "stages": [...]})   # returns at once
@@ -35,8 +38,8 @@ from typing import Any
 from coda_otel.events import Status
 from coda_otel.files import (
     InvalidIdError,
+    RetentionIndex,
     atomic_write_json,
-    enforce_retention,
     new_id,
     safe_path,
     validate_id,
@@ -154,6 +157,7 @@ class ConversationLogWriter:
         max_files: int = 200,
         max_bytes: int = 50 * 2**20,
         queue_size: int = 256,
+        relist_every: int = 100,
     ) -> None:
         if max_files < 1 or max_bytes < 1:
             raise ValueError("max_files and max_bytes must be positive")
@@ -163,6 +167,10 @@ class ConversationLogWriter:
         self.dropped = 0
         self.written = 0
         self.last_path: Path | None = None
+        self._retention = RetentionIndex(
+            self.folder, LOG_PATTERN, max_files=max_files, max_bytes=max_bytes,
+            relist_every=relist_every,
+        )  # fmt: skip
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._pending = 0
         self._idle = threading.Condition()
@@ -231,10 +239,8 @@ class ConversationLogWriter:
         if not isinstance(record, Mapping):
             raise TypeError(f"a conversation log record must be a mapping, got {type(record)}")
         path = safe_path(self.folder, log_file_id(record.get("conversation_id")), ".json")
-        atomic_write_json(path, dict(record))
-        enforce_retention(
-            self.folder, LOG_PATTERN, max_files=self.max_files, max_bytes=self.max_bytes
-        )
+        size = atomic_write_json(path, dict(record), durable=False)
+        self._retention.record(path, size)
         self.written += 1
         self.last_path = path
         logger.debug("saved pipeline debug log to %s", path)

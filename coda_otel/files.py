@@ -1,14 +1,20 @@
 """Safe files for logs and snapshots: validated ids, atomic writes, bounded folders.
 
-    from coda_otel.files import atomic_write_json, enforce_retention, new_id, safe_path
+    from coda_otel.files import RetentionIndex, atomic_write_json, new_id, safe_path
 
     sid = new_id("snap")                       # 'snap-20261125T030102-3f9a1c2b7d4e'
     path = safe_path(folder, sid, ".json")     # always inside folder, or ValueError
-    atomic_write_json(path, {"snapshot_id": sid})
-    enforce_retention(folder, "*.json", max_files=500, max_bytes=50 * 2**20)
+    size = atomic_write_json(path, {"snapshot_id": sid}, indent=None)  # durable: fsync'd
+    atomic_write_json(log_path, record, durable=False)   # still atomic, no fsync (debug logs)
+    enforce_retention(folder, "*.json", max_files=500, max_bytes=50 * 2**20)  # lists the folder
+    index = RetentionIndex(folder, "*.json", max_files=500, max_bytes=50 * 2**20)
+    index.record(path, size)                   # same limits, kept in memory: no listing per write
 
 An id that arrives from outside (CLI, WebSocket) must pass :func:`validate_id` before it
-names a file; :func:`safe_path` does that and checks the resolved path too.
+names a file; :func:`safe_path` does that and checks the resolved path too. JSON is encoded
+piece by piece (``json_chunks``) and written in ~32 KiB batches, so a large document never
+holds the GIL for one long ``json.dumps`` call. Temporary files (``.<name>.<random>.tmp``)
+left by a killed write are removed by retention once older than ``STALE_TMP_S``.
 """
 
 from __future__ import annotations
@@ -19,12 +25,19 @@ import os
 import re
 import secrets
 import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 #: Letters, digits, dot, dash and underscore; must start with a letter or digit; 1-128 chars.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: A temporary file older than this (seconds) belongs to a killed write and is removed.
+STALE_TMP_S = 600.0
+_BATCH_CHARS = 32 * 1024
+_SPLIT_DEPTH = 4
+_SLICE = 128
 
 
 class InvalidIdError(ValueError):
@@ -63,25 +76,38 @@ def safe_path(folder: Path, ident: str, suffix: str = ".json", prefix: str = "")
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the new one, never a torn one.
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, durable: bool = True) -> int:
+    """Write ``chunks`` so that readers see the old file or the new one, never a torn one.
 
-    Temporary file in the same folder, flush, fsync, ``os.replace``, then fsync the folder.
+    Temporary file in the same folder (mode 0600), ``os.replace``. With ``durable`` (the
+    default) the file is fsync'd before the rename and the folder after it, so the new file
+    also survives a power cut; without, a crash may lose the newest file (never tear it).
+    Returns the number of bytes written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    size = 0
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
+                size += len(chunk)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if durable:
+        _fsync_folder(path.parent)
+    return size
+
+
+def _fsync_folder(folder: Path) -> None:
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -92,26 +118,69 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> int:
-    """Atomically write ``obj`` as UTF-8 JSON; returns the number of bytes written."""
-    data = json.dumps(obj, indent=indent, ensure_ascii=False, default=str).encode("utf-8")
-    atomic_write_bytes(path, data)
-    return len(data)
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Atomically write ``data`` (see :func:`atomic_write_chunks` for ``durable``)."""
+    atomic_write_chunks(path, (data,), durable=durable)
 
 
-def enforce_retention(
-    folder: Path,
-    pattern: str,
-    *,
-    max_files: int | None = None,
-    max_bytes: int | None = None,
-) -> list[Path]:
-    """Delete the oldest files matching ``pattern`` until both limits hold; returns the deleted.
+def json_chunks(obj: Any, *, indent: int | None = None) -> Iterator[str]:
+    """``json.dumps(obj, indent=indent, ensure_ascii=False, default=str)``, piece by piece.
 
-    Age is modification time, then name. Leftover temporary files are never counted.
+    Compact JSON (``indent=None``) splits the outer containers and encodes each element with
+    the C encoder, so the text is identical to one ``json.dumps`` call but no single call runs
+    long; indented JSON uses the standard library's incremental encoder.
     """
-    if not folder.is_dir():
-        return []
+    if indent is not None:
+        yield from json.JSONEncoder(indent=indent, ensure_ascii=False, default=str).iterencode(obj)
+        return
+    yield from _pieces(obj, json.JSONEncoder(ensure_ascii=False, default=str), _SPLIT_DEPTH)
+
+
+def _pieces(obj: Any, enc: json.JSONEncoder, depth: int) -> Iterator[str]:
+    kind = type(obj)
+    if depth and kind is dict and obj and all(type(k) is str for k in obj):
+        sep = "{"
+        for key, value in obj.items():
+            yield f"{sep}{enc.encode(key)}: "
+            yield from _pieces(value, enc, depth - 1)
+            sep = ", "
+        yield "}"
+    elif depth and (kind is list or kind is tuple) and obj:
+        if len(obj) > _SLICE:  # long list: a slice of elements per C call
+            for start in range(0, len(obj), _SLICE):
+                body = enc.encode(list(obj[start : start + _SLICE]))[1:-1]
+                yield ("[" if start == 0 else ", ") + body
+        else:
+            sep = "["
+            for value in obj:
+                yield sep
+                yield from _pieces(value, enc, depth - 1)
+                sep = ", "
+        yield "]"
+    else:
+        yield enc.encode(obj)
+
+
+def _batches(pieces: Iterable[str]) -> Iterator[bytes]:
+    buf: list[str] = []
+    n = 0
+    for piece in pieces:
+        buf.append(piece)
+        n += len(piece)
+        if n >= _BATCH_CHARS:
+            yield "".join(buf).encode("utf-8")
+            buf, n = [], 0
+    if buf:
+        yield "".join(buf).encode("utf-8")
+
+
+def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2, durable: bool = True) -> int:
+    """Atomically write ``obj`` as UTF-8 JSON, encoded incrementally; returns the bytes written."""
+    return atomic_write_chunks(path, _batches(json_chunks(obj, indent=indent)), durable=durable)
+
+
+def _listing(folder: Path, pattern: str) -> list[tuple[float, str, int, Path]]:
+    """(mtime, name, size, path) of the files matching ``pattern``, oldest first."""
     entries: list[tuple[float, str, int, Path]] = []
     for p in folder.glob(pattern):
         if p.name.startswith(".") or not p.is_file():
@@ -122,8 +191,45 @@ def enforce_retention(
             continue
         entries.append((st.st_mtime, p.name, st.st_size, p))
     entries.sort()
+    return entries
+
+
+def remove_stale_temp_files(
+    folder: Path, pattern: str, *, older_than_s: float = STALE_TMP_S
+) -> list[Path]:
+    """Delete killed writes' temporary files (``.<pattern>.*.tmp``) older than ``older_than_s``."""
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed: list[Path] = []
+    for p in folder.glob(f".{pattern}.*.tmp"):
+        try:
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def enforce_retention(
+    folder: Path,
+    pattern: str,
+    *,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+    stale_tmp_s: float = STALE_TMP_S,
+) -> list[Path]:
+    """Delete the oldest files matching ``pattern`` until both limits hold; returns the deleted.
+
+    Age is modification time, then name. Temporary files are never counted; those older than
+    ``stale_tmp_s`` (left by killed writes) are deleted and returned too.
+    """
+    if not folder.is_dir():
+        return []
+    deleted = remove_stale_temp_files(folder, pattern, older_than_s=stale_tmp_s)
+    entries = _listing(folder, pattern)
     total = sum(e[2] for e in entries)
-    deleted: list[Path] = []
     while entries and (
         (max_files is not None and len(entries) > max_files)
         or (max_bytes is not None and total > max_bytes)
@@ -134,3 +240,75 @@ def enforce_retention(
         total -= size
         deleted.append(victim)
     return deleted
+
+
+class RetentionIndex:
+    """:func:`enforce_retention` for one writer, from an in-memory index instead of a listing.
+
+    The index (file name -> size, oldest first, and the total) is seeded by one listing of
+    ``folder`` at the first :meth:`record` and refreshed by another every ``relist_every``
+    records, so files added or removed by someone else are picked up; in between, each write
+    costs no file-system call beyond deleting what is over the limits. Not thread-safe: the
+    one thread that writes into ``folder`` owns it. Files are matched by name in ``folder``.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        pattern: str,
+        *,
+        max_files: int | None = None,
+        max_bytes: int | None = None,
+        relist_every: int = 100,
+        stale_tmp_s: float = STALE_TMP_S,
+    ) -> None:
+        if relist_every < 1:
+            raise ValueError(f"relist_every must be >= 1, got {relist_every!r}")
+        self.folder = Path(folder)
+        self.pattern = pattern
+        self.max_files, self.max_bytes = max_files, max_bytes
+        self.relist_every = relist_every
+        self.stale_tmp_s = stale_tmp_s
+        self.listings = 0
+        self._sizes: dict[str, int] | None = None
+        self._total = 0
+        self._since_listing = 0
+
+    @property
+    def count(self) -> int:
+        return len(self._sizes or {})
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def _relist(self) -> list[Path]:
+        removed = remove_stale_temp_files(self.folder, self.pattern, older_than_s=self.stale_tmp_s)
+        entries = _listing(self.folder, self.pattern) if self.folder.is_dir() else []
+        self._sizes = {name: size for _, name, size, _ in entries}
+        self._total = sum(self._sizes.values())
+        self._since_listing = 0
+        self.listings += 1
+        return removed
+
+    def record(self, path: Path, size: int) -> list[Path]:
+        """Note that ``path`` (in ``folder``) now holds ``size`` bytes; prune; return deletions."""
+        deleted: list[Path] = []
+        if self._sizes is None or self._since_listing >= self.relist_every:
+            deleted += self._relist()
+        sizes: dict[str, int] = self._sizes if self._sizes is not None else {}
+        self._total += size - sizes.pop(path.name, 0)
+        sizes[path.name] = size  # newest last
+        self._sizes = sizes
+        self._since_listing += 1
+        while sizes and (
+            (self.max_files is not None and len(sizes) > self.max_files)
+            or (self.max_bytes is not None and self._total > self.max_bytes)
+        ):
+            name = next(iter(sizes))
+            self._total -= sizes.pop(name)
+            victim = self.folder / name
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+            deleted.append(victim)
+        return deleted

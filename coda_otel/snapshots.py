@@ -1,4 +1,4 @@
-"""Memory snapshots: a consistent copy of memory, taken cheaply, written off the hot path.
+"""Memory snapshots: a consistent copy of memory, taken and written off the caller's path.
 
     from coda_otel.snapshots import MemorySnapshotEmitter
 
@@ -10,18 +10,30 @@
     emitter.flush(5.0); emitter.compare_snapshots(id1, id2); emitter.close()
 
 ``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource`: its ``read_memory_state()``
-copies the state under its own lock, so one call is one consistent snapshot. That call is the
-only work done on the caller's thread (plus a span event and three gauge updates); building
-the JSON, the atomic write (temp file, fsync, rename) and retention (``max_files`` /
-``max_bytes``) run on one background thread fed by a bounded queue. A full queue drops the
-snapshot (logged, counted in ``coda_memory_snapshot_failures{reason="queue_full"}``) rather
-than block. ``after_memory_operation`` never raises; ``take_snapshot`` raises only
+copies the state under its own lock, so one call is one consistent snapshot. The caller's
+thread (for Coda Lite, the event loop) only counts the operation, decides the trigger and
+queues a job (id, trigger, operation count, the current span): a few microseconds. One
+background thread, fed by a bounded queue, does the rest: ``read_memory_state()``, the JSON
+(encoded piece by piece, so the GIL is released between pieces), the atomic write (temp
+file, fsync, rename), retention (``max_files`` / ``max_bytes``, from an in-memory index),
+metrics and listeners. A snapshot therefore holds the memory as it was when the writer read
+it, a moment after the trigger (``timestamp`` is the read time, ``operation_count`` the
+trigger's). A full queue drops the snapshot (logged, counted in
+``coda_memory_snapshot_failures{reason="queue_full"}``) rather than block; a failed read or
+write is logged and counted (``read_error`` / ``write_error``) on the writer thread.
+``after_memory_operation`` never raises; ``take_snapshot`` raises only
 :class:`~coda_otel.files.InvalidIdError` for an unsafe explicit id.
 
-Each snapshot adds a ``memory_snapshot`` event to the current span (id, trigger, counts, path)
-and, once its file is written, calls every listener from the writer thread with a summary dict
-``{snapshot_id, trigger, timestamp, counts: {turn_count, memory_count, topic_count}, path,
-bytes}`` (listeners must be quick and thread-safe, e.g. ``loop.call_soon_threadsafe``).
+Tracing: once the counts are known, the writer adds a ``memory_snapshot`` event (id, trigger,
+operation count, path, counts) to the span that was current at the trigger if that span is
+still recording. If it has ended meanwhile, the writer starts a short ``memory_snapshot``
+span, child of that span, carrying the same attributes and event and lasting as long as the
+read and write; so the event and its counts are always in the trace, never on a closed span.
+(With no span at the trigger, nothing is traced.)
+
+Once its file is written, every listener is called from the writer thread with a summary
+dict ``{snapshot_id, trigger, timestamp, counts: {turn_count, memory_count, topic_count},
+path, bytes}`` (listeners must be quick and thread-safe, e.g. ``loop.call_soon_threadsafe``).
 When one operation is both the N-th and a clear/import/export, one snapshot is taken, with
 the operation's trigger.
 """
@@ -41,11 +53,11 @@ from typing import Any
 
 from opentelemetry import trace
 
-from coda_otel.files import atomic_write_json, new_id, validate_id
+from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.snapshot_diff import diff_snapshots
-from coda_otel.snapshot_store import SnapshotStore, build_document
+from coda_otel.snapshot_store import PATTERN, SnapshotStore, build_document
 
 logger = logging.getLogger("coda.memory.snapshots")
 
@@ -56,12 +68,13 @@ DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_BYTES = 100 * 2**20
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class _Job:
-    document: dict[str, Any]
-    summary: dict[str, Any]
+    snapshot_id: str
+    trigger: str
+    operation_count: int
     path: Path
-    copy_s: float
+    span: trace.Span  # current at the trigger; may have ended by the time the job runs
 
 
 class MemorySnapshotEmitter:
@@ -79,6 +92,7 @@ class MemorySnapshotEmitter:
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         listeners: Iterable[SnapshotListener] = (),
         queue_size: int = 4,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         if not hasattr(memory_source, "read_memory_state"):
             raise TypeError("memory_source must have read_memory_state() (MemoryStateSource)")
@@ -101,7 +115,11 @@ class MemorySnapshotEmitter:
         self.errors = 0
         self._source = memory_source
         self._metrics = metrics
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._listeners: list[SnapshotListener] = list(listeners)
+        self._retention = RetentionIndex(
+            self.snapshot_dir, PATTERN, max_files=max_files, max_bytes=max_bytes
+        )
         self._lock = threading.Lock()
         self._last_ts = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
@@ -122,7 +140,7 @@ class MemorySnapshotEmitter:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    # -- triggers ----------------------------------------------------------------------
+    # -- triggers (caller's thread: cheap, never reads memory) ----------------------------
     def after_memory_operation(
         self, operation_type: str, memory_id: str | None = None, query: str | None = None
     ) -> None:
@@ -149,17 +167,40 @@ class MemorySnapshotEmitter:
             logger.exception("memory snapshot hook failed; the pipeline continues")
 
     def take_snapshot(self, snapshot_id: str | None = None, trigger: str = "manual") -> Path | None:
-        """Snapshot now; returns the file's path (written in the background) or None on failure.
+        """Queue a snapshot; returns its file's path (written in the background), or None.
 
-        Works even while ``enabled`` is False (an explicit request). An explicit
-        ``snapshot_id`` must be a safe id (:func:`~coda_otel.files.validate_id`), else
-        :class:`~coda_otel.files.InvalidIdError`; an existing snapshot of that id is replaced.
+        None means it was not queued (queue full, or the emitter is closed). Works even while
+        ``enabled`` is False (an explicit request). An explicit ``snapshot_id`` must be a safe
+        id (:func:`~coda_otel.files.validate_id`), else :class:`~coda_otel.files.InvalidIdError`;
+        an existing snapshot of that id is replaced. ``flush()`` waits for the file.
         """
         sid = new_id("snap") if snapshot_id is None else validate_id(snapshot_id)
         with self._lock:
             count = self.operation_count
         return self._take(sid, bounded(trigger, SNAPSHOT_TRIGGERS), count)
 
+    def _take(self, sid: str, trigger: str, count: int) -> Path | None:
+        path = self.store.path_for(sid)
+        job = _Job(sid, trigger, count, path, trace.get_current_span())
+        with self._idle:
+            if self._closed:
+                logger.warning("snapshot %s skipped: emitter is closed", sid)
+                return None
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="coda-memory-snapshots", daemon=True
+                )
+                self._thread.start()
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                logger.warning("snapshot %s dropped: writer queue full", sid)
+                self._fail("queue_full")
+                return None
+            self._pending += 1
+        return path
+
+    # -- background writer ---------------------------------------------------------------
     def _timestamp(self) -> str:
         """Strictly increasing UTC timestamps, so snapshots sort in the order they were taken."""
         with self._lock:
@@ -169,97 +210,104 @@ class MemorySnapshotEmitter:
             self._last_ts = now
         return now.isoformat(timespec="microseconds")
 
-    def _take(self, sid: str, trigger: str, count: int) -> Path | None:
-        path = self.store.path_for(sid)
-        if self._closed:
-            logger.warning("snapshot %s skipped: emitter is closed", sid)
-            return None
-        try:
-            t0 = time.perf_counter()
-            ts = self._timestamp()
-            doc = build_document(self._source.read_memory_state(), sid, trigger, count, ts)
-            copy_s = time.perf_counter() - t0
-        except Exception:
-            logger.exception("could not read memory state for snapshot %s", sid)
-            self._fail("read_error")
-            return None
-        st, lt = doc["short_term"], doc["long_term"]
-        counts = {
-            "turn_count": st["turn_count"],
-            "memory_count": lt["memory_count"],
-            "topic_count": len(lt["topics"]),
-        }
-        summary = {"snapshot_id": sid, "trigger": trigger, "timestamp": ts, "counts": counts,
-                   "path": str(path)}  # fmt: skip
-        if not self._enqueue(_Job(doc, summary, path, copy_s)):
-            return None
-        m = self._metrics
-        if m is not None:
-            m.memory_items.labels(tier="short_term").set(len(st["turns"]))
-            m.memory_items.labels(tier="long_term").set(lt["memory_count"])
-            m.memory_topics.set(counts["topic_count"])
-        trace.get_current_span().add_event(
-            "memory_snapshot",
-            {
-                "snapshot.id": sid,
-                "snapshot.trigger": trigger,
-                "snapshot.path": str(path),
-                "memory.turn_count": counts["turn_count"],
-                "memory.memory_count": counts["memory_count"],
-                "memory.topic_count": counts["topic_count"],
-            },
-        )
-        return path
-
-    # -- background writer ---------------------------------------------------------------
-    def _enqueue(self, job: _Job) -> bool:
-        with self._idle:
-            if self._closed:
-                logger.warning("snapshot %s skipped: emitter is closed", job.summary["snapshot_id"])
-                return False
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="coda-memory-snapshots", daemon=True
-                )
-                self._thread.start()
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                logger.warning("snapshot %s dropped: writer queue full", job.summary["snapshot_id"])
-                self._fail("queue_full")
-                return False
-            self._pending += 1
-        return True
-
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             try:
-                self._write(job)
-            except Exception:
-                logger.exception("could not write snapshot %s", job.path)
+                self._process(job)
+            except Exception:  # a bug here must not stop the writer thread
+                logger.exception("snapshot %s failed", job.snapshot_id)
                 self._fail("write_error")
             finally:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def _write(self, job: _Job) -> None:
+    def _process(self, job: _Job) -> None:
+        t0, start_ns = time.perf_counter(), time.time_ns()
+        try:
+            ts = self._timestamp()
+            doc = build_document(
+                self._source.read_memory_state(), job.snapshot_id, job.trigger,
+                job.operation_count, ts,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
+            self._fail("read_error")
+            return
+        st, lt = doc["short_term"], doc["long_term"]
+        counts = {
+            "turn_count": st["turn_count"],
+            "memory_count": lt["memory_count"],
+            "topic_count": len(lt["topics"]),
+        }
+        if self._metrics is not None:
+            self._metrics.memory_items.labels(tier="short_term").set(len(st["turns"]))
+            self._metrics.memory_items.labels(tier="long_term").set(lt["memory_count"])
+            self._metrics.memory_topics.set(counts["topic_count"])
+        own_span = self._trace(job, counts, start_ns)
+        try:
+            size = self._write(job, doc, time.perf_counter() - t0)
+        except Exception as exc:
+            logger.exception("could not write snapshot %s", job.path)
+            self._fail("write_error")
+            if own_span is not None:
+                own_span.record_exception(exc)
+                own_span.set_status(trace.StatusCode.ERROR)
+            return
+        finally:
+            if own_span is not None:
+                own_span.end()
+        summary = {"snapshot_id": job.snapshot_id, "trigger": job.trigger, "timestamp": ts,
+                   "counts": counts, "path": str(job.path), "bytes": size}  # fmt: skip
+        for listener in list(self._listeners):
+            try:
+                listener(dict(summary))
+            except Exception:
+                logger.exception("snapshot listener %r failed", listener)
+
+    def _trace(self, job: _Job, counts: dict[str, int], start_ns: int) -> trace.Span | None:
+        """The ``memory_snapshot`` event on the trigger's span, or on a child span if it ended.
+
+        Returns the child span (to be ended after the write) or None.
+        """
+        attrs: dict[str, str | int] = {
+            "snapshot.id": job.snapshot_id,
+            "snapshot.trigger": job.trigger,
+            "snapshot.operation_count": job.operation_count,
+            "snapshot.path": str(job.path),
+            "memory.turn_count": counts["turn_count"],
+            "memory.memory_count": counts["memory_count"],
+            "memory.topic_count": counts["topic_count"],
+        }
+        span = job.span
+        if span.is_recording():
+            span.add_event("memory_snapshot", attrs)
+            if span.is_recording():  # still open after the call: the event landed
+                return None
+        if not span.get_span_context().is_valid:
+            return None
+        child = self._tracer.start_span(
+            "memory_snapshot",
+            context=trace.set_span_in_context(span),
+            attributes=attrs,
+            start_time=start_ns,
+        )
+        child.add_event("memory_snapshot", attrs)
+        return child
+
+    def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()
-        size = atomic_write_json(job.path, job.document, indent=None)
-        deleted = self.store.enforce_retention(max_files=self.max_files, max_bytes=self.max_bytes)
-        if job.path in deleted:
+        size = atomic_write_json(job.path, doc, indent=None)
+        deleted = self._retention.record(job.path, size)
+        if any(p.name == job.path.name for p in deleted):
             logger.warning("snapshot %s (%d bytes) exceeds max_bytes; deleted", job.path, size)
         self.snapshots_written += 1
         if self._metrics is not None:
-            self._metrics.memory_snapshots.labels(trigger=job.summary["trigger"]).inc()
-            self._metrics.memory_snapshot_duration.observe(job.copy_s + time.perf_counter() - t0)
+            self._metrics.memory_snapshots.labels(trigger=job.trigger).inc()
+            self._metrics.memory_snapshot_duration.observe(read_s + time.perf_counter() - t0)
             self._metrics.memory_snapshot_bytes.set(size)
         logger.info("memory snapshot saved to %s", job.path)
-        for listener in list(self._listeners):
-            try:
-                listener({**job.summary, "bytes": size})
-            except Exception:
-                logger.exception("snapshot listener %r failed", listener)
+        return size
 
     def _fail(self, reason: str) -> None:
         with self._lock:

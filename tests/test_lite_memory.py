@@ -226,3 +226,43 @@ def test_hashing_embedder_is_a_deterministic_stand_in() -> None:
     assert np.allclose(emb.encode(["I live in Lisbon"])[0], a)
     assert _cos(a, b) > _cos(a, c)
     assert make_embedder(EmbeddingsConfig(backend="hashing")).model_name == "hashing-384"
+
+
+def test_reading_all_memories_agrees_with_sqlite_through_writes_from_anywhere(
+    tmp_path: Path,
+) -> None:
+    emb = HashingEmbedder(64)
+    path = tmp_path / "m.sqlite3"
+    store, other = LongTermMemory(path, emb), LongTermMemory(path, emb)  # two connections
+
+    def from_sqlite() -> list[dict[str, object]]:
+        fresh = LongTermMemory(path, emb)  # a new connection has no cached state
+        try:
+            return fresh.get_all_memories()
+        finally:
+            fresh.close()
+
+    store.add("I live in Lisbon.", topics=["location"], created_at=20.0, memory_id="b")
+    store.add("I love green tea.", topics=["drinks", "likes"], created_at=10.0, memory_id="c")
+    assert [m["id"] for m in store.read_state()["memories"]] == ["c", "b"]  # mirror built
+    store.add("Tie on time.", topics=["x"], created_at=20.0, memory_id="a")  # sorted in place
+    store.add("I live in Porto.", topics=["location"], created_at=20.0, memory_id="b")  # replace
+    state = store.read_state()
+    assert state["memories"] == from_sqlite()
+    assert [m["id"] for m in state["memories"]] == ["c", "a", "b"]
+    assert state["memories"][2]["content"] == "I live in Porto."
+    assert state["topics"] == store.get_all_topics() == ["drinks", "likes", "location", "x"]
+    state["memories"][0]["topics"].append("mutated")  # callers get copies
+    assert store.get_all_memories()[0]["topics"] == ["drinks", "likes"]
+
+    assert store.retrieve("I love green tea.", k=1)[0]["id"] == "c"  # vector index built
+    other.add("I have a dog.", topics=["pets"], memory_id="d")  # committed elsewhere
+    assert [m["id"] for m in store.get_all_memories()] == ["c", "a", "b", "d"]
+    assert store.retrieve("I have a dog.", k=1)[0]["id"] == "d"  # the vector index too
+    other.clear()
+    assert store.read_state() == {"memories": [], "memory_count": 0, "topics": []}
+    store.add("I love green tea.", topics=["drinks"], memory_id="e")
+    store.clear()
+    assert store.get_all_memories() == from_sqlite() == []
+    store.close()
+    other.close()

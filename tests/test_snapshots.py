@@ -113,26 +113,87 @@ def test_snapshot_file_keeps_the_spec_shape(memory, metrics, tmp_path):
     emitter.close()
 
 
-def test_snapshot_adds_event_to_the_current_span(memory, tmp_path):
+class GatedMemory(LockedMemory):
+    """Reads block until ``gate`` is set: the span that triggered the snapshot can end first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def read_memory_state(self) -> dict[str, Any]:
+        assert self.gate.wait(30)
+        return super().read_memory_state()
+
+
+def traced(memory: Any, tmp_path: Path, **kw: Any):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    emitter, _ = make(memory, tmp_path, interval=1)
-    with provider.get_tracer("test").start_as_current_span("memory_update"):
-        emitter.after_memory_operation("add")
-    emitter.flush(10)
-    (span,) = exporter.get_finished_spans()
-    (event,) = span.events
-    assert event.name == "memory_snapshot"
-    attrs = dict(event.attributes or {})
-    sid = attrs.pop("snapshot.id")
-    assert attrs == {
-        "snapshot.trigger": "interval",
+    emitter = MemorySnapshotEmitter(memory, tmp_path, tracer_provider=provider, **kw)
+    return emitter, provider.get_tracer("test"), exporter
+
+
+def expected_attrs(tmp_path: Path, sid: object, trigger: str, op_count: int) -> dict[str, Any]:
+    return {
+        "snapshot.id": sid,
+        "snapshot.trigger": trigger,
+        "snapshot.operation_count": op_count,
         "snapshot.path": str(SnapshotStore(tmp_path).path_for(str(sid))),
         "memory.turn_count": 1,
         "memory.memory_count": 1,
         "memory.topic_count": 1,
     }
+
+
+def test_snapshot_event_with_counts_lands_on_the_triggering_span_while_it_is_open(memory, tmp_path):
+    emitter, tracer, exporter = traced(memory, tmp_path, interval=1)
+    with tracer.start_as_current_span("memory_update"):
+        emitter.after_memory_operation("add")
+        assert emitter.flush(10)  # the span is still open while the writer reads
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events
+    assert event.name == "memory_snapshot"
+    attrs = dict(event.attributes or {})
+    assert attrs == expected_attrs(tmp_path, attrs["snapshot.id"], "interval", 1)
+    emitter.close()
+
+
+def test_snapshot_after_the_span_ended_gets_a_child_span_with_the_counts(tmp_path):
+    memory = GatedMemory()
+    memory.add_turn("user", "hello")
+    memory.add_memory("m1", "likes tea", 0.4, ["drinks"])
+    emitter, tracer, exporter = traced(memory, tmp_path, interval=1)
+    with tracer.start_as_current_span("memory_update") as parent:
+        emitter.after_memory_operation("add")  # returns before the state is read
+    memory.gate.set()
+    assert emitter.flush(10)
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(finished) == {"memory_update", "memory_snapshot"}
+    assert finished["memory_update"].events == ()
+    child = finished["memory_snapshot"]
+    assert child.parent is not None and child.parent.span_id == parent.get_span_context().span_id
+    assert child.context.trace_id == parent.get_span_context().trace_id
+    attrs = dict(child.attributes or {})
+    assert attrs == expected_attrs(tmp_path, attrs["snapshot.id"], "interval", 1)
+    (event,) = child.events
+    assert event.name == "memory_snapshot" and dict(event.attributes or {}) == attrs
+    emitter.take_snapshot()  # no span current: nothing traced
+    assert emitter.flush(10)
+    assert len(exporter.get_finished_spans()) == 2
+    emitter.close()
+
+
+def test_the_caller_never_reads_memory(tmp_path):
+    memory = GatedMemory()  # any read would block the caller for 30 s and fail
+    emitter, seen = make(memory, tmp_path, interval=1)
+    for op in ("add", "clear"):
+        emitter.after_memory_operation(op)
+    path = emitter.take_snapshot()
+    assert path is not None and not path.exists() and seen == []
+    memory.gate.set()
+    assert emitter.flush(10)
+    assert [s["trigger"] for s in seen] == ["interval", "clear", "manual"]
+    assert path.exists()
     emitter.close()
 
 
@@ -186,11 +247,17 @@ def test_snapshots_stay_consistent_under_concurrent_writes(tmp_path):
     store = SnapshotStore(tmp_path)
     infos = store.list()
     assert len(infos) == len(seen) == emitter.snapshots_written >= 20
+    summaries = {s["snapshot_id"]: s for s in seen}  # what listeners (the WebSocket) were told
     for info in infos:
         doc = store.load(info.snapshot_id)
         turns, lt = doc["short_term"]["turns"], doc["long_term"]
         assert doc["short_term"]["turn_count"] == len(turns) == info.turn_count
         assert lt["memory_count"] == len(lt["memories"]) == info.memory_count
+        assert summaries[info.snapshot_id]["counts"] == {
+            "turn_count": len(turns),
+            "memory_count": len(lt["memories"]),
+            "topic_count": len(lt["topics"]),
+        }
         assert lt["topics"] == sorted({t for m in lt["memories"] for t in m["topics"]})
         turn_ids = {t["turn_id"] for t in turns}
         assert all(m["turn_id"] in turn_ids for m in lt["memories"])
@@ -226,8 +293,11 @@ class Broken:
 def test_failures_are_logged_and_counted_never_raised(memory, metrics, tmp_path, caplog):
     emitter = MemorySnapshotEmitter(Broken(), tmp_path / "a", interval=1, metrics=metrics)
     emitter.after_memory_operation("add")
-    assert emitter.take_snapshot() is None
+    path = emitter.take_snapshot()  # queued; the read fails later, on the writer thread
+    assert emitter.flush(10)
+    assert path is not None and not path.exists()
     assert sample(metrics, "coda_memory_snapshot_failures_total", reason="read_error") == 2
+    assert emitter.errors == 2 and emitter.snapshots_written == 0
     assert "could not read memory state" in caplog.text
     emitter.close()
 
@@ -275,6 +345,7 @@ def test_retention_by_count_and_by_bytes(memory, tmp_path):
 def test_explicit_id_and_compare_snapshots(memory, tmp_path):
     emitter, _ = make(memory, tmp_path)
     emitter.take_snapshot("before")
+    emitter.flush(10)  # the state is read by the writer, so wait before changing it
     memory.add_memory("m2", "likes jazz", 0.7, ["music"])
     memory.update_memory("m1", importance=0.8)
     memory.add_turn("assistant", "noted")

@@ -9,11 +9,18 @@
 Methods are synchronous and thread-safe (one lock; call them with ``asyncio.to_thread`` from
 async code). The store is a health Component (name ``"memory_store"``): ``restart`` closes and
 reopens the database file.
+
+SQLite is the source of truth. Reading every memory (``get_all_memories``, ``read_state``, the
+snapshot path) is served from a decoded in-memory mirror built by the first such read and kept
+up to date by ``add``/``clear``/``import`` under the same lock, so it costs no SQL and no
+``json.loads`` per row. A commit by another connection (``PRAGMA data_version``) drops the
+mirror and the cached embedding matrix, so the next read sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import os
 import sqlite3
@@ -45,6 +52,13 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+_Mirrored = tuple[str, str, float, tuple[str, ...], float, str]  # id .. source, as in _COLS
+
+
+def _order(m: _Mirrored) -> tuple[float, str]:
+    return m[4], m[0]  # created_at, id: the ORDER BY of get_all_memories
+
+
 def _row(r: Sequence[Any]) -> dict[str, Any]:
     return {
         "id": r[0],
@@ -66,6 +80,9 @@ class LongTermMemory:
         self.stats = CallStats()
         self._conn: sqlite3.Connection | None = None
         self._index: tuple[list[str], np.ndarray] | None = None  # cached embedding matrix
+        self._mirror: dict[str, _Mirrored] | None = None  # decoded rows, built on first read
+        self._ordered: list[_Mirrored] | None = None  # the mirror by (created_at, id)
+        self._data_version: int | None = None
         self.reopen()
 
     # -- connection -------------------------------------------------------------------------
@@ -86,7 +103,19 @@ class LongTermMemory:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            self._index = None
+            self._drop_caches()
+
+    def _drop_caches(self) -> None:
+        self._index = None
+        self._mirror = self._ordered = None
+        self._data_version = None
+
+    def _check_external_writes(self) -> None:
+        """Drop the caches if another connection committed since they were built."""
+        version = int(self._db().execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            self._drop_caches()
+            self._data_version = version
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -146,6 +175,15 @@ class LongTermMemory:
                     ),
                 )
             self._index = None
+            if self._mirror is not None:
+                row = (memory["id"], content, memory["importance"], tuple(memory["topics"]),
+                       float(memory["created_at"]), source)  # fmt: skip
+                replaced = self._mirror.get(row[0])
+                self._mirror[row[0]] = row
+                if replaced is not None:
+                    self._ordered = None
+                elif self._ordered is not None:
+                    bisect.insort(self._ordered, row, key=_order)
         return memory
 
     def clear(self) -> int:
@@ -154,6 +192,8 @@ class LongTermMemory:
             with db:
                 n = db.execute("DELETE FROM memories").rowcount
             self._index = None
+            if self._mirror is not None:
+                self._mirror, self._ordered = {}, []
             return int(n)
 
     # -- reads ------------------------------------------------------------------------------
@@ -185,6 +225,7 @@ class LongTermMemory:
             query = vecs[0]
         q = np.asarray(query, np.float32).reshape(-1)
         with self.lock, self.stats.track():
+            self._check_external_writes()
             ids, matrix = self._matrix()
             if not ids or matrix.shape[1] != q.size:
                 return []
@@ -201,8 +242,29 @@ class LongTermMemory:
                     out.append({**_row(r), "score": round(float(scores[i]), 4)})
             return out
 
+    def _sorted_rows(self) -> list[_Mirrored]:
+        """Every memory, decoded, by (created_at, id); from the mirror (built here if needed)."""
+        self._check_external_writes()
+        if self._mirror is None:
+            rows = self._db().execute(f"SELECT {_COLS} FROM memories")
+            self._mirror = {
+                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5])
+                for r in rows
+            }
+            self._ordered = None
+        if self._ordered is None:
+            self._ordered = sorted(self._mirror.values(), key=_order)
+        return self._ordered
+
     def get_all_memories(self, include_embeddings: bool = False) -> list[dict[str, Any]]:
+        """Every memory, oldest first (``created_at``, then id); fresh dicts the caller owns."""
         with self.lock:
+            if not include_embeddings:
+                return [
+                    {"id": i, "content": c, "importance": imp, "topics": list(t),
+                     "created_at": at, "source": src}
+                    for i, c, imp, t, at, src in self._sorted_rows()
+                ]  # fmt: skip
             cols = _COLS + (", embedding" if include_embeddings else "")
             rows = self._db().execute(f"SELECT {cols} FROM memories ORDER BY created_at, id")
             out = []
@@ -230,10 +292,7 @@ class LongTermMemory:
 
     def get_all_topics(self) -> list[str]:
         with self.lock:
-            topics: set[str] = set()
-            for (t,) in self._db().execute("SELECT topics FROM memories"):
-                topics.update(json.loads(t))
-            return sorted(topics)
+            return sorted({t for m in self._sorted_rows() for t in m[3]})
 
     @property
     def memory_count(self) -> int:

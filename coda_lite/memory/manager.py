@@ -7,7 +7,8 @@
     manager.read_memory_state()      # consistent copy, the shape of coda_otel's MemoryStateSource
     manager.add_operation_listener(lambda op: print(op))   # 'retrieve', 'add_interaction', ...
 
-Embedding and SQLite work runs in worker threads (``asyncio.to_thread``), never on the loop.
+Embedding and SQLite work runs in worker threads (``asyncio.to_thread``), never on the loop;
+operation listeners run on the loop and must be quick.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ class MemoryManager:
 
     # -- listeners --------------------------------------------------------------------------
     def add_operation_listener(self, cb: Callable[[str], None]) -> None:
-        """``cb(op)`` after every operation (op in :data:`OPERATIONS`); errors are logged."""
+        """``cb(op)`` after every operation (op in :data:`OPERATIONS`); errors are logged.
+
+        Listeners run on the caller's thread (the event loop, for async operations), so they
+        must be quick: count, decide, hand slow work to a thread (as the snapshot emitter does).
+        """
         self._listeners.append(cb)
 
     def _notify(self, op: str) -> None:
@@ -90,12 +95,12 @@ class MemoryManager:
 
     async def add_interaction(self, user: str, assistant: str) -> list[dict[str, Any]]:
         """Record the turn and keep the facts worth remembering; returns the new memories."""
-        facts = [f for f in extract_facts(user) if self.long_term.find(f.content) is None]
-        vecs = (
-            await asyncio.to_thread(self.embedder.encode, [f.content for f in facts])
-            if facts
-            else None
-        )
+
+        def prepare() -> tuple[list[Fact], Any]:  # SQLite lookups and the model: off the loop
+            facts = [f for f in extract_facts(user) if self.long_term.find(f.content) is None]
+            return facts, self.embedder.encode([f.content for f in facts]) if facts else None
+
+        facts, vecs = await asyncio.to_thread(prepare)
 
         def write(facts: list[Fact]) -> list[dict[str, Any]]:
             with self.lock:

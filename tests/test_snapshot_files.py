@@ -1,0 +1,175 @@
+"""coda_otel.files: incremental JSON, durable and fast atomic writes, retention, temp files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coda_otel import files
+from coda_otel.files import (
+    RetentionIndex,
+    atomic_write_json,
+    enforce_retention,
+    json_chunks,
+    remove_stale_temp_files,
+)
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque-object"
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12)
+    | st.just(Opaque())
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.lists(scalars | st.lists(scalars, max_size=2), min_size=129, max_size=260)  # sliced
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+        | st.dictionaries(st.integers() | st.booleans() | st.none(), inner, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+def dumps(obj: Any, indent: int | None) -> str:
+    return json.dumps(obj, indent=indent, ensure_ascii=False, default=str)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values)
+def test_incremental_json_is_exactly_json_dumps(obj: Any) -> None:
+    assert "".join(json_chunks(obj)) == dumps(obj, None)
+    assert "".join(json_chunks(obj, indent=2)) == dumps(obj, 2)
+
+
+def test_a_large_document_is_written_in_many_small_pieces(tmp_path: Path) -> None:
+    memories = [
+        {"id": f"m{i}", "content": f"fact {i} \u00e9\u4e2d", "importance": 0.5, "topics": ["t"]}
+        for i in range(5000)
+    ]
+    doc = {"snapshot_id": "s", "long_term": {"memories": memories, "memory_count": 5000}}
+    pieces = list(json_chunks(doc))
+    assert len(pieces) > 30 and max(len(p) for p in pieces) < len("".join(pieces)) / 20
+    path = tmp_path / "doc.json"
+    size = atomic_write_json(path, doc, indent=None)
+    assert path.read_bytes() == dumps(doc, None).encode("utf-8")
+    assert size == path.stat().st_size
+    assert atomic_write_json(path, doc) == len(dumps(doc, 2).encode("utf-8"))
+    assert json.loads(path.read_text("utf-8")) == doc
+
+
+def test_durable_writes_fsync_and_fast_writes_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    path = tmp_path / "a.json"
+    atomic_write_json(path, {"n": 1})
+    assert len(synced) == 2  # the file, then the folder
+    synced.clear()
+    atomic_write_json(path, {"n": 2}, durable=False)
+    assert synced == []
+    assert json.loads(path.read_text()) == {"n": 2}
+    assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary file left behind
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    atomic_write_json(path, {"n": 1})
+
+    class Boom:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot encode")
+
+    with pytest.raises(RuntimeError, match="cannot encode"):
+        atomic_write_json(path, {"n": [Boom()]}, durable=False)
+    assert json.loads(path.read_text()) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_stale_temporary_files_of_killed_writes_are_removed_and_never_counted(
+    tmp_path: Path,
+) -> None:
+    for i in range(3):
+        (tmp_path / f"memory_s{i}.json").write_text("{}")
+        age(tmp_path / f"memory_s{i}.json", 100 - i)
+    stale = tmp_path / ".memory_s9.json.abc123.tmp"  # a write killed 20 minutes ago
+    fresh = tmp_path / ".memory_s8.json.def456.tmp"  # a write under way right now
+    other = tmp_path / ".traces.jsonl.x.tmp"  # not this pattern's
+    for p in (stale, fresh, other):
+        p.write_text("{half")
+    age(stale, 20 * 60)
+    age(other, 20 * 60)
+    deleted = enforce_retention(tmp_path, "memory_*.json", max_files=2)
+    assert set(deleted) == {stale, tmp_path / "memory_s0.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fresh.name, other.name, "memory_s1.json", "memory_s2.json"]
+    )
+    assert remove_stale_temp_files(tmp_path, "memory_*.json", older_than_s=0) == [fresh]
+
+
+def test_retention_index_prunes_like_a_listing_without_listing_each_write(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "log-0.json"
+    old.write_text("x" * 10)
+    age(old, 60)
+    stale = tmp_path / ".log-9.json.zz.tmp"
+    stale.write_text("{")
+    age(stale, 3600)
+    index = RetentionIndex(tmp_path, "log-*.json", max_files=3, max_bytes=100, relist_every=4)
+    written: list[Path] = []
+    deleted: list[Path] = []
+    for i in range(1, 5):
+        path = tmp_path / f"log-{i}.json"
+        written.append(path)
+        deleted += index.record(path, atomic_write_json(path, "y" * 8))
+    # the seed listing found log-0 and the stale temporary file; log-0 and log-1 went by count
+    assert deleted == [stale, old, written[0]]
+    assert index.listings == 1 and index.count == 3 and index.total_bytes == 30
+    # overwriting a file replaces its size and makes it the newest
+    index.record(written[1], atomic_write_json(written[1], "z" * 38))
+    assert index.count == 3 and index.total_bytes == 60
+    # by bytes: the oldest go until the total fits
+    big = tmp_path / "log-5.json"
+    assert index.record(big, atomic_write_json(big, "b" * 58)) == [written[2], written[3]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log-2.json", "log-5.json"]
+    assert index.listings == 2  # the 5th record listed the folder again
+
+
+def test_retention_index_sees_files_added_by_others_at_its_next_listing(tmp_path: Path) -> None:
+    index = RetentionIndex(tmp_path, "log-*.json", max_files=2, relist_every=2)
+    a, b, d = (tmp_path / f"log-{n}.json" for n in "abd")
+    assert index.record(a, atomic_write_json(a, 1)) == []
+    assert index.record(b, atomic_write_json(b, 2)) == []
+    other = tmp_path / "log-c.json"  # written by another process, older than all
+    other.write_text("3")
+    age(other, 3600)
+    assert index.record(d, atomic_write_json(d, 4)) == [other, a]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log-b.json", "log-d.json"]
+    with pytest.raises(ValueError, match="relist_every"):
+        RetentionIndex(tmp_path, "*.json", relist_every=0)
