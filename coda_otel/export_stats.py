@@ -2,15 +2,17 @@
 
 :class:`CountingSpanExporter` wraps any SDK exporter: a successful batch adds to
 ``coda_otel_spans_exported_total``, a failed or raising batch to ``coda_otel_spans_dropped_total``.
-:class:`EndedSpanCounter` is a span processor placed *before* the batch processor; it counts the
-sampled spans handed over, so :meth:`ExportStats.reconcile` can also count spans the batch queue
-overflowed or still held at shutdown::
+:class:`EndedSpanCounter` is a span processor placed *before* the batch processor(s); it tracks
+each sampled span it hands over (by weak reference). A span discarded before any counted exporter
+saw it (the batch queue was full and evicted it) is counted as dropped the moment it is freed, in
+a long-running service too, not only at exit; :meth:`ExportStats.reconcile` counts the spans
+still queued at shutdown::
 
     stats = ExportStats(metrics)                       # metrics: CodaMetrics or None
     exporter = CountingSpanExporter(OTLPSpanExporter(), stats)
     provider.add_span_processor(EndedSpanCounter(stats))
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    ...
+    ...                                                # queue overflow: stats.dropped rises now
     provider.shutdown(); stats.reconcile()             # anything never exported is dropped
     stats.exported, stats.dropped
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,19 +36,88 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class _Tracked:
+    """A span handed to ``remaining`` exporters that have not taken it yet."""
+
+    __slots__ = ("ref", "remaining")
+
+    def __init__(self, ref: weakref.ref[ReadableSpan], remaining: int) -> None:
+        self.ref = ref
+        self.remaining = remaining
+
+
 class ExportStats:
     """Thread-safe totals of spans ended (sampled), exported and dropped."""
 
     def __init__(self, metrics: CodaMetrics | None = None) -> None:
         self._metrics = metrics
         self._lock = threading.Lock()
+        self._tracked: dict[int, _Tracked] = {}
+        # Drops seen by weak-reference callbacks. Those run wherever a span is freed, even
+        # inside a garbage collection while this thread holds _lock, so they never take it:
+        # they only pop from _tracked and append here (both atomic); readers drain it.
+        self._freed: deque[int] = deque()
         self.ended = 0
         self.exported = 0
-        self.dropped = 0
+        self._dropped = 0
+        self._in_flight = 0  # taken by an exporter, result not known yet
+        self._reconciled = False
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return self._drain()
 
     def add_ended(self, count: int = 1) -> None:
         with self._lock:
             self.ended += count
+
+    def track(self, span: ReadableSpan, exporters: int = 1) -> None:
+        """A sampled span ended and goes to ``exporters`` counted exporters."""
+        key = id(span)
+        entry = _Tracked(weakref.ref(span, lambda _ref: self._on_freed(key)), exporters)
+        with self._lock:
+            self.ended += exporters
+            self._tracked[key] = entry
+
+    def taken(self, spans: Sequence[ReadableSpan]) -> None:
+        """An exporter received ``spans``; :meth:`settled` follows with the result."""
+        with self._lock:
+            self._in_flight += len(spans)
+            tracked = self._tracked
+            for span in spans:
+                entry = tracked.get(id(span))
+                if entry is not None and entry.ref() is span:
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        tracked.pop(id(span), None)
+
+    def _on_freed(self, key: int) -> None:
+        """A tracked span was freed before every exporter took it: a full queue dropped it."""
+        entry = self._tracked.pop(key, None)
+        if entry is None or entry.remaining <= 0:
+            return
+        self._freed.append(entry.remaining)
+        if self._metrics is not None:
+            self._metrics.spans_dropped.inc(entry.remaining)
+
+    def _drain(self) -> int:
+        """Fold the callbacks' drops into the total (call with _lock held)."""
+        while self._freed:
+            self._dropped += self._freed.popleft()
+        return self._dropped
+
+    def settled(self, count: int, exported: bool) -> None:
+        """An exporter finished ``count`` spans it had taken (not counted after reconcile)."""
+        with self._lock:
+            self._in_flight -= count
+            late = self._reconciled
+        if late:  # reconcile already counted them as lost
+            logger.debug("%d spans finished exporting after shutdown", count)
+        elif exported:
+            self.add_exported(count)
+        else:
+            self.add_dropped(count)
 
     def add_exported(self, count: int) -> None:
         with self._lock:
@@ -56,19 +129,26 @@ class ExportStats:
         if count <= 0:
             return
         with self._lock:
-            self.dropped += count
+            self._dropped += count
         if self._metrics is not None:
             self._metrics.spans_dropped.inc(count)
 
     @property
     def pending(self) -> int:
-        """Spans handed to the batch processor that have not reached the exporter yet."""
+        """Spans handed to the batch processors that no exporter has taken yet."""
         with self._lock:
-            return max(0, self.ended - self.exported - self.dropped)
+            return sum(entry.remaining for entry in list(self._tracked.values()))
 
     def reconcile(self) -> int:
-        """After shutdown: count every span never exported (queue overflow, stuck at exit)."""
-        lost = self.pending
+        """After shutdown: count every span still queued or mid-export as dropped (once)."""
+        with self._lock:
+            if self._reconciled:
+                return 0
+            self._reconciled = True
+            entries = list(self._tracked.values())
+            self._tracked.clear()  # their weak references go with the entries: no callbacks
+            in_flight, self._in_flight = self._in_flight, 0
+        lost = sum(entry.remaining for entry in entries) + max(0, in_flight)
         self.add_dropped(lost)
         return lost
 
@@ -81,15 +161,14 @@ class CountingSpanExporter(SpanExporter):
         self.stats = stats
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.stats.taken(spans)
+        result = SpanExportResult.FAILURE
         try:
             result = self.inner.export(spans)
         except Exception:
             logger.exception("span exporter %s raised", type(self.inner).__name__)
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            self.stats.add_exported(len(spans))
-        else:
-            self.stats.add_dropped(len(spans))
+        finally:
+            self.stats.settled(len(spans), result is SpanExportResult.SUCCESS)
         return result
 
     def shutdown(self) -> None:
@@ -100,7 +179,7 @@ class CountingSpanExporter(SpanExporter):
 
 
 class EndedSpanCounter(SpanProcessor):
-    """Counts sampled spans as they end; add it before the BatchSpanProcessor(s).
+    """Tracks sampled spans as they end; add it before the BatchSpanProcessor(s).
 
     ``per_span`` is how many counted exporters each span goes to (one per batch processor).
     """
@@ -114,7 +193,7 @@ class EndedSpanCounter(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is not None and span.context.trace_flags.sampled:
-            self.stats.add_ended(self.per_span)
+            self.stats.track(span, self.per_span)
 
     def shutdown(self) -> None:
         return None

@@ -31,7 +31,7 @@ from opentelemetry import trace
 
 from coda_otel.conversation_log import ConversationLogWriter, StageRecord, build_log
 from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
-from coda_otel.pipeline_scopes import Conversation, DisabledConversation, hex_id
+from coda_otel.pipeline_scopes import Conversation, DisabledConversation, unreadable
 from coda_otel.sanitize import Sanitizer, size_of
 from coda_otel.tracing import default_coda_home
 
@@ -50,8 +50,14 @@ def _record_reported_stage(
     except (TypeError, ValueError):
         duration = 0.0
     start_ns = end_ns - int(duration * 1e9)
-    in_size = size_of(inputs)
-    out_size = size_of(output)
+    try:
+        in_size = size_of(inputs)
+    except Exception:  # content that cannot be measured never fails the caller
+        inputs, in_size = unreadable(inputs), 0
+    try:
+        out_size = size_of(output)
+    except Exception:
+        output, out_size = unreadable(output), 0
     record = StageRecord(
         name, "ok", start_ns / 1e9, duration, inputs, output, in_size, out_size,
         conv.trace_id, conv.span_id, metadata,
@@ -74,7 +80,7 @@ def _record_reported_stage(
         span = conv.dbg.tracer.start_span(
             name, context=conv.context, attributes=attrs, start_time=start_ns
         )
-        record.span_id = hex_id(span.get_span_context().span_id, 16)
+        record.span_id = conv.span_hex(span)
         span.end(end_time=end_ns)
     conv.add(record)
     return record

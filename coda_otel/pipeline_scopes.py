@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("coda.pipeline.debugger")
 
+#: Characters of an exception's stack trace kept (and redacted on the loop) per failure.
+STACK_LIMIT = 4000
+_STACK_CUT = "[earlier frames truncated]\n"
+_MAX_CHAIN = 8  # exception wrappers followed back to the stage's own failure
+
 
 def hex_id(value: int, width: int) -> str | None:
     return format(value, f"0{width}x") if value else None
@@ -46,6 +51,31 @@ def _error_type(exc: BaseException) -> str:
     return (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
+
+
+def _same_failure(exc: BaseException, recorded: BaseException | None) -> bool:
+    """True when ``exc`` is ``recorded`` or wraps it (``raise StageError(...) from exc``)."""
+    seen: BaseException | None = exc
+    for _ in range(_MAX_CHAIN):
+        if seen is None:
+            return False
+        if seen is recorded:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _bounded_stack(exc: BaseException) -> str:
+    """The formatted traceback, keeping its most recent end within :data:`STACK_LIMIT`."""
+    stack = "".join(traceback.format_exception(exc))
+    if len(stack) <= STACK_LIMIT:
+        return stack
+    return _STACK_CUT + stack[len(stack) - STACK_LIMIT + len(_STACK_CUT) :]
+
+
+def unreadable(value: object) -> dict[str, str]:
+    """What a record keeps of content that cannot be measured or printed."""
+    return {"unreadable": type(value).__name__}
 
 
 def _status_of(exc: BaseException | None) -> Outcome:
@@ -130,8 +160,13 @@ class Stage:
 
     def __enter__(self) -> Stage:
         conv = self._conv
-        self.input_size = size_of(self.inputs)
-        attrs = conv.start_attributes(self.name, self.inputs, self.input_size)
+        try:
+            self.input_size = size_of(self.inputs)
+            attrs = conv.start_attributes(self.name, self.inputs, self.input_size)
+        except Exception:  # an input whose __len__/__str__ raises must not fail the stage
+            logger.warning("stage %s: could not describe its input", self.name, exc_info=True)
+            self.inputs, self.input_size = unreadable(self.inputs), 0
+            attrs = {"coda.stage": self.name}
         # Nest under the current span when it is in this trace (a stage inside a stage).
         current = trace.get_current_span().get_span_context()
         parent = None if current.trace_id == conv.trace_int else conv.context
@@ -185,10 +220,15 @@ class Conversation:
         self._token: object | None = None
         self.lock = threading.Lock()
         self._finished = False
+        self.sampled = False
+        #: 32 hex digits when the trace is sampled (exported), else None: no dangling links.
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.trace_int = 0  # kept even when unsampled: stage nesting compares it
 
-    @property
-    def trace_id(self) -> str | None:
-        return hex_id(self.trace_int, 32)
+    def span_hex(self, span: trace.Span) -> str | None:
+        """A span's id as 16 hex digits when this conversation's trace is sampled."""
+        return hex_id(span.get_span_context().span_id, 16) if self.sampled else None
 
     def stage(self, name: str, inputs: Mapping[str, Any]) -> Stage:
         return Stage(self, name, inputs)
@@ -207,7 +247,10 @@ class Conversation:
         )
         ctx = self.span.get_span_context()
         self.trace_int = ctx.trace_id if ctx.is_valid else 0
-        self.span_id = hex_id(ctx.span_id, 16)
+        self.sampled = ctx.is_valid and ctx.trace_flags.sampled
+        if self.sampled:
+            self.trace_id = hex_id(ctx.trace_id, 32)
+            self.span_id = hex_id(ctx.span_id, 16)
         self.context = trace.set_span_in_context(self.span)
         if self._attach:
             self._token = otel_context.attach(self.context)
@@ -239,17 +282,22 @@ class Conversation:
         return attrs
 
     def finish_stage(self, st: Stage, exc: BaseException | None, duration: float) -> None:
-        span, sanitizer, status = st.span, self.dbg.sanitizer, _status_of(exc)
-        output_size = size_of(st.output) if st.output is not None else 0
-        span.set_attribute("coda.output.size", output_size)
-        span.set_attribute("coda.stage.status", status)
-        if st.output is not None and sanitizer.capture_content:
-            span.set_attribute(
-                "coda.output.preview", sanitizer.text(str(sanitizer.value(st.output)))
-            )
+        span, status, output = st.span, _status_of(exc), st.output
+        attrs: dict[str, Any] = {"coda.output.size": 0, "coda.stage.status": status}
+        if output is not None:
+            try:
+                attrs["coda.output.size"] = size_of(output)
+                sanitizer = self.dbg.sanitizer
+                if sanitizer.capture_content:
+                    attrs["coda.output.preview"] = sanitizer.text(str(sanitizer.value(output)))
+            except Exception:  # an output that cannot be measured or printed
+                logger.warning("stage %s: could not describe its output", st.name, exc_info=True)
+                output, attrs["coda.output.size"] = unreadable(output), 0
+                attrs.pop("coda.output.preview", None)
+        span.set_attributes(attrs)
         record = StageRecord(
-            st.name, status, st.started_at, duration, st.inputs, st.output, st.input_size,
-            output_size, self.trace_id, hex_id(span.get_span_context().span_id, 16), st.metadata,
+            st.name, status, st.started_at, duration, st.inputs, output, st.input_size,
+            attrs["coda.output.size"], self.trace_id, self.span_hex(span), st.metadata,
         )  # fmt: skip
         if exc is not None and status == "error":
             self._record_error(span, exc, record)
@@ -261,12 +309,12 @@ class Conversation:
     def _record_error(self, span: trace.Span, exc: BaseException, record: StageRecord) -> None:
         sanitizer = self.dbg.sanitizer
         message = sanitizer.text(str(exc))
-        stack = "".join(traceback.format_exception(exc))
+        stack = _bounded_stack(exc)
         span.record_exception(
             exc,
             attributes={
                 "exception.message": message,
-                "exception.stacktrace": sanitizer.text(stack, 8000),
+                "exception.stacktrace": sanitizer.text(stack, STACK_LIMIT),
             },
         )
         span.set_attribute("error.type", _error_type(exc))
@@ -304,7 +352,7 @@ class Conversation:
         duration = time.perf_counter() - self._t0
         status = _status_of(exc)
         span = self.span
-        if exc is not None and status == "error" and exc is not self._error_exc:
+        if exc is not None and status == "error" and not _same_failure(exc, self._error_exc):
             record = StageRecord("conversation", "error", time.time(), 0.0, {}, None, 0, 0,
                                  self.trace_id, self.span_id)  # fmt: skip
             self._record_error(span, exc, record)

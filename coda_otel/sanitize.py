@@ -31,20 +31,30 @@ TRUNCATION_MARK = "... [truncated]"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*")
-_KEY_VALUE = re.compile(
-    r"(?i)\b(api[_-]?key|access[_-]?token|auth[_-]?token|secret|password|passwd|token)"
-    r"(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+# Every pattern runs in linear time: a match can only start where its run of characters starts
+# (a look-behind rejects every later position at once) and runs are taken possessively, so no
+# position is rescanned; letter+digit checks happen in the replacement functions instead.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )
+_BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]++=*")
+# A key (bare or quoted, as in JSON) followed by ':' or '='; whether the key names a secret is
+# decided by _secret_key, the value is matched by _VALUE right after the separator.
+_KEY_SEPARATOR = re.compile(r"(?<![\w.-])([\"']?)([\w.-]++)\1\s*+[:=]\s*+")
+_VALUE = re.compile(r"\"[^\"\n]*+\"|'[^'\n]*+'|\S++")
+_KEY_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_SECRET_WORDS = frozenset(
+    {"secret", "password", "passwd", "pwd", "token", "apikey", "accesstoken", "authtoken",
+     "secretkey", "privatekey", "credential", "credentials", "passphrase"}
+)  # fmt: skip
+_KEY_QUALIFIERS = frozenset({"api", "access", "secret", "private", "signing", "encryption"})
+_MAX_KEY_LENGTH = 100
 _KNOWN_KEYS = re.compile(
-    r"\b(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
-    r"|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
+    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}+|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}+"
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}+|AIza[0-9A-Za-z_-]{35})"
 )
-# Long mixed letter+digit tokens (hex or base64-ish secrets) of 32+ characters.
-_OPAQUE_TOKEN = re.compile(
-    r"\b(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{32,}\b"
-)
+# Runs of 32+ token characters; _opaque keeps only those mixing letters and digits.
+_TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{32,}+")
 _CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}(?!\w)"
@@ -90,13 +100,61 @@ def _phone(match: re.Match[str]) -> str:
     return "[PHONE]" if 7 <= digits <= 15 else found
 
 
+def secret_key(name: str) -> bool:
+    """True when a key name says its value is a secret (``OPENAI_API_KEY``, ``apiKey``, ...).
+
+    The name is split into words (``_``, ``-``, ``.`` and camelCase); a secret word
+    (``password``, ``token``, ``secret``...) or ``key`` after ``api``/``access``/``secret``...
+    marks it. Counts such as ``max_tokens`` or ``input_tokens`` are not secrets.
+    """
+    if len(name) > _MAX_KEY_LENGTH:
+        return False
+    words = [w.lower() for w in _KEY_WORDS.findall(name)]
+    for i, word in enumerate(words):
+        if word in _SECRET_WORDS:
+            return True
+        if word == "key" and i and words[i - 1] in _KEY_QUALIFIERS:
+            return True
+    return False
+
+
+def _redact_key_values(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for match in _KEY_SEPARATOR.finditer(text):
+        if match.start() < done or not secret_key(match.group(2)):
+            continue  # inside a value already redacted, or not a secret's key
+        value = _VALUE.match(text, match.end())
+        if value is None:
+            continue
+        parts.append(text[done : match.end()])
+        parts.append("[SECRET]")
+        done = value.end()
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _opaque(match: re.Match[str]) -> str:
+    token = match.group(0)
+    core = token.strip("-")
+    if any(ch.isdigit() for ch in core) and any(ch.isalpha() for ch in core):
+        lead = len(token) - len(token.lstrip("-"))
+        return f"{token[:lead]}[API_KEY]{token[lead + len(core) :]}"
+    return token
+
+
 def redact(text: str) -> str:
-    """Replace e-mails, bearer tokens, API keys, card numbers (Luhn) and phone numbers."""
+    """Replace e-mails, bearer tokens, API keys, card numbers (Luhn) and phone numbers.
+
+    Linear in ``len(text)`` for any input (no pattern rescans from every position).
+    """
     text = _BEARER.sub("Bearer [TOKEN]", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}[SECRET]", text)
+    text = _redact_key_values(text)
     text = _KNOWN_KEYS.sub("[API_KEY]", text)
     text = _EMAIL.sub("[EMAIL]", text)
-    text = _OPAQUE_TOKEN.sub("[API_KEY]", text)
+    text = _TOKEN_RUN.sub(_opaque, text)
     text = _CARD_CANDIDATE.sub(_card, text)
     return _PHONE.sub(_phone, text)
 

@@ -20,7 +20,8 @@ from coda_otel.cli import main as cli_main
 from coda_otel.conversation_log import latest_log, read_log
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-from coda_otel.sanitize import Sanitizer
+from coda_otel.pipeline_scopes import STACK_LIMIT
+from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer
 from tests.otlp_receivers import STAGES, fake_turn
 
 
@@ -227,10 +228,137 @@ async def test_log_files_are_bounded_and_named_safely(
     files = sorted(folder.iterdir())
     assert len(files) == 3 and all(p.parent == folder for p in files)
     assert not (tmp_path.parent / "escape").exists()
-    big = ConversationPipelineDebugger(output_dir=folder, tracer_provider=provider, log_max_bytes=1)
-    await fake_turn(big)
-    assert big.close(5)
-    assert len(list(folder.glob("*.json"))) <= 1
+
+
+async def test_log_retention_by_bytes_keeps_the_newest_that_fit(
+    provider: TracerProvider, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    one = ConversationPipelineDebugger(output_dir=folder, tracer_provider=provider)
+    await fake_turn(one)
+    assert one.close(5) and one.log_writer.last_path is not None
+    size = one.log_writer.last_path.stat().st_size
+    budget = int(size * 2.5)  # room for two logs of this shape, not three
+    dbg = ConversationPipelineDebugger(
+        output_dir=folder, tracer_provider=provider, log_max_bytes=budget
+    )
+    paths = []
+    for n in range(4):
+        await fake_turn(dbg, turn=n)
+        assert dbg.flush(5)
+        paths.append(dbg.log_writer.last_path)
+    assert dbg.close(5)
+    kept = sorted(folder.glob("*.json"))
+    assert kept == sorted(paths[-2:])  # the two newest, the rest (and the first log) deleted
+    assert sum(p.stat().st_size for p in kept) <= budget
+    assert [read_log(p)["turn"] for p in sorted(kept, key=paths.index)] == [2, 3]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="conversation_log/files retention deletes the log it has just written when one "
+    "log exceeds log_max_bytes (owner of files.py RetentionIndex to decide: keep the newest)",
+)
+async def test_a_byte_budget_below_one_log_still_keeps_the_log_just_written(
+    provider: TracerProvider, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    dbg = ConversationPipelineDebugger(output_dir=folder, tracer_provider=provider, log_max_bytes=1)
+    first = await fake_turn(dbg, turn=1)
+    conv = await fake_turn(dbg, turn=2)
+    assert dbg.close(5)
+    assert dbg.log_writer.written == 2
+    [kept] = list(folder.glob("*.json"))  # the older log is gone, the newest is not
+    assert kept == dbg.log_writer.last_path
+    assert read_log(kept)["conversation_id"] == conv.conversation_id != first.conversation_id
+
+
+class Unprintable:
+    """Content whose __len__ and __str__ raise (a buggy or hostile object)."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+@pytest.mark.parametrize("capture", [False, True])
+async def test_content_that_cannot_be_described_never_breaks_the_stage(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, capture: bool
+) -> None:
+    dbg.capture_content = capture
+    ran = []
+    with dbg.conversation(turn=1) as conv:
+        async with conv.stage("stt", {"audio": Unprintable()}) as st:
+            ran.append("stt")
+            st.set_output({"transcript": Unprintable()})
+        with conv.stage("tts", Unprintable()) as st:  # type: ignore[arg-type]
+            ran.append("tts")
+    assert ran == ["stt", "tts"]  # the stage bodies ran
+    assert dbg.flush(5)
+    spans = {s.name: s for s in _trace(exporter, conv.trace_id)}
+    assert set(spans) == {"conversation", "stt", "tts"}
+    assert spans["stt"].attributes["coda.stage"] == "stt"
+    assert spans["stt"].attributes["coda.stage.status"] == "ok"
+    assert spans["stt"].parent.span_id == spans["conversation"].context.span_id
+    record = read_log(dbg.log_writer.last_path)  # type: ignore[arg-type]
+    assert [s["stage_name"] for s in record["stages"]] == ["stt", "tts"]
+    assert record["status"] == "ok"
+
+
+class WrappedStageError(RuntimeError):
+    """What coda_lite's pipeline raises: ``raise StageError(stage, exc) from exc``."""
+
+
+async def test_a_wrapped_stage_failure_is_recorded_once(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
+) -> None:
+    recorder = Recorder()
+    dbg.add_listener(recorder)
+    with pytest.raises(WrappedStageError), dbg.conversation(turn=1) as conv:
+        try:
+            async with conv.stage("llm", {"prompt": "hi"}):
+                raise ValueError("model crashed")
+        except Exception as exc:
+            raise WrappedStageError("llm stage failed") from exc
+    # implicit chaining (__context__) counts too
+    with pytest.raises(WrappedStageError), dbg.conversation(turn=2) as implicit:
+        try:
+            async with implicit.stage("tts", {"text": "hi"}):
+                raise OSError("no audio device")
+        except Exception:
+            raise WrappedStageError("tts stage failed")  # noqa: B904
+    assert dbg.flush(5)
+    record = read_log(dbg.log_writer.last_path)  # type: ignore[arg-type]
+    assert [s["stage_name"] for s in record["stages"]] == ["tts", "error"]
+    spans = _trace(exporter, conv.trace_id)
+    assert sorted(s.name for s in spans) == ["conversation", "llm"]  # no phantom bar
+    root = next(s for s in spans if s.name == "conversation")
+    assert root.attributes["error.type"] == "ValueError"
+    assert [e.name for e in root.events] == []  # the failure is on the llm span only
+    assert [(e.stage, e.status) for e in recorder.stages] == [("llm", "error"), ("tts", "error")]
+    assert [c.status for c in recorder.conversations] == ["error", "error"]
+
+
+def test_a_long_stack_trace_is_bounded(
+    dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
+) -> None:
+    def recurse(n: int) -> None:
+        if n == 0:
+            raise ValueError("deep failure " + "x" * 9000)
+        recurse(n - 1)
+
+    with pytest.raises(ValueError), dbg.conversation(turn=1) as conv, conv.stage("llm", {}):
+        recurse(50)
+    llm = next(s for s in _trace(exporter, conv.trace_id) if s.name == "llm")
+    [event] = [e for e in llm.events if e.name == "exception"]
+    stack = event.attributes["exception.stacktrace"]
+    assert len(stack) <= STACK_LIMIT + len(TRUNCATION_MARK)
+    # the most recent end (where the error is) is kept, the start is cut
+    assert stack.startswith("[earlier frames truncated]") and stack.endswith("x" * 100 + "\n")
 
 
 async def test_trace_show_prints_a_waterfall_from_a_log(

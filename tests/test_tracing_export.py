@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest
 
 from coda_otel.cli import main as cli_main
+from coda_otel.conversation_log import read_log
+from coda_otel.events import StageEvent
 from coda_otel.file_exporter import FileSpanExporter, read_otlp_json_lines, trace_files
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline_debugger import ConversationPipelineDebugger
+from coda_otel.pipeline_metrics import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.tracing import configure
 from tests.conftest import free_port
@@ -212,10 +217,64 @@ async def test_sampler_from_environment_is_honoured(
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     telemetry = configure(set_global=False)
-    await fake_turn(_debugger(telemetry, tmp_path, save_logs=False))
+    metrics = _metrics()
+    events: list[StageEvent] = []
+    dbg = _debugger(telemetry, tmp_path, listeners=[PipelineMetrics(metrics)])
+    dbg.add_listener(_StageRecorder(events))
+    conv = await fake_turn(dbg)
+    assert dbg.flush(5)
     telemetry.shutdown(5)
     assert not (Path(os.environ["CODA_HOME"]) / "traces" / "traces.jsonl").exists()
     assert telemetry.stats is not None and telemetry.stats.exported == 0
+    # Nothing was exported, so nothing may point at a trace: no ids, no exemplars.
+    assert conv.trace_id is None and conv.span_id is None
+    assert [e.stage for e in events] == list(STAGES)
+    assert all(e.trace_id is None and e.span_id is None for e in events)
+    record = read_log(dbg.log_writer.last_path)  # type: ignore[arg-type]
+    assert record["trace_id"] is None and {s["span_id"] for s in record["stages"]} == {None}
+    exposition = generate_latest(metrics.registry).decode()
+    assert 'coda_pipeline_stage_duration_seconds_count{stage="llm"} 1.0' in exposition
+    assert "# {trace_id=" not in exposition  # no exemplar
+
+
+class _StageRecorder:
+    def __init__(self, events: list[StageEvent]) -> None:
+        self.events = events
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        self.events.append(event)
+
+    def on_conversation_end(self, event: object) -> None:
+        pass
+
+
+async def test_queue_overflow_is_counted_while_the_service_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A collector that accepts connections and never answers: the batch queue overflows."""
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(16)  # never accepted: the export waits for its timeout
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        )
+        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+        monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+        metrics = _metrics()
+        telemetry = configure(set_global=False, metrics=metrics, export_timeout_s=2.0)
+        dbg = _debugger(telemetry, tmp_path, save_logs=False)
+        convs = [await fake_turn(dbg, turn=n) for n in (1, 2, 3)]
+        # Before any shutdown: 18 spans, at most 2 in flight and 4 queued; the evicted ones
+        # are counted as they are discarded (the 3 root spans are still held by `convs`).
+        dropped_while_running = _counter(metrics, "coda_otel_spans_dropped_total")
+        assert dropped_while_running >= 18 - 6 - len(convs)
+        telemetry.shutdown(timeout_s=1.0)
+    # At exit every span is accounted for exactly once.
+    assert _counter(metrics, "coda_otel_spans_dropped_total") == 18
+    assert _counter(metrics, "coda_otel_spans_exported_total") == 0
+    del convs
+    assert _counter(metrics, "coda_otel_spans_dropped_total") == 18
 
 
 def test_exporter_selection_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

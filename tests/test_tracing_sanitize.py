@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +29,16 @@ from coda_otel.waterfall import Bar, Waterfall, render
             "digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "digest [API_KEY]",
         ),
+        # keys after a prefix ("_" is a word character, so a leading \b never matched) ...
+        ("OPENAI_API_KEY=hunter2secret", "OPENAI_API_KEY=[SECRET]"),
+        ("export GITHUB_TOKEN=abc123def", "export GITHUB_TOKEN=[SECRET]"),
+        ("DB_PASSWORD=x", "DB_PASSWORD=[SECRET]"),
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "AWS_SECRET_ACCESS_KEY=[SECRET]"),
+        ("client_secret=shh&x=1", "client_secret=[SECRET]"),
+        # ... and quoted JSON keys, camelCase included
+        ('{"apiKey": "abc123xyz"}', '{"apiKey": [SECRET]}'),
+        ('{"user": "ann", "password": "p@ss"}', '{"user": "ann", "password": [SECRET]}'),
+        ("x=api_key=abc", "x=api_key=[SECRET]"),
     ],
 )
 def test_redacts_personal_data_and_secrets(text: str, expected: str) -> None:
@@ -40,10 +52,27 @@ def test_redacts_personal_data_and_secrets(text: str, expected: str) -> None:
         "order 4111 1111 1111 1112 (fails Luhn, 16 digits)",
         "I have 3 cats and 12 dogs",
         "version 1.45.2",
+        "max_tokens=256, input_tokens: 812",
+        "The token is here: it works",
+        "ratio=3:2 and key: value",
     ],
 )
 def test_leaves_ordinary_text_alone(text: str) -> None:
     assert redact(text) == text
+
+
+def test_redaction_is_linear_on_adversarial_input() -> None:
+    """100 kB of each shape: the old look-aheads rescanned from every boundary (O(n^2))."""
+    unchanged = ["a-", "1 ", "@", "x=", "_token", "a@a.", "4111 ", "password"]
+    redacted = {"12 34 56 ": "[PHONE] ", "sk-": "[API_KEY]", "a1b2-": "[API_KEY]-"}
+    started = time.process_time()
+    for shape in [*unchanged, *redacted]:
+        text = (shape * (100_000 // len(shape) + 1))[:100_000]
+        out = redact(text)
+        assert out == text if shape in unchanged else out.startswith(redacted[shape]), shape
+        assert Sanitizer().text(text, 8000).endswith(TRUNCATION_MARK)
+    # One generous bound for the whole lot: ~0.3 s when linear, minutes when quadratic.
+    assert time.process_time() - started < 10.0
 
 
 def test_luhn() -> None:
