@@ -136,29 +136,46 @@ def json_chunks(obj: Any, *, indent: int | None = None) -> Iterator[str]:
     yield from _pieces(obj, json.JSONEncoder(ensure_ascii=False, default=str), _SPLIT_DEPTH)
 
 
-def _pieces(obj: Any, enc: json.JSONEncoder, depth: int) -> Iterator[str]:
+def _big(obj: Any, depth: int) -> bool:
+    """Worth splitting: a list longer than a slice, or a str-keyed dict holding one."""
     kind = type(obj)
-    if depth and kind is dict and obj and all(type(k) is str for k in obj):
-        sep = "{"
+    if kind is list or kind is tuple:
+        return len(obj) > _SLICE or (depth > 0 and any(_big(v, depth - 1) for v in obj))
+    if kind is dict and depth > 0 and all(type(k) is str for k in obj):
+        return any(_big(v, depth - 1) for v in obj.values())
+    return False
+
+
+def _pieces(obj: Any, enc: json.JSONEncoder, depth: int) -> Iterator[str]:
+    if not _big(obj, depth):  # small: one C call
+        yield enc.encode(obj)
+    elif type(obj) is dict:  # runs of small items in one call, big values split further
+        sep, small = "{", {}
         for key, value in obj.items():
+            if not _big(value, depth - 1):
+                small[key] = value
+                continue
+            if small:
+                yield sep + enc.encode(small)[1:-1]
+                sep, small = ", ", {}
             yield f"{sep}{enc.encode(key)}: "
             yield from _pieces(value, enc, depth - 1)
             sep = ", "
+        if small:
+            yield sep + enc.encode(small)[1:-1]
         yield "}"
-    elif depth and (kind is list or kind is tuple) and obj:
-        if len(obj) > _SLICE:  # long list: a slice of elements per C call
-            for start in range(0, len(obj), _SLICE):
-                body = enc.encode(list(obj[start : start + _SLICE]))[1:-1]
-                yield ("[" if start == 0 else ", ") + body
-        else:
-            sep = "["
-            for value in obj:
-                yield sep
-                yield from _pieces(value, enc, depth - 1)
-                sep = ", "
+    elif len(obj) > _SLICE:  # long list: a slice of elements per C call
+        for start in range(0, len(obj), _SLICE):
+            body = enc.encode(list(obj[start : start + _SLICE]))[1:-1]
+            yield ("[" if start == 0 else ", ") + body
         yield "]"
     else:
-        yield enc.encode(obj)
+        sep = "["
+        for value in obj:
+            yield sep
+            yield from _pieces(value, enc, depth - 1)
+            sep = ", "
+        yield "]"
 
 
 def _batches(pieces: Iterable[str]) -> Iterator[bytes]:

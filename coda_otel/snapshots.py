@@ -9,27 +9,21 @@
     path = emitter.take_snapshot()                      # manual; file appears after flush()
     emitter.flush(5.0); emitter.compare_snapshots(id1, id2); emitter.close()
 
-``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource`: its ``read_memory_state()``
-copies the state under its own lock, so one call is one consistent snapshot. The caller's
-thread (for Coda Lite, the event loop) only counts the operation, decides the trigger and
-queues a job (id, trigger, operation count, the current span): a few microseconds. One
-background thread, fed by a bounded queue, does the rest: ``read_memory_state()``, the JSON
-(encoded piece by piece, so the GIL is released between pieces), the atomic write (temp
-file, fsync, rename), retention (``max_files`` / ``max_bytes``, from an in-memory index),
-metrics and listeners. A snapshot therefore holds the memory as it was when the writer read
-it, a moment after the trigger (``timestamp`` is the read time, ``operation_count`` the
-trigger's). A full queue drops the snapshot (logged, counted in
-``coda_memory_snapshot_failures{reason="queue_full"}``) rather than block; a failed read or
-write is logged and counted (``read_error`` / ``write_error``) on the writer thread.
+``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource` whose ``read_memory_state()``
+copies the state under its own lock (one call, one consistent snapshot). The caller's thread
+(Coda Lite's event loop) only counts, decides the trigger and queues a job (id, trigger,
+operation count, current span): microseconds. One background thread, fed by a bounded queue,
+does the rest: the read, the JSON (encoded in pieces, releasing the GIL between them), the
+atomic write (temp file, fsync, rename), retention (``max_files`` / ``max_bytes``, from an
+in-memory index), metrics, listeners. So a snapshot holds memory as the writer read it, a
+moment after the trigger (``timestamp``: read time; ``operation_count``: the trigger's). A
+full queue drops the snapshot rather than block; failures are logged and counted in
+``coda_memory_snapshot_failures{reason=queue_full|read_error|write_error}``.
 ``after_memory_operation`` never raises; ``take_snapshot`` raises only
 :class:`~coda_otel.files.InvalidIdError` for an unsafe explicit id.
 
-Tracing: once the counts are known, the writer adds a ``memory_snapshot`` event (id, trigger,
-operation count, path, counts) to the span that was current at the trigger if that span is
-still recording. If it has ended meanwhile, the writer starts a short ``memory_snapshot``
-span, child of that span, carrying the same attributes and event and lasting as long as the
-read and write; so the event and its counts are always in the trace, never on a closed span.
-(With no span at the trigger, nothing is traced.)
+Tracing: the writer puts a ``memory_snapshot`` event with the counts on the span current at
+the trigger, or on a child span if that span has ended (:mod:`coda_otel.snapshot_trace`).
 
 Once its file is written, every listener is called from the writer thread with a summary
 dict ``{snapshot_id, trigger, timestamp, counts: {turn_count, memory_count, topic_count},
@@ -58,6 +52,7 @@ from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics,
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.snapshot_diff import diff_snapshots
 from coda_otel.snapshot_store import PATTERN, SnapshotStore, build_document
+from coda_otel.snapshot_trace import record_snapshot
 
 logger = logging.getLogger("coda.memory.snapshots")
 
@@ -244,7 +239,10 @@ class MemorySnapshotEmitter:
             self._metrics.memory_items.labels(tier="short_term").set(len(st["turns"]))
             self._metrics.memory_items.labels(tier="long_term").set(lt["memory_count"])
             self._metrics.memory_topics.set(counts["topic_count"])
-        own_span = self._trace(job, counts, start_ns)
+        attrs = {"snapshot.id": job.snapshot_id, "snapshot.trigger": job.trigger,
+                 "snapshot.operation_count": job.operation_count, "snapshot.path": str(job.path),
+                 **{f"memory.{k}": v for k, v in counts.items()}}  # fmt: skip
+        own_span = record_snapshot(self._tracer, job.span, attrs, start_ns)
         try:
             size = self._write(job, doc, time.perf_counter() - t0)
         except Exception as exc:
@@ -264,36 +262,6 @@ class MemorySnapshotEmitter:
                 listener(dict(summary))
             except Exception:
                 logger.exception("snapshot listener %r failed", listener)
-
-    def _trace(self, job: _Job, counts: dict[str, int], start_ns: int) -> trace.Span | None:
-        """The ``memory_snapshot`` event on the trigger's span, or on a child span if it ended.
-
-        Returns the child span (to be ended after the write) or None.
-        """
-        attrs: dict[str, str | int] = {
-            "snapshot.id": job.snapshot_id,
-            "snapshot.trigger": job.trigger,
-            "snapshot.operation_count": job.operation_count,
-            "snapshot.path": str(job.path),
-            "memory.turn_count": counts["turn_count"],
-            "memory.memory_count": counts["memory_count"],
-            "memory.topic_count": counts["topic_count"],
-        }
-        span = job.span
-        if span.is_recording():
-            span.add_event("memory_snapshot", attrs)
-            if span.is_recording():  # still open after the call: the event landed
-                return None
-        if not span.get_span_context().is_valid:
-            return None
-        child = self._tracer.start_span(
-            "memory_snapshot",
-            context=trace.set_span_in_context(span),
-            attributes=attrs,
-            start_time=start_ns,
-        )
-        child.add_event("memory_snapshot", attrs)
-        return child
 
     def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()
