@@ -188,6 +188,7 @@ def build_app(
         metrics=metrics,
         max_files=tel.snapshot_max_files,
         max_bytes=tel.snapshot_max_bytes,
+        tracer_provider=telemetry.tracer_provider,
     )
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
     watch_memory_size(metrics, pipeline)
