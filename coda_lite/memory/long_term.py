@@ -146,12 +146,14 @@ class LongTermMemory:
         if embedding is None:
             vecs = self._embed([content])
             embedding = None if vecs is None else vecs[0]
+        sorted_topics = sorted({str(t) for t in topics})
+        created = created_at if created_at is not None else time.time()
         memory = {
             "id": memory_id or uuid.uuid4().hex,
             "content": content,
             "importance": float(importance),
-            "topics": sorted({str(t) for t in topics}),
-            "created_at": created_at if created_at is not None else time.time(),
+            "topics": sorted_topics,
+            "created_at": created,
             "source": source,
         }
         blob = None if embedding is None else np.asarray(embedding, np.float32).tobytes()
@@ -176,8 +178,10 @@ class LongTermMemory:
                 )
             self._index = None
             if self._mirror is not None:
-                row = (memory["id"], content, memory["importance"], tuple(memory["topics"]),
-                       float(memory["created_at"]), source)  # fmt: skip
+                row: _Mirrored = (
+                    str(memory["id"]), content, float(importance), tuple(sorted_topics),
+                    float(created), source,
+                )  # fmt: skip
                 replaced = self._mirror.get(row[0])
                 self._mirror[row[0]] = row
                 if replaced is not None:
