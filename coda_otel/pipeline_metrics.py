@@ -29,7 +29,11 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _exemplar(trace_id: str | None) -> dict[str, str] | None:
-    """``{"trace_id": ...}`` for a valid, sampled trace id, else None (no exemplar)."""
+    """``{"trace_id": ...}`` for a valid trace id, else None (no exemplar).
+
+    The pipeline debugger sets ``trace_id`` only for sampled traces, so an unsampled turn,
+    whose trace is never exported, gets no exemplar.
+    """
     if trace_id and _TRACE_ID.match(trace_id) and trace_id != "0" * 32:
         return {"trace_id": trace_id}
     return None
@@ -45,6 +49,7 @@ class PipelineMetrics:
             s: metrics.conversations.labels(status=s) for s in (*CONVERSATION_STATUSES, "other")
         }
         self._failures = 0
+        self._last: tuple[str | None, dict[str, str] | None] = (None, None)
 
     @property
     def failures(self) -> int:
@@ -55,7 +60,10 @@ class PipelineMetrics:
         try:
             stage = bounded(event.stage, STAGES)
             duration = _duration(event.duration_s)
-            self._stage_hist[stage].observe(duration, exemplar=_exemplar(event.trace_id))
+            last = self._last  # (trace id, exemplar): one tuple, so threads never mix them
+            if last[0] != event.trace_id:  # a turn's stages share one: validate it once
+                last = self._last = (event.trace_id, _exemplar(event.trace_id))
+            self._stage_hist[stage].observe(duration, exemplar=last[1])
             if event.status == "error":
                 error_type = self.metrics.error_type(event.error_type or "unknown")
                 self.metrics.stage_errors.labels(stage=stage, error_type=error_type).inc()

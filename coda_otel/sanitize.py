@@ -168,10 +168,19 @@ def size_of(value: Any, _depth: int = 0) -> int:
     kind = type(value)  # exact-type fast paths first: this runs twice per stage, on the hot path
     if kind is str or kind is bytes:
         return len(value)
-    if kind is dict and _depth < 4:
-        return sum([size_of(v, _depth + 1) for v in value.values()])
-    if (kind is list or kind is tuple) and _depth < 4:
-        return sum([size_of(v, _depth + 1) for v in value])
+    if kind is dict or kind is list or kind is tuple:
+        if _depth >= 4:
+            return 0
+        total = 0
+        for item in value.values() if kind is dict else value:
+            item_kind = type(item)  # leaves inline: one call per container, not per value
+            if item_kind is str or item_kind is bytes:
+                total += len(item)
+            elif item_kind is float or item_kind is int:
+                total += len(repr(item))
+            elif item is not None:
+                total += size_of(item, _depth + 1)
+        return total
     if kind is float or kind is int:
         return len(repr(value))
     if isinstance(value, str | bytes | bytearray):

@@ -104,3 +104,20 @@ def test_never_raises_on_broken_events() -> None:
     assert pm.failures == 2
     assert value(m.registry, "coda_pipeline_stage_duration_seconds_count", stage="llm") == 3
     assert value(m.registry, "coda_pipeline_stage_duration_seconds_sum", stage="llm") == 0.2
+
+
+def test_each_stage_exemplar_carries_its_own_trace() -> None:
+    m = CodaMetrics(process_collector=False)
+    pm = PipelineMetrics(m)
+    other = "1" * 32
+    pm.on_stage_end(stage(duration_s=0.2))
+    pm.on_stage_end(stage(duration_s=0.2, trace_id=other))  # same bucket, newer trace
+    pm.on_stage_end(stage(stage="tts", duration_s=0.2))  # back to the first trace
+    pm.on_stage_end(stage(stage="stt", duration_s=0.2, trace_id=None))  # unsampled: none
+    lines = generate_latest(m.registry).decode().splitlines()
+    exemplars = {
+        ln.split("stage=")[1].split('"')[1]: ln.split('trace_id="')[1][:32]
+        for ln in lines
+        if "_bucket" in ln and 'trace_id="' in ln
+    }
+    assert exemplars == {"llm": other, "tts": TRACE}
