@@ -247,7 +247,7 @@ def enforce_retention(
     deleted = remove_stale_temp_files(folder, pattern, older_than_s=stale_tmp_s)
     entries = _listing(folder, pattern)
     total = sum(e[2] for e in entries)
-    while entries and (
+    while len(entries) > 1 and (  # the newest file always stays, even over a tiny budget
         (max_files is not None and len(entries) > max_files)
         or (max_bytes is not None and total > max_bytes)
     ):
@@ -318,7 +318,7 @@ class RetentionIndex:
         sizes[path.name] = size  # newest last
         self._sizes = sizes
         self._since_listing += 1
-        while sizes and (
+        while len(sizes) > 1 and (  # the file just written always stays
             (self.max_files is not None and len(sizes) > self.max_files)
             or (self.max_bytes is not None and self._total > self.max_bytes)
         ):

@@ -254,11 +254,6 @@ async def test_log_retention_by_bytes_keeps_the_newest_that_fit(
     assert [read_log(p)["turn"] for p in sorted(kept, key=paths.index)] == [2, 3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conversation_log/files retention deletes the log it has just written when one "
-    "log exceeds log_max_bytes (owner of files.py RetentionIndex to decide: keep the newest)",
-)
 async def test_a_byte_budget_below_one_log_still_keeps_the_log_just_written(
     provider: TracerProvider, tmp_path: Path
 ) -> None:
