@@ -237,7 +237,8 @@ def enforce_retention(
     max_bytes: int | None = None,
     stale_tmp_s: float = STALE_TMP_S,
 ) -> list[Path]:
-    """Delete the oldest files matching ``pattern`` until both limits hold; returns the deleted.
+    """Delete the oldest files matching ``pattern`` until both limits hold (the newest always
+    stays); returns the deleted.
 
     Age is modification time, then name. Temporary files are never counted; those older than
     ``stale_tmp_s`` (left by killed writes) are deleted and returned too.
