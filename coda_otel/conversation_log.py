@@ -41,7 +41,6 @@ from coda_otel.files import (
     RetentionIndex,
     atomic_write_json,
     new_id,
-    safe_path,
     validate_id,
 )
 from coda_otel.sanitize import Sanitizer
@@ -162,6 +161,7 @@ class ConversationLogWriter:
         if max_files < 1 or max_bytes < 1:
             raise ValueError("max_files and max_bytes must be positive")
         self.folder = Path(folder)
+        self._root: Path | None = None
         self.max_files = max_files
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -238,8 +238,12 @@ class ConversationLogWriter:
         record = item() if callable(item) else item
         if not isinstance(record, Mapping):
             raise TypeError(f"a conversation log record must be a mapping, got {type(record)}")
-        path = safe_path(self.folder, log_file_id(record.get("conversation_id")), ".json")
-        size = atomic_write_json(path, dict(record), durable=False)
+        if self._root is None:  # resolved once: the name below can hold no separator or ".."
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._root = self.folder.resolve()
+        path = self._root / f"{validate_id(log_file_id(record.get('conversation_id')))}.json"
+        # compact JSON: one C-encoder call for a log this small (indent forces the Python one)
+        size = atomic_write_json(path, dict(record), indent=None, durable=False)
         self._retention.record(path, size)
         self.written += 1
         self.last_path = path

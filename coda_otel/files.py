@@ -185,10 +185,10 @@ def _batches(pieces: Iterable[str]) -> Iterator[bytes]:
         buf.append(piece)
         n += len(piece)
         if n >= _BATCH_CHARS:
-            yield "".join(buf).encode("utf-8")
+            yield "".join(buf).encode("utf-8", "backslashreplace")
             buf, n = [], 0
-    if buf:
-        yield "".join(buf).encode("utf-8")
+    if buf:  # a lone surrogate becomes the JSON escape "\ud800", never a lost write
+        yield "".join(buf).encode("utf-8", "backslashreplace")
 
 
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2, durable: bool = True) -> int:

@@ -173,3 +173,12 @@ def test_retention_index_sees_files_added_by_others_at_its_next_listing(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log-b.json", "log-d.json"]
     with pytest.raises(ValueError, match="relist_every"):
         RetentionIndex(tmp_path, "*.json", relist_every=0)
+
+
+def test_a_lone_surrogate_is_written_as_an_escape_not_lost(tmp_path: Path) -> None:
+    """Text from outside may hold a lone surrogate (JSON "\\ud800"); the write must not fail."""
+    path = tmp_path / "x.json"
+    for indent in (None, 2):
+        atomic_write_json(path, {"text": "a\ud800b"}, indent=indent)
+        assert b"\\ud800" in path.read_bytes()
+        assert json.loads(path.read_text(encoding="utf-8")) == {"text": "a\ud800b"}
