@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coda_otel.background import lower_thread_priority
 from coda_otel.events import Status
 from coda_otel.files import (
     InvalidIdError,
@@ -221,6 +222,7 @@ class ConversationLogWriter:
                 self._thread.start()
 
     def _run(self) -> None:
+        lower_thread_priority()  # nobody waits for this thread: the turn goes first
         while True:
             item = self._queue.get()
             if item is _STOP:

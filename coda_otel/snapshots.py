@@ -47,6 +47,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from coda_otel.background import lower_thread_priority
 from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
@@ -206,6 +207,7 @@ class MemorySnapshotEmitter:
         return now.isoformat(timespec="microseconds")
 
     def _run(self) -> None:
+        lower_thread_priority()  # nobody waits for this thread: the turn goes first
         while (job := self._queue.get()) is not None:
             try:
                 self._process(job)
