@@ -141,7 +141,7 @@ async def _turns(home: Path, quick: bool) -> list[Result]:
             "s",
             "same turn, no snapshots",
             statistics.median(plain),
-            note=note + "; copy runs on the turn's path",
+            note=note + "; the hook only queues: the copy runs on the writer thread",
         ),
         Result(
             "snapshots",
