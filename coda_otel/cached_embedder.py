@@ -23,7 +23,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,13 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
     return out
+
+
+class _Plan(NamedTuple):
+    keys: list[str]
+    found: dict[str, Vector]
+    misses: dict[str, str]  # key -> text, distinct, first-seen order
+    hit_keys: list[str]
 
 
 class CachedEmbedder:
@@ -87,16 +94,24 @@ class CachedEmbedder:
     def encode(self, texts: Sequence[str]) -> Vector:
         """Vectors for ``texts`` in order, shape ``(len(texts), dim)``; one model call for
         all the distinct texts not in the cache."""
+        plan = self._plan(texts)
+        if plan.misses:
+            plan.found.update(self._compute(plan.misses))
+        return self._finish(plan)
+
+    def _plan(self, texts: Sequence[str]) -> _Plan:
+        """Keys in order, what the cache already holds, and the distinct misses to compute."""
         items = _check_texts(texts)
-        if not items:
-            return np.empty((0, self.dim), dtype=np.float32)
         keys = [self.key_for(t) for t in items]
         found, missing, hit_keys = self._lookup(keys)
-        if missing:
-            by_text = dict(zip(keys, items, strict=True))
-            found.update(self._compute({k: by_text[k] for k in missing}))
-        self._record_hits(hit_keys)
-        return np.stack([found[k] for k in keys])
+        by_text = dict(zip(keys, items, strict=True)) if missing else {}
+        return _Plan(keys, found, {k: by_text[k] for k in missing}, hit_keys)
+
+    def _finish(self, plan: _Plan) -> Vector:
+        self._record_hits(plan.hit_keys)
+        if not plan.keys:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([plan.found[k] for k in plan.keys])
 
     def _lookup(self, keys: list[str]) -> tuple[dict[str, Vector], list[str], list[str]]:
         """(cached vectors by key, distinct missing keys in first-seen order, hit keys).
@@ -164,14 +179,7 @@ class CachedEmbedder:
 
     async def embed_batch(self, texts: Sequence[str]) -> Vector:
         """:meth:`encode` without blocking the event loop (all hits: no thread at all)."""
-        items = _check_texts(texts)
-        if not items:
-            return np.empty((0, self.dim), dtype=np.float32)
-        keys = [self.key_for(t) for t in items]
-        found, missing, hit_keys = self._lookup(keys)
-        if missing:
-            by_text = dict(zip(keys, items, strict=True))
-            by_key = {k: by_text[k] for k in missing}
-            found.update(await asyncio.to_thread(self._compute, by_key))
-        self._record_hits(hit_keys)
-        return np.stack([found[k] for k in keys])
+        plan = self._plan(texts)
+        if plan.misses:
+            plan.found.update(await asyncio.to_thread(self._compute, plan.misses))
+        return self._finish(plan)
