@@ -15,7 +15,8 @@ source of truth, so a hit costs one or two counter increments); ``get_stats`` re
     for rec in debugger.get_recommendations():
         print(rec["priority"], rec["message"])
 
-Keys never become labels; at DEBUG level they are logged as a short blake2b digest.
+Keys never become labels; at DEBUG level they are logged as a short blake2b digest. The
+tuning rules and their thresholds live in :mod:`coda_otel.cache_recommendations`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from coda_otel.cache_recommendations import RecommendationThresholds, recommend
 from coda_otel.metrics import OTHER, CodaMetrics
+
+__all__ = [
+    "EWMA_ALPHA",
+    "MAX_CACHES",
+    "CacheDebugger",
+    "EvictionReason",
+    "RecommendationThresholds",
+    "key_digest",
+]
 
 logger = logging.getLogger("coda.cache.debugger")
 _debug_enabled = logger.isEnabledFor  # bound once: the hot path checks it on every access
@@ -40,32 +50,6 @@ EWMA_ALPHA = 0.2
 #: Most distinct cache names one debugger accepts; more fold into "other" (label cardinality).
 MAX_CACHES = 16
 _CACHE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-@dataclass(frozen=True, slots=True)
-class RecommendationThresholds:
-    """When :meth:`CacheDebugger.get_recommendations` speaks up (defaults follow the spec)."""
-
-    low_overall_hit_rate: float = 0.5
-    critical_overall_hit_rate: float = 0.3
-    min_overall_accesses: int = 100
-    low_cache_hit_rate: float = 0.4
-    critical_cache_hit_rate: float = 0.2
-    min_cache_accesses: int = 50
-    valuable_time_saved_ms: float = 5000.0
-    improvable_hit_rate: float = 0.7
-    min_size_evictions: int = 20
-    size_eviction_miss_rate: float = 0.5
-    min_expiries: int = 20
-    expiry_share_of_misses: float = 0.25
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value < 0:
-                raise ValueError(f"threshold {f.name} must be >= 0, got {value!r}")
-            if ("rate" in f.name or "share" in f.name) and value > 1:
-                raise ValueError(f"threshold {f.name} is a fraction in [0, 1], got {value!r}")
 
 
 class _CacheState:
@@ -298,91 +282,11 @@ class CacheDebugger:
         }
 
     def get_recommendations(self) -> list[dict[str, Any]]:
-        """Tuning advice; each item has type, message, priority and the figures behind it."""
+        """Tuning advice; each item has type, message, priority and the figures behind it
+        (the rules: :mod:`coda_otel.cache_recommendations`)."""
         if not self.enabled:
             return []
-        t = self.thresholds
-        stats = self.get_stats()
-        recs: list[dict[str, Any]] = []
-        if stats["total"] > t.min_overall_accesses and stats["hit_rate"] < t.low_overall_hit_rate:
-            recs.append(
-                {
-                    "type": "general",
-                    "rule": "low_overall_hit_rate",
-                    "message": "Overall cache hit rate is low. Consider increasing cache size "
-                    "or TTL.",
-                    "priority": "high"
-                    if stats["hit_rate"] < t.critical_overall_hit_rate
-                    else "medium",
-                    "hit_rate": stats["hit_rate"],
-                    "total": stats["total"],
-                }
-            )
-        for name, c in stats["cache_types"].items():
-            recs.extend(self._cache_recommendations(name, c))
-        return recs
-
-    def _cache_recommendations(self, name: str, c: dict[str, Any]) -> list[dict[str, Any]]:
-        t = self.thresholds
-        recs: list[dict[str, Any]] = []
-        base = {"type": "cache_type", "cache_type": name, "hit_rate": c["hit_rate"]}
-        miss_rate = 1.0 - c["hit_rate"] if c["total"] else 0.0
-        if c["total"] > t.min_cache_accesses and c["hit_rate"] < t.low_cache_hit_rate:
-            recs.append(
-                base
-                | {
-                    "rule": "low_cache_hit_rate",
-                    "message": f"Hit rate for {name} cache is low. Consider tuning this cache.",
-                    "priority": "high" if c["hit_rate"] < t.critical_cache_hit_rate else "medium",
-                    "total": c["total"],
-                }
-            )
-        if (
-            c["time_saved_ms"] > t.valuable_time_saved_ms
-            and t.low_cache_hit_rate <= c["hit_rate"] < t.improvable_hit_rate
-        ):
-            recs.append(
-                base
-                | {
-                    "rule": "valuable_cache",
-                    "message": f"{name} cache is saving significant time but hit rate could "
-                    "be improved.",
-                    "priority": "medium",
-                    "time_saved_ms": c["time_saved_ms"],
-                }
-            )
-        size_ev = c["evictions"]["size"]
-        if size_ev >= t.min_size_evictions and miss_rate >= t.size_eviction_miss_rate:
-            now = f" (now {c['maxsize']:g})" if c["maxsize"] is not None else ""
-            recs.append(
-                base
-                | {
-                    "rule": "raise_maxsize",
-                    "message": f"{name} cache evicts live entries for space and misses "
-                    f"{miss_rate:.0%} of lookups: raise maxsize{now}.",
-                    "priority": "high",
-                    "size_evictions": size_ev,
-                    "miss_rate": miss_rate,
-                    "maxsize": c["maxsize"],
-                }
-            )
-        expired = c["evictions"]["expired"]
-        share = expired / c["misses"] if c["misses"] else 0.0
-        if expired >= t.min_expiries and share >= t.expiry_share_of_misses:
-            now = f" (now {c['ttl']:g} s)" if c["ttl"] is not None else ""
-            recs.append(
-                base
-                | {
-                    "rule": "raise_ttl",
-                    "message": f"{name} cache lets many entries expire ({expired} expiries, "
-                    f"{share:.0%} of its misses): raise the TTL{now}.",
-                    "priority": "medium",
-                    "expired_evictions": expired,
-                    "expiry_share_of_misses": share,
-                    "ttl": c["ttl"],
-                }
-            )
-        return recs
+        return recommend(self.get_stats(), self.thresholds)
 
     def reset_stats(self) -> None:
         """Start counting afresh (Prometheus counters stay monotonic; entries and the
