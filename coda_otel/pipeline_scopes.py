@@ -9,7 +9,8 @@ Made by :class:`coda_otel.pipeline_debugger.ConversationPipelineDebugger`, never
 A stage is a child of the current span when that span is in the conversation's trace (a stage
 inside a stage), else of the root; the stage's span is made current inside the block, so
 work started there, on the loop or in ``asyncio.to_thread``, nests under it. A disabled
-debugger hands out :data:`NOOP_STAGE`, one shared object that does nothing.
+debugger hands out :data:`NOOP_STAGE` (see :mod:`coda_otel.noop_scopes`); failures are put on
+spans and records by :mod:`coda_otel.stage_errors`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,107 +27,29 @@ from opentelemetry.trace import Link, Status, StatusCode
 
 from coda_otel.conversation_log import StageRecord
 from coda_otel.events import ConversationEvent, StageEvent
-from coda_otel.events import Status as Outcome
+from coda_otel.noop_scopes import NOOP_STAGE, DisabledConversation
 from coda_otel.sanitize import size_of
+from coda_otel.stage_errors import STACK_LIMIT, error_type, record_failure, same_failure, status_of
 
 if TYPE_CHECKING:
     from coda_otel.pipeline_debugger import ConversationPipelineDebugger
 
 logger = logging.getLogger("coda.pipeline.debugger")
 
-#: Characters of an exception's stack trace kept (and redacted on the loop) per failure.
-STACK_LIMIT = 4000
-_STACK_CUT = "[earlier frames truncated]\n"
-_MAX_CHAIN = 8  # exception wrappers followed back to the stage's own failure
+# NOOP_STAGE, DisabledConversation (noop_scopes) and STACK_LIMIT (stage_errors) are re-exported.
+__all__ = [
+    "NOOP_STAGE", "STACK_LIMIT", "Conversation", "DisabledConversation", "Stage", "hex_id",
+    "unreadable",
+]  # fmt: skip
 
 
 def hex_id(value: int, width: int) -> str | None:
     return format(value, f"0{width}x") if value else None
 
 
-def _error_type(exc: BaseException) -> str:
-    """Semantic-convention ``error.type``: the exception's fully qualified class name."""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def _same_failure(exc: BaseException, recorded: BaseException | None) -> bool:
-    """True when ``exc`` is ``recorded`` or wraps it (``raise StageError(...) from exc``)."""
-    seen: BaseException | None = exc
-    for _ in range(_MAX_CHAIN):
-        if seen is None:
-            return False
-        if seen is recorded:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _bounded_stack(exc: BaseException) -> str:
-    """The formatted traceback, keeping its most recent end within :data:`STACK_LIMIT`."""
-    stack = "".join(traceback.format_exception(exc))
-    if len(stack) <= STACK_LIMIT:
-        return stack
-    return _STACK_CUT + stack[len(stack) - STACK_LIMIT + len(_STACK_CUT) :]
-
-
 def unreadable(value: object) -> dict[str, str]:
     """What a record keeps of content that cannot be measured or printed."""
     return {"unreadable": type(value).__name__}
-
-
-def _status_of(exc: BaseException | None) -> Outcome:
-    if exc is None:
-        return "ok"
-    return "error" if isinstance(exc, Exception) else "cancelled"  # CancelledError, interrupts
-
-
-class _NoopStage:
-    """The shared scope of a disabled debugger: no span, no allocation."""
-
-    __slots__ = ()
-
-    def set_output(self, output: Mapping[str, Any]) -> None:
-        pass
-
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None:
-        pass
-
-    async def __aenter__(self) -> _NoopStage:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def __enter__(self) -> _NoopStage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-NOOP_STAGE = _NoopStage()
-
-
-class DisabledConversation:
-    """What a disabled debugger returns: an id and no-op stages."""
-
-    __slots__ = ("conversation_id",)
-    trace_id: str | None = None
-
-    def __init__(self, conversation_id: str) -> None:
-        self.conversation_id = conversation_id
-
-    def stage(self, name: str, inputs: Mapping[str, Any]) -> _NoopStage:
-        return NOOP_STAGE
-
-    def __enter__(self) -> DisabledConversation:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class Stage:
@@ -282,7 +204,7 @@ class Conversation:
         return attrs
 
     def finish_stage(self, st: Stage, exc: BaseException | None, duration: float) -> None:
-        span, status, output = st.span, _status_of(exc), st.output
+        span, status, output = st.span, status_of(exc), st.output
         attrs: dict[str, Any] = {"coda.output.size": 0, "coda.stage.status": status}
         if output is not None:
             try:
@@ -303,26 +225,12 @@ class Conversation:
         if exc is not None and status == "error":
             self._record_error(span, exc, record)
         elif exc is not None:
-            span.add_event("cancelled", {"exception.type": _error_type(exc)})
+            span.add_event("cancelled", {"exception.type": error_type(exc)})
         span.end()
         self.add(record)
 
     def _record_error(self, span: trace.Span, exc: BaseException, record: StageRecord) -> None:
-        sanitizer = self.dbg.sanitizer
-        message = sanitizer.text(str(exc))
-        stack = _bounded_stack(exc)
-        span.record_exception(
-            exc,
-            attributes={
-                "exception.message": message,
-                "exception.stacktrace": sanitizer.text(stack, STACK_LIMIT),
-            },
-        )
-        span.set_attribute("error.type", _error_type(exc))
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message[:200]}"))
-        record.error_type = type(exc).__name__  # short: a bounded metrics label
-        record.error_message = message
-        record.traceback = stack
+        record_failure(span, exc, record, self.dbg.sanitizer)
         with self.lock:
             if self.error is None:
                 self.error, self._error_exc = record, exc
@@ -351,9 +259,9 @@ class Conversation:
                 return None
             self._finished = True
         duration = time.perf_counter() - self._t0
-        status = _status_of(exc)
+        status = status_of(exc)
         span = self.span
-        if exc is not None and status == "error" and not _same_failure(exc, self._error_exc):
+        if exc is not None and status == "error" and not same_failure(exc, self._error_exc):
             record = StageRecord("conversation", "error", time.time(), 0.0, {}, None, 0, 0,
                                  self.trace_id, self.span_id)  # fmt: skip
             self._record_error(span, exc, record)
@@ -361,7 +269,7 @@ class Conversation:
         if self.error is not None:
             status = "error"
             failed = self._error_exc
-            kind = _error_type(failed) if failed else (self.error.error_type or "Error")
+            kind = error_type(failed) if failed else (self.error.error_type or "Error")
             span.set_attribute("error.type", kind)
             span.set_status(Status(StatusCode.ERROR, f"stage {self.error.name} failed"))
         span.set_attribute("coda.conversation.status", status)
