@@ -80,3 +80,13 @@ class AppDebugControl:
             raise PermissionError("fault injection is off (start with --allow-fault-injection)")
         self.app.faults.inject(component, fault)
         return {"component": component, "fault": fault, "faults": sorted(FAULTS)}
+
+    async def reset_component(self, component: str) -> Mapping[str, Any]:
+        """Re-enable a component the watchdog marked failed; returns its status afterwards."""
+        watchdog = self.app.watchdog
+        known = sorted(c.name for c in watchdog.components)
+        if component not in known:
+            raise ValueError(f"unknown component {component[:64]!r}; known: {', '.join(known)}")
+        watchdog.reset(component)
+        status = watchdog.get_health_status()["components"][component]
+        return {"component": component, **status}

@@ -46,8 +46,11 @@ class DebugControl(Protocol):
 
     ``get_cache_stats`` returns ``{"stats": {...}, "recommendations": [...]}`` and
     ``get_health_status`` the watchdog's status (``overall_health``, ``components``, ...).
-    ``inject_fault`` and ``run_text_turn`` raise ``ValueError`` for bad arguments (the client
-    gets ``invalid_params``); ``inject_fault`` raises ``PermissionError`` when disabled.
+    ``reset_component`` re-enables a component the watchdog marked failed and returns its
+    status (``{"component": name, "status": ..., ...}``).
+    ``inject_fault``, ``run_text_turn`` and ``reset_component`` raise ``ValueError`` for bad
+    arguments such as an unknown component (the client gets ``invalid_params``);
+    ``inject_fault`` raises ``PermissionError`` when disabled.
     """
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]: ...
@@ -61,6 +64,8 @@ class DebugControl(Protocol):
     async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]: ...
 
     async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]: ...
+
+    async def reset_component(self, component: str) -> Mapping[str, Any]: ...
 
 
 # (type, request id, ts, encoded data)
@@ -281,6 +286,7 @@ class DebugHub:
             "get_health_status": control.get_health_status,
             "text_input": lambda: control.run_text_turn(d["text"], d.get("session_id")),
             "inject_fault": lambda: control.inject_fault(d["component"], d["fault"]),
+            "reset_component": lambda: control.reset_component(d["component"]),
         }
         try:
             result = await calls[msg.type]()

@@ -152,6 +152,8 @@ COMMANDS: Final[dict[str, dict[str, Param]]] = {
         "component": Param("string", pattern=_NAME),
         "fault": Param("string", pattern=_NAME),
     },
+    # re-enable a component the watchdog marked failed (issue 6's operator reset)
+    "reset_component": {"component": Param("string", pattern=_NAME)},
 }
 
 

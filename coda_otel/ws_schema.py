@@ -110,6 +110,9 @@ _RESULT_DATA: Final[dict[str, dict[str, Any]]] = {
     "subscribe": _obj({"events": {"type": "array", "items": {"enum": list(EVENT_TYPES)}}}),
     "get_cache_stats": SERVER_DATA["cache_stats"],
     "get_health_status": SERVER_DATA["health_status"],
+    "reset_component": _obj(
+        {"component": {"type": "string"}, "status": {"type": "string"}}, extra=True
+    ),
 }
 for _cmd in COMMANDS:
     SERVER_DATA[f"{_cmd}_result"] = _RESULT_DATA.get(_cmd, {"type": "object"})

@@ -31,6 +31,7 @@ def test_published_schema_is_generated_from_the_code() -> None:
         {"type": "subscribe", "id": 7, "data": {"events": ["cache_stats"]}},
         {"type": "text_input", "data": {"text": "hi", "session_id": "s-1"}},
         {"type": "inject_fault", "data": {"component": "llm", "fault": "crash"}},
+        {"type": "reset_component", "id": "r", "data": {"component": "memory_store"}},
     ],
 )
 def test_valid_commands_parse_and_match_the_schema(message: dict[str, object]) -> None:
@@ -90,6 +91,19 @@ def test_valid_commands_parse_and_match_the_schema(message: dict[str, object]) -
             "session_id",
         ),
         ('{"type": "text_input", "data": {"text": 5}}', "invalid_params", None, "string"),
+        ('{"type": "reset_component", "id": 9}', "invalid_params", 9, "component"),
+        (
+            '{"type": "reset_component", "data": {"component": "../tts"}}',
+            "invalid_params",
+            None,
+            "does not match",
+        ),
+        (
+            '{"type": "reset_component", "data": {"component": ["tts"]}}',
+            "invalid_params",
+            None,
+            "must be a string",
+        ),
         (
             '{"type": "get_cache_stats", "data": {"verbose": true}}',
             "invalid_params",
@@ -157,3 +171,11 @@ def test_lone_surrogates_are_invalid_params() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_client_message('{"type": "text_input", "id": 7, "data": {"text": "\\ud800"}}')
     assert info.value.code == "invalid_params" and info.value.request_id == 7
+
+
+def test_reset_component_result_schema_needs_the_component_and_its_status() -> None:
+    result = validator_for("message_reset_component_result")
+    frame = {"type": "reset_component_result", "id": "r", "seq": 2, "ts": "2026-01-01T00:00:00Z"}
+    result.validate({**frame, "data": {"component": "tts", "status": "unknown", "restarts": 0}})
+    with pytest.raises(jsonschema.ValidationError, match="status"):
+        result.validate({**frame, "data": {"component": "tts"}})

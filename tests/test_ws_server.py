@@ -44,6 +44,7 @@ class FakeControl:
         self.faults_allowed = True
         self.gate: asyncio.Event | None = None
         self.turns = 0
+        self.component_status = {"stt": "failed", "llm": "healthy"}
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]:
         for name in self.features if feature == "all" else [feature]:
@@ -89,6 +90,13 @@ class FakeControl:
         if component not in {"stt", "llm", "tts"} or fault not in {"crash", "hang"}:
             raise ValueError(f"unknown component or fault: {component}/{fault}")
         return {"component": component, "fault": fault, "injected": True}
+
+    async def reset_component(self, component: str) -> Mapping[str, Any]:
+        if component not in self.component_status:
+            known = ", ".join(sorted(self.component_status))
+            raise ValueError(f"unknown component {component!r}; known: {known}")
+        self.component_status[component] = "unknown"
+        return {"component": component, "status": "unknown", "consecutive_failures": 0}
 
 
 def stage_event(turn: int, stage: str, session_id: str | None = None, size: int = 10) -> StageEvent:
@@ -294,6 +302,23 @@ async def test_every_command_is_answered_with_its_id(
 
     numeric = await c.reply(await c.send("get_health_status", rid=42))
     assert numeric["id"] == 42
+
+
+async def test_reset_component_re_enables_a_component_or_names_the_known_ones(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    url, _, control, _ = await server()  # an operator action: no fault injection needed
+    c = await connect(session, url)
+    r = await c.request("reset_component", {"component": "stt"})
+    assert r["type"] == "reset_component_result"
+    assert r["data"] == {"component": "stt", "status": "unknown", "consecutive_failures": 0}
+    assert control.component_status["stt"] == "unknown"
+    r = await c.request("reset_component", {"component": "gpu"})
+    assert r["type"] == "error" and r["data"]["code"] == "invalid_params"
+    assert r["data"]["message"] == "unknown component 'gpu'; known: llm, stt"
+    r = await c.request("reset_component", {})
+    assert r["data"]["code"] == "invalid_params" and "component" in r["data"]["message"]
+    assert (await c.request("get_health_status"))["type"] == "get_health_status_result"
 
 
 async def test_subscribe_filters_events(server: Server, session: aiohttp.ClientSession) -> None:

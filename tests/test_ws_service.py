@@ -1,0 +1,197 @@
+"""The debug WebSocket against a real ``coda-lite serve`` process (issue 7, and issue 6's reset).
+
+One server for the module (the embedding model loads once). It runs with a watchdog that
+marks a component failed at its first failed check (``max_restarts: 0``), so an operator's
+``reset_component`` has something to re-enable; traces are not exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+
+from coda_otel.ws_schema import validator_for
+from tests.conftest import free_port, require_tool
+
+SERVER_MESSAGE = validator_for("server_message")
+WAIT = 60.0  # hang guard only; nothing asserts on time
+TURNS = 30
+
+
+def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"coda-lite serve exited early with {proc.returncode}")
+        try:
+            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("coda-lite serve did not become ready")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_tool("espeak-ng")
+    home = tmp_path_factory.mktemp("coda-home")
+    config = home / "config.yaml"
+    config.write_text(
+        "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
+        "  failure_threshold: 1\n  max_restarts: 0\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "CODA_HOME": str(home),
+        "CODA_CONFIG": str(config),
+        "OTEL_TRACES_EXPORTER": "none",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("CODA_DEBUG_TOKEN", None)
+    cmd = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--allow-fault-injection"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "serve.log", "wb"),  # noqa: SIM115
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def request(
+    ws: aiohttp.ClientWebSocketResponse, rid: str, mtype: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Send one command; return its answer (events in between are validated and skipped)."""
+    await ws.send_json({"type": mtype, "id": rid, "data": data})
+    while True:
+        frame: dict[str, Any] = await ws.receive_json(timeout=WAIT)
+        SERVER_MESSAGE.validate(frame)
+        if frame["id"] == rid:
+            return frame
+
+
+def component_status(base: str, name: str) -> str:
+    status: str = requests.get(f"{base}/health", timeout=5).json()["components"][name]["status"]
+    return status
+
+
+def dropped_total(base: str) -> float:
+    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
+        if line.startswith("coda_debug_ws_events_dropped_total "):
+            return float(line.split()[-1])
+    raise AssertionError("coda_debug_ws_events_dropped_total is not exported")
+
+
+async def test_reset_component_re_enables_a_failed_component(base: str) -> None:
+    injected = requests.post(
+        f"{base}/debug/faults", json={"component": "embedder", "fault": "unhealthy"}, timeout=5
+    )
+    assert injected.status_code == 202, injected.text
+    deadline = time.monotonic() + WAIT
+    while component_status(base, "embedder") != "failed":  # max_restarts 0: failed at once
+        assert time.monotonic() < deadline, "the watchdog never marked the embedder failed"
+        await asyncio.sleep(0.2)
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{base}/ws") as ws:
+        assert (await ws.receive_json(timeout=WAIT))["type"] == "hello"
+        await request(ws, "sub", "subscribe", {"events": []})
+        reset = await request(ws, "r1", "reset_component", {"component": "embedder"})
+        assert reset["type"] == "reset_component_result", reset
+        assert reset["data"]["component"] == "embedder"
+        assert reset["data"]["status"] == "unknown"  # supervision resumes from scratch
+        assert reset["data"]["consecutive_failures"] == 0 and reset["data"]["restarts"] == 0
+
+        unknown = await request(ws, "r2", "reset_component", {"component": "gpu"})
+        assert unknown["type"] == "error"
+        assert unknown["data"]["code"] == "invalid_params"
+        assert "gpu" in unknown["data"]["message"] and "embedder" in unknown["data"]["message"]
+
+        bad = await request(ws, "r3", "reset_component", {"component": "../llm"})
+        assert bad["data"]["code"] == "invalid_params"
+        health = await request(ws, "r4", "get_health_status", {})  # the connection lives on
+        assert health["type"] == "get_health_status_result"
+
+
+async def test_without_a_token_only_loopback_host_names_may_connect(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(f"{base}/ws", headers={"Host": "rebound.example"})
+        assert info.value.status == 403
+        port = base.rsplit(":", 1)[1]
+        async with session.ws_connect(f"{base}/ws", headers={"Host": f"localhost:{port}"}) as ws:
+            assert (await ws.receive_json(timeout=WAIT))["type"] == "hello"
+
+
+async def test_a_client_that_never_reads_does_not_slow_turns(base: str) -> None:
+    """Turns answer while a subscriber reads nothing; whatever it misses is counted, not hidden.
+
+    Its receive window is tiny, but on loopback the server's socket buffers still absorb about
+    3 MB of frames before the hub's bounded queue (256) even fills, far more than 30 turns
+    make, so whether anything is dropped here is up to the kernel. What is deterministic, and
+    asserted: every turn answers, the connection stays open, and once the client reads, each
+    frame it missed is a ``seq`` gap counted in ``coda_debug_ws_events_dropped_total``.
+    Overflow itself is driven in-process (tests/test_ws_server.py, queue_size=32).
+    """
+
+    def tiny_receive_buffer(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return sock
+
+    before = dropped_total(base)
+    connector = aiohttp.TCPConnector(socket_factory=tiny_receive_buffer)
+    async with (
+        aiohttp.ClientSession(connector=connector, read_bufsize=1024) as session,
+        session.ws_connect(f"{base}/ws") as stalled,  # subscribed to every event
+    ):
+        statuses = []
+        for i in range(TURNS):  # meanwhile the client reads nothing
+            turn = await asyncio.to_thread(
+                requests.post,
+                f"{base}/v1/turns",
+                json={"text": f"Turn number {i}: tell me something.", "session_id": "stall"},
+                timeout=WAIT,
+            )
+            statuses.append(turn.status_code)
+        assert statuses == [200] * TURNS
+        assert not stalled.closed
+
+        # Now read everything up to the answer of a marker command sent after the turns.
+        await stalled.send_json({"type": "get_health_status", "id": "marker", "data": {}})
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["id"] != "marker":
+            frames.append(await stalled.receive_json(timeout=WAIT))
+            SERVER_MESSAGE.validate(frames[-1])
+        seqs = [f["seq"] for f in frames]
+        assert seqs == sorted(set(seqs)) and seqs[0] == 1 and frames[0]["type"] == "hello"
+        gaps = seqs[-1] - len(seqs)
+        assert gaps == dropped_total(base) - before  # each missed frame was counted
+        ends = [
+            f
+            for f in frames
+            if f["type"] == "conversation_end" and f["data"]["session_id"] == "stall"
+        ]
+        assert len(ends) + gaps >= TURNS  # every turn's end arrived or was counted as dropped
