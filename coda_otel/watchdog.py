@@ -17,12 +17,14 @@ if ``restart`` raised or outlasted ``restart_timeout``).
 Later attempts wait ``backoff_initial`` seconds, doubling up to ``backoff_max``. A component
 that would need more than ``max_restarts`` attempts within ``restart_period`` seconds is marked
 ``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
-period). Every component is checked on its own task, so one that hangs never delays the others;
-a heartbeat that ignores cancellation is abandoned. Heartbeats must not block the event loop.
+period; the mechanics live in :mod:`coda_otel.watchdog_recovery`). Every component is checked
+on its own task, so one that hangs never delays the others; a heartbeat that ignores
+cancellation is abandoned. Heartbeats must not block the event loop.
 
 Overall health is ``unhealthy`` only while a required component is ``failed`` (past its restart
 limit); a component that is unknown, unhealthy or recovering makes it ``degraded``. ``ready``
-is True once every required component is healthy with its models loaded.
+is True once every required component is healthy with its models loaded (the status document
+and listeners: :mod:`coda_otel.watchdog_status`).
 
 Memory: the process's resident memory is sampled once per check cycle into the leak detector
 under the name ``"process"`` (so no component may be called that when one is given). A
@@ -41,21 +43,21 @@ from typing import Any
 from coda_otel.leak import PROCESS, LeakDetector
 from coda_otel.metrics import CodaMetrics
 from coda_otel.protocols import Component
+from coda_otel.watchdog_recovery import Recovery
 from coda_otel.watchdog_state import (
     ComponentState,
     call_with_timeout,
     clean_heartbeat,
     describe_error,
-    describe_process,
     now_iso,
     own_memory_leaks,
     sample_process,
 )
+from coda_otel.watchdog_status import STATUSES, HealthListener, HealthReport
+
+__all__ = ["STATUSES", "CodaWatchdog", "HealthListener"]
 
 logger = logging.getLogger(__name__)
-
-STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
-HealthListener = Callable[[dict[str, Any]], None]
 
 
 class CodaWatchdog:
@@ -112,13 +114,14 @@ class CodaWatchdog:
         self.leak_detector = leak_detector
         self._metrics = metrics
         self._clock = clock
-        self._listeners: list[HealthListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.running = False
         now = clock()
         self._states = {c.name: ComponentState(c, c.name in wanted, now) for c in comps}
-        for st in self._states.values():
-            self._adopt(st)
+        self._report = HealthReport(self._states, self, metrics=metrics, clock=clock)
+        self._recovery = Recovery(
+            self, self._report, verify=self._heartbeat, metrics=metrics, clock=clock
+        )
 
     # --- public API -------------------------------------------------------------------------
     @property
@@ -128,15 +131,14 @@ class CodaWatchdog:
     @property
     def ready(self) -> bool:
         """True when every required component is healthy with its models loaded."""
-        states = self._states.values()
-        return all(st.status == "healthy" and st.models_loaded for st in states if st.required)
+        return self._report.ready
 
     def add_listener(self, listener: HealthListener) -> None:
         """Call ``listener(status)`` on every status change; ``status["change"]`` says which.
 
         Listeners run on the event loop and must be cheap (queue the work); errors are logged.
         """
-        self._listeners.append(listener)
+        self._report.add_listener(listener)
 
     async def start(self) -> None:
         """Check every component every ``check_interval`` seconds until :meth:`stop`."""
@@ -173,7 +175,7 @@ class CodaWatchdog:
         if st.status == "failed":
             return False
         async with st.lock:
-            return await self._attempt(st)
+            return await self._recovery.attempt(st)
 
     def reset(self, name: str) -> None:
         """Operator action: forget failures and the restart count, so supervision resumes."""
@@ -184,20 +186,11 @@ class CodaWatchdog:
             self._metrics.component_failed.labels(component=name).set(0)
         if self.leak_detector is not None:
             self.leak_detector.reset(name)
-        self._set_status(st, "unknown")
+        self._report.set_status(st, "unknown")
 
     def get_health_status(self) -> dict[str, Any]:
         """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
-        now = self._clock()
-        components = {name: self._describe_state(st, now) for name, st in self._states.items()}
-        return {
-            "overall_health": self._overall(),
-            "ready": self.ready,
-            "failed": [n for n, st in self._states.items() if st.status == "failed"],
-            "components": components,
-            "process": describe_process(self.leak_detector),
-            "timestamp": now_iso(),
-        }
+        return self._report.status()
 
     # --- checking ---------------------------------------------------------------------------
     async def _watch(self, st: ComponentState) -> None:
@@ -239,18 +232,20 @@ class CodaWatchdog:
             if healthy:
                 st.failures, st.last_error = 0, None
                 if self._leak_wants_restart(st, ended):
-                    await self._recover_if_due(st, "memory leak suspected", waiting="healthy")
+                    await self._recovery.recover_if_due(
+                        st, "memory leak suspected", waiting="healthy"
+                    )
                 else:
-                    self._set_status(st, "healthy")
+                    self._report.set_status(st, "healthy")
             else:
                 st.failures += 1
                 st.last_error = error
                 logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
                 if st.failures >= self.failure_threshold:
-                    await self._recover_if_due(st, error or "unhealthy")
+                    await self._recovery.recover_if_due(st, error or "unhealthy")
                 else:
-                    self._set_status(st, "unhealthy")
-            self._update_up(st)
+                    self._report.set_status(st, "unhealthy")
+            self._report.update_up(st)
 
     async def _heartbeat(self, st: ComponentState) -> tuple[bool, str | None]:
         """Ask for a heartbeat; return (healthy, error). Stores the cleaned heartbeat."""
@@ -274,107 +269,9 @@ class CodaWatchdog:
             return False
         return own_memory_leaks(self.leak_detector, st.name, st.heartbeat, at)
 
-    # --- recovery ---------------------------------------------------------------------------
-    async def _recover_if_due(
-        self, st: ComponentState, reason: str, waiting: str = "recovering"
-    ) -> None:
-        if st.next_retry_at is not None and self._clock() < st.next_retry_at:
-            self._set_status(st, waiting)  # backing off
-            return
-        logger.info("recovering %s (%s)", st.component.name, reason)
-        await self._attempt(st)
-
-    async def _attempt(self, st: ComponentState) -> bool:
-        """Restart, verify, then force-restart and verify; schedules the next backoff."""
-        name = st.component.name
-        now = self._clock()
-        if st.attempts_within(now, self.restart_period) >= self.max_restarts:
-            logger.error(
-                "%s: restart limit reached (%d in %g s); marked failed until reset",
-                name, self.max_restarts, self.restart_period,
-            )  # fmt: skip
-            if self._metrics is not None:
-                self._metrics.component_failed.labels(component=name).set(1)
-            self._set_status(st, "failed")
-            self._update_up(st)
-            return False
-        st.attempts.append(now)
-        st.restarts_total += 1
-        self._set_status(st, "recovering")
-        ok = False
-        for kind in ("restart", "force_restart"):
-            if self._metrics is not None:
-                self._metrics.component_restarts.labels(component=name, kind=kind).inc()
-            try:
-                await call_with_timeout(
-                    getattr(st.component, kind), self.restart_timeout, f"{name} {kind}"
-                )
-            except Exception as exc:
-                st.last_error = f"{kind} failed: {describe_error(exc)}"
-                logger.warning("%s %s failed: %s", name, kind, describe_error(exc))
-                continue
-            ok, error = await self._heartbeat(st)
-            if ok:
-                break
-            st.last_error = f"after {kind}: {error}"
-        delay = min(self.backoff_max, self.backoff_initial * 2 ** (len(st.attempts) - 1))
-        st.next_retry_at = self._clock() + delay
-        if ok:
-            st.failures, st.last_error = 0, None
-            if self.leak_detector is not None:
-                self.leak_detector.reset(name)
-            logger.info("recovered %s", name)
-            self._set_status(st, "healthy")
-        self._update_up(st)
-        return ok
-
     # --- bookkeeping ------------------------------------------------------------------------
     def _state(self, name: str) -> ComponentState:
         try:
             return self._states[name]
         except KeyError:
             raise ValueError(f"unknown component {name!r}; known: {sorted(self._states)}") from None
-
-    def _adopt(self, st: ComponentState) -> None:
-        if self._metrics is None:
-            return
-        name = st.component.name
-        self._metrics.register_component(name)
-        self._metrics.component_heartbeat_age.labels(component=name).set_function(
-            lambda: st.heartbeat_age(self._clock())
-        )
-
-    def _update_up(self, st: ComponentState) -> None:
-        if self._metrics is not None:
-            up = int(st.status == "healthy")
-            self._metrics.component_up.labels(component=st.component.name).set(up)
-
-    def _set_status(self, st: ComponentState, status: str) -> None:
-        old, st.status = st.status, status
-        if old == status:
-            return
-        logger.info("component %s: %s -> %s", st.component.name, old, status)
-        if not self._listeners:
-            return
-        snapshot = self.get_health_status()
-        snapshot["change"] = {"component": st.component.name, "previous": old, "status": status}
-        for listener in list(self._listeners):
-            try:
-                listener(snapshot)
-            except Exception:
-                logger.exception("health listener %r failed", listener)
-
-    def _overall(self) -> str:
-        states = self._states.values()
-        if any(st.required and st.status == "failed" for st in states):
-            return "unhealthy"
-        if any(st.status != "healthy" for st in states):
-            return "degraded"
-        return "healthy"
-
-    def _describe_state(self, st: ComponentState, now: float) -> dict[str, Any]:
-        leak = None
-        if self.leak_detector is not None:
-            report = self.leak_detector.report(st.name)
-            leak = report.to_dict() if report is not None else None
-        return st.describe(now, self.restart_period, leak)

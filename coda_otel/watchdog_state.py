@@ -1,5 +1,7 @@
 """The watchdog's bookkeeping: one record per component, bounded calls, clean heartbeats.
 
+Also the leak-detector plumbing and :class:`WatchdogSettings`, the settings its helpers read.
+
 Used by :mod:`coda_otel.watchdog`; :func:`call_with_timeout` is useful on its own::
 
     from coda_otel.watchdog_state import call_with_timeout
@@ -18,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from coda_otel.leak import PROCESS, LeakDetector, is_memory_figure
 from coda_otel.protocols import Component
@@ -26,6 +28,17 @@ from coda_otel.protocols import Component
 logger = logging.getLogger("coda_otel.watchdog")
 HISTORY = 20  # figures kept per component; the status shows the last five
 _abandoned: set[asyncio.Future[Any]] = set()
+
+
+class WatchdogSettings(Protocol):
+    """The supervision settings recovery and reporting read live (a ``CodaWatchdog`` has them)."""
+
+    restart_timeout: float
+    max_restarts: int
+    restart_period: float
+    backoff_initial: float
+    backoff_max: float
+    leak_detector: LeakDetector | None
 
 
 def now_iso() -> str:
