@@ -9,13 +9,18 @@
 Backends: ``echo`` (default; answers from the retrieved memories), ``ollama`` (``/api/chat``)
 and ``openai`` (any OpenAI-compatible ``/v1/chat/completions``: vLLM, llama.cpp, LM Studio).
 HTTP errors and timeouts raise :class:`LLMError` naming the URL. Each backend is a health
-Component (name ``"llm"``).
+Component (name ``"llm"``); an HTTP backend's ``get_heartbeat()`` really probes the server
+(ollama ``GET /api/tags``, OpenAI-compatible ``GET /v1/models``) within
+``min(connect_timeout, 2 s)``, reuses the answer for :data:`PROBE_TTL` s and never raises:
+``{'healthy': False, 'probe_ms': 0.8, 'last_error': 'ollama probe GET http://.../api/tags
+failed: Cannot connect to host ...', ...}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -120,6 +125,17 @@ class EchoLLM:
         pass
 
 
+PROBE_TTL = 2.0  # s a probe's answer is reused: a fast watchdog does not hammer the server
+PROBE_TIMEOUT_MAX = 2.0  # s, upper bound on one probe (a lower connect_timeout lowers it)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    at: float  # time.monotonic() when it finished
+    ms: float
+    error: str | None  # None: the server answered 2xx
+
+
 class _HttpLLM:
     name = "llm"
     backend = "http"
@@ -134,10 +150,22 @@ class _HttpLLM:
         self.stats = CallStats()
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._probe_result: _Probe | None = None
+
+    chat_path = ""
+    probe_path = ""  # a cheap GET (lists the models) that answers 2xx while the server is up
+
+    @property
+    def api_base(self) -> str:
+        return self.base_url
 
     @property
     def endpoint(self) -> str:
-        raise NotImplementedError
+        return self.api_base + self.chat_path
+
+    @property
+    def probe_url(self) -> str:
+        return self.api_base + self.probe_path
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         raise NotImplementedError
@@ -184,12 +212,42 @@ class _HttpLLM:
             return LLMResult(text.strip(), self.model, int(n_in), int(n_out))
 
     async def get_heartbeat(self) -> dict[str, Any]:
-        return self.stats.heartbeat(
-            healthy=self.stats.error_rate < 0.5,
+        """Healthy only when the server answers the probe with 2xx and recent calls mostly work."""
+        probe = self._probe_result
+        if probe is None or time.monotonic() - probe.at >= PROBE_TTL:
+            try:
+                probe = self._probe_result = await self._probe()
+            except Exception as exc:  # never raise from a heartbeat
+                probe = _Probe(time.monotonic(), 0.0, f"{self.backend} probe failed: {exc!r}")
+        beat = self.stats.heartbeat(
+            healthy=probe.error is None and self.stats.error_rate < 0.5,
             models_loaded=True,
             backend=self.backend,
             url=self.base_url,
+            probe_ms=round(probe.ms, 3),
         )
+        if probe.error is not None:
+            beat["last_error"] = probe.error
+        return beat
+
+    async def _probe(self) -> _Probe:
+        url = self.probe_url
+        limit = min(self.config.connect_timeout, PROBE_TIMEOUT_MAX)
+        where = f"{self.backend} probe GET {url}"
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            timeout = aiohttp.ClientTimeout(total=limit)
+            async with self._get_session().get(url, timeout=timeout) as resp:
+                if not 200 <= resp.status < 300:
+                    body = (await resp.text())[:200]
+                    error = f"{where} returned HTTP {resp.status}: {body}"
+        except TimeoutError:
+            error = f"{where} timed out after {limit:g} s"
+        except aiohttp.ClientError as exc:
+            error = f"{where} failed: {exc}"
+        ms = (time.perf_counter() - start) * 1000.0
+        return _Probe(time.monotonic(), ms, error)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -198,6 +256,7 @@ class _HttpLLM:
 
     async def restart(self) -> None:
         await self.aclose()
+        self._probe_result = None  # the verifying heartbeat probes afresh
         self.stats.reset_window()
 
     async def force_restart(self) -> None:
@@ -207,31 +266,25 @@ class _HttpLLM:
 class OllamaLLM(_HttpLLM):
     backend = "ollama"
     default_url = "http://127.0.0.1:11434"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.base_url}/api/chat"
+    chat_path, probe_path = "/api/chat", "/api/tags"
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         options = {"temperature": self.config.temperature, "num_predict": self.config.max_tokens}
         return {"model": self.model, "messages": messages, "stream": False, "options": options}
 
     def _parse(self, data: Any) -> tuple[str, int | None, int | None]:
-        return (
-            str(data["message"]["content"]),
-            data.get("prompt_eval_count"),
-            data.get("eval_count"),
-        )
+        text = str(data["message"]["content"])
+        return text, data.get("prompt_eval_count"), data.get("eval_count")
 
 
 class OpenAICompatLLM(_HttpLLM):
     backend = "openai"
     default_url = "http://127.0.0.1:8000"
+    chat_path, probe_path = "/chat/completions", "/models"
 
     @property
-    def endpoint(self) -> str:
-        base = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
-        return f"{base}/chat/completions"
+    def api_base(self) -> str:
+        return self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from coda_lite import llm as llm_module
 from coda_lite.config import LlmConfig
 from coda_lite.llm import EchoLLM, LLMError, OllamaLLM, OpenAICompatLLM, make_llm
 from coda_otel.protocols import Component
@@ -34,13 +35,19 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any], str | None]] = []
+        self.probes: list[tuple[str, str | None]] = []  # (path, Authorization) of each GET
         self.status = 200
         self.delay = 0.0
+        self.probe_status = 200
+        self.probe_hangs = False
+        self.release = asyncio.Event()  # set at cleanup: a hanging probe handler returns
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = web.Application()
         app.router.add_post("/api/chat", self.ollama)
         app.router.add_post("/v1/chat/completions", self.openai)
+        app.router.add_get("/api/tags", self.models)
+        app.router.add_get("/v1/models", self.models)
         self.runner = web.AppRunner(app)
 
     async def start(self) -> None:
@@ -53,6 +60,14 @@ class FakeServer:
         if self.delay:
             await asyncio.sleep(self.delay)
         return body
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.probes.append((request.path, request.headers.get("Authorization")))
+        if self.probe_hangs:
+            await self.release.wait()
+        if self.probe_status != 200:
+            return web.Response(status=self.probe_status, text="model store broken")
+        return web.json_response({"models": [{"name": "llama3.2:latest"}], "data": []})
 
     async def ollama(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -80,6 +95,7 @@ async def server() -> AsyncIterator[FakeServer]:
     s = FakeServer()
     await s.start()
     yield s
+    s.release.set()
     await s.runner.cleanup()
 
 
@@ -120,8 +136,10 @@ async def test_unreachable_server_error_names_the_url() -> None:
         await llm.generate("hi", [])
     beat = await llm.get_heartbeat()
     assert beat["error_rate"] == 1.0 and not beat["healthy"] and "127.0.0.1" in beat["last_error"]
-    await llm.restart()  # a restart starts a clean record and a new session
-    assert (await llm.get_heartbeat())["healthy"]
+    await llm.restart()  # a clean record and a new session, but the server is still down
+    beat = await llm.get_heartbeat()
+    assert beat["error_rate"] == 0.0 and not beat["healthy"]
+    assert f"ollama probe GET http://127.0.0.1:{port}/api/tags failed" in beat["last_error"]
     await llm.aclose()
 
 
@@ -138,6 +156,80 @@ async def test_http_error_and_timeout_are_clear(server: FakeServer) -> None:
         assert (await llm.generate("again", [])).text == "openai heard again"
     finally:
         await llm.aclose()
+
+
+@pytest.fixture
+def probe_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe results stay fresh for the whole test (no dependence on the clock)."""
+    monkeypatch.setattr(llm_module, "PROBE_TTL", 3600.0)
+
+
+async def test_heartbeat_probes_the_live_server_and_caches_the_answer(
+    server: FakeServer, probe_ttl: None
+) -> None:
+    llm = make_llm(LlmConfig(backend="ollama", url=server.url, model="llama3.2"))
+    try:
+        beat = await llm.get_heartbeat()
+        assert beat["healthy"] and beat["last_error"] is None and beat["probe_ms"] >= 0
+        assert server.probes == [("/api/tags", None)]
+        server.probe_status = 500  # within the cache period the server is not asked again
+        assert (await llm.get_heartbeat())["healthy"] and len(server.probes) == 1
+        await llm.restart()  # ...but a restart's verification probes afresh
+        beat = await llm.get_heartbeat()
+    finally:
+        await llm.aclose()
+    assert not beat["healthy"] and len(server.probes) == 2
+    assert beat["last_error"] == (
+        f"ollama probe GET {server.url}/api/tags returned HTTP 500: model store broken"
+    )
+
+
+async def test_heartbeat_reprobes_once_the_cached_answer_is_stale(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llm_module, "PROBE_TTL", 0.0)
+    llm = make_llm(LlmConfig(backend="openai", url=server.url, model="m"))
+    try:
+        assert (await llm.get_heartbeat())["healthy"]
+        server.probe_status = 503
+        beat = await llm.get_heartbeat()
+    finally:
+        await llm.aclose()
+    assert not beat["healthy"] and "HTTP 503" in beat["last_error"]
+    assert server.probes == [("/v1/models", None)] * 2
+
+
+async def test_heartbeat_sends_the_api_key(server: FakeServer, probe_ttl: None) -> None:
+    config = LlmConfig(backend="openai", url=server.url, model="qwen", api_key="k-123")
+    llm = make_llm(config)
+    try:
+        assert (await llm.get_heartbeat())["healthy"]
+    finally:
+        await llm.aclose()
+    assert server.probes == [("/v1/models", "Bearer k-123")]
+
+
+async def test_a_hanging_server_is_bounded_by_the_probe_timeout(
+    server: FakeServer, probe_ttl: None
+) -> None:
+    server.probe_hangs = True
+    config = LlmConfig(backend="ollama", url=server.url, model="m", connect_timeout=0.3)
+    llm = make_llm(config)
+    try:
+        beat = await asyncio.wait_for(llm.get_heartbeat(), timeout=20)  # generous bound
+    finally:
+        await llm.aclose()
+    assert not beat["healthy"] and server.probes == [("/api/tags", None)]
+    assert beat["last_error"] == f"ollama probe GET {server.url}/api/tags timed out after 0.3 s"
+
+
+async def test_heartbeat_never_raises_on_a_bad_url(probe_ttl: None) -> None:
+    llm = make_llm(LlmConfig(backend="ollama", url="ftp://127.0.0.1:1", model="m"))
+    try:
+        beat = await llm.get_heartbeat()
+    finally:
+        await llm.aclose()
+    assert not beat["healthy"] and "ftp://127.0.0.1:1/api/tags" in beat["last_error"]
 
 
 def test_config_errors_are_named() -> None:
