@@ -95,7 +95,7 @@ class TelemetryConfig:
     llm_cache_ttl: float = 600.0
     cache_stats_interval: float = 5.0
     health_interval: float = 5.0
-    heartbeat_timeout: float = 2.0
+    heartbeat_timeout: float = 3.0  # above the LLM probe's 2 s bound, so its own message shows
     # supervision (CodaWatchdog): restart after this many failed checks in a row, at most
     # max_restarts in restart_period seconds, then "failed" until POST /debug/components/X/reset
     failure_threshold: int = 2
