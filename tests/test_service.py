@@ -20,8 +20,9 @@ import aiohttp
 import pytest
 import requests
 
-from tests.conftest import free_port, require_tool
+from tests.conftest import require_tool
 from tests.otlp_receivers import HttpReceiver, attributes
+from tests.service_harness import coda_service
 
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
 
@@ -36,59 +37,23 @@ class Service:
         return requests.post(f"{self.base}/v1/turns", json=body, timeout=60)
 
 
-def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"coda-lite serve exited early with {proc.returncode}")
-        try:
-            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError("coda-lite serve did not become ready")
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_tool("espeak-ng")
     home = tmp_path_factory.mktemp("coda-home")
-    config = home / "config.yaml"
-    config.write_text(
+    config = (
         "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
-        "server:\n  max_body_bytes: 2000000\n",
-        encoding="utf-8",
+        "server:\n  max_body_bytes: 2000000\n"
     )
-    port = free_port()
     with HttpReceiver() as receiver:
         env = {
-            **os.environ,
-            "CODA_HOME": str(home),
-            "CODA_CONFIG": str(config),
+            "OTEL_TRACES_EXPORTER": None,  # exported over OTLP to the receiver
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "HF_HUB_OFFLINE": "1",
         }
-        env.pop("OTEL_TRACES_EXPORTER", None)
-        cmd = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
-        proc = subprocess.Popen(
-            [*cmd, "--allow-fault-injection"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(home / "serve.log", "wb"),  # noqa: SIM115
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(base, proc)
+        with coda_service(home, config=config, env=env) as base:
             yield Service(base, receiver, home)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def test_turns_remember_and_export_one_trace_each(service: Service) -> None:

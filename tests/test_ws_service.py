@@ -8,10 +8,7 @@ marks a component failed at its first failed check (``max_restarts: 0``), so an 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,63 +18,23 @@ import pytest
 import requests
 
 from coda_otel.ws_schema import validator_for
-from tests.conftest import free_port, require_tool
+from tests.conftest import require_tool
+from tests.service_harness import coda_service
 
 SERVER_MESSAGE = validator_for("server_message")
 WAIT = 60.0  # hang guard only; nothing asserts on time
 TURNS = 30
 
 
-def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"coda-lite serve exited early with {proc.returncode}")
-        try:
-            if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError("coda-lite serve did not become ready")
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_tool("espeak-ng")
-    home = tmp_path_factory.mktemp("coda-home")
-    config = home / "config.yaml"
-    config.write_text(
+    config = (
         "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
-        "  failure_threshold: 1\n  max_restarts: 0\n",
-        encoding="utf-8",
+        "  failure_threshold: 1\n  max_restarts: 0\n"
     )
-    port = free_port()
-    env = {
-        **os.environ,
-        "CODA_HOME": str(home),
-        "CODA_CONFIG": str(config),
-        "OTEL_TRACES_EXPORTER": "none",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("CODA_DEBUG_TOKEN", None)
-    cmd = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--allow-fault-injection"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(home / "serve.log", "wb"),  # noqa: SIM115
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, proc)
+    with coda_service(tmp_path_factory.mktemp("coda-home"), config=config) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def request(

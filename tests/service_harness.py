@@ -1,0 +1,61 @@
+"""A real ``coda-lite serve`` for a test module: started on a free port, stopped after.
+
+    with coda_service(home, config="telemetry:\\n  health_interval: 0.5\\n") as base:
+        requests.post(f"{base}/v1/turns", json={"text": "hi"})
+
+It waits for ``/health/ready`` (models loaded, first health check passed); if the process
+dies or never gets ready, the error carries the tail of its log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.prometheus_harness import ManagedProcess, http_json, wait_until
+
+START_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def coda_service(
+    home: Path,
+    *,
+    config: str = "",
+    env: Mapping[str, str | None] | None = None,
+    fault_injection: bool = True,
+) -> Iterator[str]:
+    """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
+
+    Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
+    """
+    config_path = home / "config.yaml"
+    config_path.write_text(config, encoding="utf-8")
+    port = free_port()
+    merged: dict[str, str | None] = {
+        **os.environ,
+        "CODA_HOME": str(home),
+        "CODA_CONFIG": str(config_path),
+        "OTEL_TRACES_EXPORTER": "none",
+        "HF_HUB_OFFLINE": "1",
+        "CODA_DEBUG_TOKEN": None,
+        **(env or {}),
+    }
+    full_env = {k: v for k, v in merged.items() if v is not None}
+    argv = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
+    if fault_injection:
+        argv.append("--allow-fault-injection")
+    base = f"http://127.0.0.1:{port}"
+    with ManagedProcess(argv, home / "serve.log", env=full_env) as proc:
+        wait_until(
+            lambda: http_json(f"{base}/health/ready", timeout=2)[0] == 200,
+            START_TIMEOUT_S,
+            "coda-lite serve /health/ready",
+            proc,
+            interval=0.3,
+        )
+        yield base
