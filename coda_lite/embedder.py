@@ -86,7 +86,11 @@ class SentenceTransformerEmbedder:
             if not texts:
                 return np.zeros((0, self.dim), dtype=np.float32)
             vecs = model.encode(
-                list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=32
+                list(texts),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                batch_size=32,
+                show_progress_bar=False,  # with INFO logging (serve) it would print a bar per turn
             )
             return _normalise(vecs)
 
