@@ -72,7 +72,11 @@ class CachedLLM:
 
 
 def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
-    """Read memory item counts at scrape time (snapshots also set them, but only every N ops)."""
+    """Read memory item counts at scrape time.
+
+    The snapshot emitter sets these gauges too, but only every N operations; with a function
+    attached, the scrape-time value is the one exported.
+    """
 
     def reader(read: Callable[[], int]) -> Callable[[], float]:
         def value() -> float:

@@ -39,6 +39,7 @@ from coda_otel.exposition import add_metrics_route
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.health_http import add_health_routes
 from coda_otel.http_security import InsecureBindError, check_bind_security, debug_security
+from coda_otel.sanitize import is_unicode_text
 from coda_otel.ws_server import add_debug_ws_route
 
 log = logging.getLogger("coda_lite.server")
@@ -96,11 +97,8 @@ def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
     if text is not None:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string")
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("text is not valid Unicode (lone surrogate)") from None
+        if not is_unicode_text(text):
+            raise ValueError("text is not valid Unicode (lone surrogate)")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
         return text, session_id, return_audio

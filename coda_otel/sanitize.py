@@ -159,6 +159,21 @@ def redact(text: str) -> str:
     return _PHONE.sub(_phone, text)
 
 
+def is_unicode_text(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (JSON may escape one: ``"\\ud800"``).
+
+    >>> is_unicode_text("café"), is_unicode_text("a" + chr(0xD800))
+    (True, False)
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def size_of(value: Any, _depth: int = 0) -> int:
     """A cheap content size: characters of text, bytes of binary, summed over containers.
 

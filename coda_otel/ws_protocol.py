@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from coda_otel.files import ID_PATTERN
+from coda_otel.sanitize import is_unicode_text
 
 PROTOCOL_VERSION: Final = 1
 
@@ -101,13 +102,10 @@ class Param:
         self._check_str(name, value)
 
     def _check_str(self, name: str, value: str) -> None:
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # "\ud800" in JSON decodes to a lone surrogate
-                raise ProtocolError(
-                    "invalid_params", f"{name} is not valid Unicode text (lone surrogate)"
-                ) from None
+        if not is_unicode_text(value):  # "\ud800" in JSON decodes to a lone surrogate
+            raise ProtocolError(
+                "invalid_params", f"{name} is not valid Unicode text (lone surrogate)"
+            )
         if self.enum is not None and value not in self.enum:
             raise ProtocolError(
                 "invalid_params", f"{name} {value[:40]!r} is not one of {', '.join(self.enum)}"
