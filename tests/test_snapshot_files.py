@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coda_otel import files
 from coda_otel.files import (
     RetentionIndex,
     atomic_write_json,
@@ -76,17 +75,14 @@ def test_a_large_document_is_written_in_many_small_pieces(tmp_path: Path) -> Non
 
 
 def test_durable_writes_fsync_and_fast_writes_do_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsync_calls: list[int]
 ) -> None:
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
     path = tmp_path / "a.json"
     atomic_write_json(path, {"n": 1})
-    assert len(synced) == 2  # the file, then the folder
-    synced.clear()
+    assert len(fsync_calls) == 2  # the file, then the folder
+    fsync_calls.clear()
     atomic_write_json(path, {"n": 2}, durable=False)
-    assert synced == []
+    assert fsync_calls == []
     assert json.loads(path.read_text()) == {"n": 2}
     assert path.stat().st_mode & 0o077 == 0
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary file left behind

@@ -6,9 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
-from coda_otel import files
 from coda_otel.conversation_log import ConversationLogWriter, latest_log, read_log
 
 
@@ -21,11 +18,8 @@ def names(folder: Path) -> list[str]:
 
 
 def test_the_folder_keeps_the_newest_logs_by_count_and_bytes_without_fsync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsync_calls: list[int]
 ) -> None:
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
     # logs left by an earlier run, and the temporary file of a write killed 20 minutes ago
     earlier = tmp_path / "pipeline-20200101T000000000000-old.json"
     earlier.write_text('{"conversation_id": "old", "stages": []}')
@@ -39,7 +33,7 @@ def test_the_folder_keeps_the_newest_logs_by_count_and_bytes_without_fsync(
     for n in range(6):
         assert writer.submit(record(n))
         assert writer.flush(10)  # one at a time: distinct, ordered timestamps
-    assert writer.written == 6 and synced == []  # debug logs: atomic rename, no fsync
+    assert writer.written == 6 and fsync_calls == []  # debug logs: atomic rename, no fsync
     kept = [read_log(p)["conversation_id"] for p in sorted(tmp_path.iterdir())]
     assert kept == ["c3", "c4", "c5"]  # the earlier run's log and the temp file are gone
     assert latest_log(tmp_path) == writer.last_path
