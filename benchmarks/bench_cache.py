@@ -1,5 +1,5 @@
 """Cache observation cost: ``record_cache_access`` against a bare counter increment, and a
-:class:`~coda_otel.cached_embedder.CachedEmbedder` hit against a real model encode.
+:class:`~coda_otel.cache.embedder.CachedEmbedder` hit against a real model encode.
 
     python -m benchmarks.run --only cache
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter
 
 from benchmarks.common import Result, interleaved, interleaved_async, run_async
-from coda_otel.cache_debugger import CacheDebugger
-from coda_otel.cached_embedder import CachedEmbedder
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.metrics import CodaMetrics
 
 TEXT = "My name is Ada and I live in Lisbon."

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run --only scrape
 
-A real aiohttp server (:func:`coda_otel.exposition.add_metrics_route`) on a free 127.0.0.1
+A real aiohttp server (:func:`coda_otel.web.metrics_route.add_metrics_route`) on a free 127.0.0.1
 port and a real aiohttp client; the registry is :class:`~coda_otel.metrics.CodaMetrics` with
 the process collector, every stage observed (with exemplars), 10 caches and 20 components.
 Rows: the scrape as Prometheus does it (OpenMetrics, gzip) and in the classic text format,
@@ -20,9 +20,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from benchmarks.common import Result, run_async
-from coda_otel.cache_debugger import CacheDebugger
-from coda_otel.exposition import add_metrics_route
+from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.metrics import STAGES, CodaMetrics
+from coda_otel.web.metrics_route import add_metrics_route
 
 CACHES = 10
 COMPONENTS = 20

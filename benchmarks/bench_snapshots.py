@@ -29,7 +29,7 @@ from benchmarks.pipelines import add_memories, bench_config, bench_home, one_tur
 from coda_lite.factory import build_pipeline
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
 from coda_otel.metrics import CodaMetrics
-from coda_otel.snapshots import MemorySnapshotEmitter
+from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 
 SIZES = (1_000, 10_000, 50_000)
 BUDGET_10K_S = 0.200

@@ -33,8 +33,8 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks.common import Result, run_async
 from coda_otel.metrics import CodaMetrics
-from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+from coda_otel.pipeline.metrics_listener import PipelineMetrics
 
 QUERY = "Where do I live and what is my favourite food?"
 CONTEXT = [

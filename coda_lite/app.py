@@ -31,19 +31,19 @@ from coda_lite import __version__
 from coda_lite.config import Config
 from coda_lite.conversation import TurnResult
 from coda_lite.factory import Pipeline, build_pipeline
-from coda_otel.cache_debugger import CacheDebugger
-from coda_otel.cached_embedder import CachedEmbedder
-from coda_otel.faults import FaultInjector
-from coda_otel.leak import LeakDetector
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.cache.embedder import CachedEmbedder
+from coda_otel.cache.observed import ObservedTTLCache
+from coda_otel.health.faults import FaultInjector
+from coda_otel.health.leak import LeakDetector
+from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
-from coda_otel.observed_cache import ObservedTTLCache
-from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer, env_flag
-from coda_otel.snapshots import MemorySnapshotEmitter
-from coda_otel.tracing import Telemetry, configure
-from coda_otel.watchdog import CodaWatchdog
-from coda_otel.ws_hub import DebugHub
+from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+from coda_otel.tracing.setup import Telemetry, configure
+from coda_otel.ws.hub import DebugHub
 
 log = logging.getLogger("coda_lite.app")
 

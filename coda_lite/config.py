@@ -105,7 +105,7 @@ class TelemetryConfig:
     restart_on_leak: bool = False
     leak_window: int = 60
     leak_min_samples: int = 10
-    leak_slope_bytes_per_s: float = 16 * 1024.0  # = coda_otel.leak.DEFAULT_SLOPE_THRESHOLD
+    leak_slope_bytes_per_s: float = 16 * 1024.0  # = coda_otel.health.leak.DEFAULT_SLOPE_THRESHOLD
 
 
 @dataclass

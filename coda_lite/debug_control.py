@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from coda_otel.faults import FAULTS
-from coda_otel.snapshot_store import PREFIX, SUFFIX
+from coda_otel.health.faults import FAULTS
+from coda_otel.snapshots.store import PREFIX, SUFFIX
 
 if TYPE_CHECKING:
     from coda_lite.app import App

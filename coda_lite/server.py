@@ -14,7 +14,7 @@ Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service 
 Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
 to start and says why. With a token, every route but ``/metrics`` and ``/health*`` needs
 ``Authorization: Bearer <token>``; without one, only loopback ``Host`` names are served (DNS
-rebinding). POSTs must be ``application/json`` (see :mod:`coda_otel.http_security`).
+rebinding). POSTs must be ``application/json`` (see :mod:`coda_otel.web.security`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
 from coda_lite.conversation import StageError
-from coda_otel.exposition import add_metrics_route
 from coda_otel.files import InvalidIdError, validate_id
-from coda_otel.health_http import add_health_routes
-from coda_otel.http_security import InsecureBindError, check_bind_security, debug_security
 from coda_otel.sanitize import is_unicode_text
-from coda_otel.ws_server import add_debug_ws_route
+from coda_otel.web.errors import error_response
+from coda_otel.web.health_routes import add_health_routes
+from coda_otel.web.metrics_route import add_metrics_route
+from coda_otel.web.security import InsecureBindError, check_bind_security, debug_security
+from coda_otel.ws.server import add_debug_ws_route
 
 log = logging.getLogger("coda_lite.server")
 
@@ -51,7 +52,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     """A JSON error body: ``{"error": {"code": ..., "message": ..., ...}}``."""
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    return error_response(status, code, message, **extra)
 
 
 @web.middleware

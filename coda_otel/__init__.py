@@ -23,21 +23,21 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "configure": "coda_otel.tracing",
-    "Telemetry": "coda_otel.tracing",
+    "configure": "coda_otel.tracing.setup",
+    "Telemetry": "coda_otel.tracing.setup",
     "CodaMetrics": "coda_otel.metrics",
-    "ConversationPipelineDebugger": "coda_otel.pipeline_debugger",
-    "PipelineMetrics": "coda_otel.pipeline_metrics",
+    "ConversationPipelineDebugger": "coda_otel.pipeline.debugger",
+    "PipelineMetrics": "coda_otel.pipeline.metrics_listener",
     "Sanitizer": "coda_otel.sanitize",
-    "read_log": "coda_otel.conversation_log",
-    "CacheDebugger": "coda_otel.cache_debugger",
-    "CachedEmbedder": "coda_otel.cached_embedder",
-    "ObservedTTLCache": "coda_otel.observed_cache",
-    "MemorySnapshotEmitter": "coda_otel.snapshots",
-    "CodaWatchdog": "coda_otel.watchdog",
-    "LeakDetector": "coda_otel.leak",
-    "FaultInjector": "coda_otel.faults",
-    "DebugHub": "coda_otel.ws_hub",
+    "read_log": "coda_otel.pipeline.conversation_log",
+    "CacheDebugger": "coda_otel.cache.debugger",
+    "CachedEmbedder": "coda_otel.cache.embedder",
+    "ObservedTTLCache": "coda_otel.cache.observed",
+    "MemorySnapshotEmitter": "coda_otel.snapshots.emitter",
+    "CodaWatchdog": "coda_otel.health.watchdog",
+    "LeakDetector": "coda_otel.health.leak",
+    "FaultInjector": "coda_otel.health.faults",
+    "DebugHub": "coda_otel.ws.hub",
     "StageEvent": "coda_otel.events",
     "ConversationEvent": "coda_otel.events",
 }
@@ -64,21 +64,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from coda_otel.cache_debugger import CacheDebugger
-    from coda_otel.cached_embedder import CachedEmbedder
-    from coda_otel.conversation_log import read_log
+    from coda_otel.cache.debugger import CacheDebugger
+    from coda_otel.cache.embedder import CachedEmbedder
+    from coda_otel.cache.observed import ObservedTTLCache
     from coda_otel.events import ConversationEvent, StageEvent
-    from coda_otel.faults import FaultInjector
-    from coda_otel.leak import LeakDetector
+    from coda_otel.health.faults import FaultInjector
+    from coda_otel.health.leak import LeakDetector
+    from coda_otel.health.watchdog import CodaWatchdog
     from coda_otel.metrics import CodaMetrics
-    from coda_otel.observed_cache import ObservedTTLCache
-    from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-    from coda_otel.pipeline_metrics import PipelineMetrics
+    from coda_otel.pipeline.conversation_log import read_log
+    from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+    from coda_otel.pipeline.metrics_listener import PipelineMetrics
     from coda_otel.sanitize import Sanitizer
-    from coda_otel.snapshots import MemorySnapshotEmitter
-    from coda_otel.tracing import Telemetry, configure
-    from coda_otel.watchdog import CodaWatchdog
-    from coda_otel.ws_hub import DebugHub
+    from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+    from coda_otel.tracing.setup import Telemetry, configure
+    from coda_otel.ws.hub import DebugHub
 
 
 def __getattr__(name: str) -> Any:

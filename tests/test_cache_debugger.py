@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from coda_otel.cache_debugger import CacheDebugger, RecommendationThresholds
+from coda_otel.cache.debugger import CacheDebugger, RecommendationThresholds
+from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.metrics import CodaMetrics
-from coda_otel.observed_cache import ObservedTTLCache
 
 
 def rules(debugger: CacheDebugger) -> dict[tuple[str, str | None], dict[str, object]]:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from coda_otel.cache_debugger import CacheDebugger
-from coda_otel.cached_embedder import CachedEmbedder
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.metrics import CodaMetrics
 from tests.conftest import require_module
 

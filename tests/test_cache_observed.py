@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from coda_otel.cache_debugger import CacheDebugger
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.metrics import CodaMetrics
-from coda_otel.observed_cache import ObservedTTLCache
 
 
 class FakeClock:

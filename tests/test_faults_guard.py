@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from coda_otel.faults import FaultInjector, InjectedFault
+from coda_otel.health.faults import FaultInjector, InjectedFault
 
 
 class Speaker:

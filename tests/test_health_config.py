@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from coda_lite.config import ConfigError, TelemetryConfig, load_config
-from coda_otel.leak import DEFAULT_SLOPE_THRESHOLD, LeakDetector
-from coda_otel.watchdog import CodaWatchdog
+from coda_otel.health.leak import DEFAULT_SLOPE_THRESHOLD, LeakDetector
+from coda_otel.health.watchdog import CodaWatchdog
 
 WATCHDOG_KEYS = ("failure_threshold", "max_restarts", "restart_period")
 LEAK_KEYS = {"leak_window": "window", "leak_min_samples": "min_samples",

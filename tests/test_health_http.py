@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from coda_otel.faults import FaultInjector
-from coda_otel.health_http import add_health_routes
-from coda_otel.watchdog import CodaWatchdog
+from coda_otel.health.faults import FaultInjector
+from coda_otel.health.watchdog import CodaWatchdog
+from coda_otel.web.health_routes import add_health_routes
 from tests.conftest import free_port
 
 
@@ -160,8 +160,8 @@ async def test_operator_resets_a_failed_component(service: Service) -> None:
     assert await service.codes() == (503, 200, 503)  # llm failed (no restarts allowed)
 
     code, body = await service.post("/debug/components/nope/reset", b"")
-    assert code == 404 and "unknown component 'nope'" in body["error"]
-    assert body["components"] == ["cache", "llm"]
+    assert code == 404 and "unknown component 'nope'" in body["error"]["message"]
+    assert body["error"]["components"] == ["cache", "llm"]
     async with service.session.get(service.base + "/debug/components/llm/reset") as resp:
         assert resp.status == 405  # an action: POST only
 
@@ -180,13 +180,13 @@ async def test_fault_injection_endpoint(service: Service) -> None:
     for bad in (b"{not json", b"\xff\xfe", b"[1, 2]", b'{"component": "llm"}',
                 b'{"component": "llm", "fault": 3}'):  # fmt: skip
         code, body = await service.post("/debug/faults", bad)
-        assert code == 400 and body["error"], bad
+        assert code == 400 and body["error"]["message"], bad
     code, body = await service.post("/debug/faults", '{"component": "nope", "fault": "crash"}')
-    assert code == 400 and "unknown component 'nope'" in body["error"]
+    assert code == 400 and "unknown component 'nope'" in body["error"]["message"]
     code, body = await service.post("/debug/faults", '{"component": "llm", "fault": "melt"}')
-    assert code == 400 and "unknown fault 'melt'" in body["error"]
+    assert code == 400 and "unknown fault 'melt'" in body["error"]["message"]
     code, body = await service.post("/debug/faults", b"x" * 5000)
-    assert code == 400 and "larger than" in body["error"]
+    assert code == 400 and "larger than" in body["error"]["message"]
     assert service.injector.active("llm") is None
 
     code, body = await service.post("/debug/faults", '{"component": "llm", "fault": "crash"}')
@@ -201,7 +201,7 @@ async def test_fault_injection_is_forbidden_unless_allowed(locked_service: Servi
     code, body = await locked_service.post(
         "/debug/faults", '{"component": "llm", "fault": "crash"}'
     )
-    assert code == 403 and "disabled" in body["error"]
+    assert code == 403 and "disabled" in body["error"]["message"]
     assert locked_service.injector.active("llm") is None
 
 

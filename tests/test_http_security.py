@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from coda_otel.http_security import debug_security
+from coda_otel.web.security import debug_security
 from tests.conftest import free_port
 
 TOKEN = "s3cret-token-0123456789"

@@ -7,7 +7,7 @@ import gc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from coda_otel.leak import LeakDetector, least_squares
+from coda_otel.health.leak import LeakDetector, least_squares
 from coda_otel.metrics import CodaMetrics
 
 MIB = 1024 * 1024

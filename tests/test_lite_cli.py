@@ -8,8 +8,8 @@ import pytest
 
 from coda_lite.cli import default_script, main
 from coda_lite.conversation import STAGES
-from coda_otel.cli import main as otel_main
-from coda_otel.file_exporter import read_otlp_json_lines
+from coda_otel.cli.main import main as otel_main
+from coda_otel.tracing.file_exporter import read_otlp_json_lines
 from tests.conftest import require_module, require_tool
 
 

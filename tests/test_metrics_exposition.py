@@ -11,12 +11,12 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from coda_otel.cache_debugger import CacheDebugger
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.events import ConversationEvent, StageEvent
-from coda_otel.exposition import add_metrics_route, wants_gzip
 from coda_otel.metrics import CodaMetrics
-from coda_otel.observed_cache import ObservedTTLCache
-from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.pipeline.metrics_listener import PipelineMetrics
+from coda_otel.web.metrics_route import add_metrics_route, wants_gzip
 from tests.conftest import free_port, require_tool
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

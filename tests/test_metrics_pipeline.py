@@ -9,7 +9,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import MAX_DYNAMIC_VALUES, CodaMetrics
-from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.pipeline.metrics_listener import PipelineMetrics
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 

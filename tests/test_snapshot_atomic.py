@@ -16,12 +16,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from coda_otel.snapshot_store import SnapshotStore
+from coda_otel.snapshots.store import SnapshotStore
 
 CHILD = textwrap.dedent(
     """
     import sys
-    from coda_otel.snapshots import MemorySnapshotEmitter
+    from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 
     class Generations:
         gen = 0

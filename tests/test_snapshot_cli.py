@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coda_otel.cli import main
-from coda_otel.snapshots import MemorySnapshotEmitter
+from coda_otel.cli.main import main
+from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from tests.conftest import require_module
 from tests.test_snapshot_helpers import LockedMemory
 
@@ -120,7 +120,7 @@ def test_installed_command_uses_coda_home(snap_dir, tmp_path):
     home.mkdir()
     (home / "snapshots").symlink_to(snap_dir)
     exe = Path(sys.executable).with_name("coda-otel")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "coda_otel.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "coda_otel.cli.main"]
     result = subprocess.run(
         [*cmd, "snapshots", "list", "--json"],
         env={"CODA_HOME": str(home), "PATH": "/usr/bin:/bin"},

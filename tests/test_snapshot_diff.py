@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from coda_otel.files import atomic_write_json
-from coda_otel.snapshot_diff import diff_snapshots, format_diff_table
-from coda_otel.snapshot_store import SnapshotStore
+from coda_otel.snapshots.diff import diff_snapshots, format_diff_table
+from coda_otel.snapshots.store import SnapshotStore
 
 
 def turn(n: int, role: str = "user") -> dict[str, Any]:

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from coda_otel.files import InvalidIdError
 from coda_otel.metrics import CodaMetrics
-from coda_otel.snapshot_store import SnapshotStore
-from coda_otel.snapshots import MemorySnapshotEmitter
+from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+from coda_otel.snapshots.store import SnapshotStore
 from tests.test_snapshot_helpers import LockedMemory
 
 

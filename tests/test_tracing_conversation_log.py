@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from coda_otel.conversation_log import ConversationLogWriter, latest_log, read_log
+from coda_otel.pipeline.conversation_log import ConversationLogWriter, latest_log, read_log
 
 
 def record(n: int, pad: int = 0) -> dict[str, object]:

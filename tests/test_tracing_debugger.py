@@ -16,11 +16,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from coda_otel.cli import main as cli_main
-from coda_otel.conversation_log import latest_log, read_log
+from coda_otel.cli.main import main as cli_main
 from coda_otel.events import ConversationEvent, StageEvent
-from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-from coda_otel.pipeline_scopes import STACK_LIMIT
+from coda_otel.pipeline.conversation_log import latest_log, read_log
+from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+from coda_otel.pipeline.scopes import STACK_LIMIT
 from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer
 from tests.otlp_receivers import STAGES, fake_turn
 

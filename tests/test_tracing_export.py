@@ -14,15 +14,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from coda_otel.cli import main as cli_main
-from coda_otel.conversation_log import read_log
+from coda_otel.cli.main import main as cli_main
 from coda_otel.events import StageEvent
-from coda_otel.file_exporter import FileSpanExporter, read_otlp_json_lines, trace_files
 from coda_otel.metrics import CodaMetrics
-from coda_otel.pipeline_debugger import ConversationPipelineDebugger
-from coda_otel.pipeline_metrics import PipelineMetrics
+from coda_otel.pipeline.conversation_log import read_log
+from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
-from coda_otel.tracing import configure
+from coda_otel.tracing.file_exporter import FileSpanExporter, read_otlp_json_lines, trace_files
+from coda_otel.tracing.setup import configure
 from tests.conftest import free_port
 from tests.otlp_receivers import STAGES, GrpcReceiver, HttpReceiver, attributes, fake_turn
 
@@ -306,7 +306,7 @@ def test_a_global_provider_set_by_the_host_is_never_replaced(tmp_path: Path) -> 
     script = (
         "from opentelemetry import trace\n"
         "from opentelemetry.sdk.trace import TracerProvider\n"
-        "from coda_otel.tracing import configure\n"
+        "from coda_otel.tracing.setup import configure\n"
         "host = TracerProvider(); trace.set_tracer_provider(host)\n"
         "t = configure()\n"
         "assert t.tracer_provider is host and trace.get_tracer_provider() is host\n"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer, luhn_valid, redact, size_of
-from coda_otel.waterfall import Bar, Waterfall, render
+from coda_otel.tracing.waterfall import Bar, Waterfall, render
 
 
 @pytest.mark.parametrize(

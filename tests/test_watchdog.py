@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from coda_otel.faults import FaultInjector
-from coda_otel.leak import LeakDetector
+from coda_otel.health.faults import FaultInjector
+from coda_otel.health.leak import LeakDetector
+from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
-from coda_otel.watchdog import CodaWatchdog
 
 MIB = 1024 * 1024
 
@@ -124,7 +124,7 @@ async def test_leak_fault_is_flagged_and_restarts_only_when_configured(
     heal = CodaWatchdog(components[1:], 1.0, leak_detector=detector(True), clock=clock)
     injector.inject("watch", "leak")
     injector.inject("restart", "leak")
-    caplog.set_level(logging.WARNING, logger="coda_otel.leak")
+    caplog.set_level(logging.WARNING, logger="coda_otel.health.leak")
     for _ in range(3):
         await observe.check_health()
         await heal.check_health()

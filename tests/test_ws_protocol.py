@@ -7,17 +7,17 @@ import json
 import jsonschema
 import pytest
 
-from coda_otel.ws_protocol import ProtocolError, parse_client_message
-from coda_otel.ws_schema import SCHEMA_PATH, build_schema, load_schema, schema_json, validator_for
-from coda_otel.ws_server import InsecureBindError, TokenBucket, check_bind_security, is_loopback
+from coda_otel.ws.protocol import ProtocolError, parse_client_message
+from coda_otel.ws.schema import SCHEMA_PATH, build_schema, load_schema, schema_json, validator_for
+from coda_otel.ws.server import InsecureBindError, TokenBucket, check_bind_security, is_loopback
 
 TOKEN = "s3cret-token-0123456789"
 
 
 def test_published_schema_is_generated_from_the_code() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_json(), (
-        "coda_otel/schemas/ws-messages.json is stale: "
-        "python -m coda_otel.ws_schema > coda_otel/schemas/ws-messages.json"
+        "coda_otel/ws/schemas/ws-messages.json is stale: "
+        "python -m coda_otel.ws.schema > coda_otel/ws/schemas/ws-messages.json"
     )
     jsonschema.Draft202012Validator.check_schema(load_schema())
     assert load_schema() == json.loads(json.dumps(build_schema()))

@@ -1,7 +1,7 @@
 """The debug WebSocket end to end: a real aiohttp server on 127.0.0.1, real WebSocket clients.
 
 Every frame a client receives is validated against the published schema
-(coda_otel/schemas/ws-messages.json) and its ``seq`` checked. ``FakeControl`` stands in for the
+(coda_otel/ws/schemas/ws-messages.json) and its ``seq`` checked. ``FakeControl`` stands in for the
 application's DebugControl; its turns push StageEvents through the hub from a worker thread,
 as the pipeline debugger does.
 """
@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.files import new_id
 from coda_otel.metrics import STAGES, CodaMetrics
-from coda_otel.ws_hub import DebugHub
-from coda_otel.ws_protocol import COMMANDS
-from coda_otel.ws_schema import validator_for
-from coda_otel.ws_server import add_debug_ws_route
+from coda_otel.ws.hub import DebugHub
+from coda_otel.ws.protocol import COMMANDS
+from coda_otel.ws.schema import validator_for
+from coda_otel.ws.server import add_debug_ws_route
 from tests.conftest import free_port
 
 TOKEN = "test-token-0123456789abcdef"
@@ -523,7 +523,7 @@ async def test_a_token_is_required_when_configured(
         await session.ws_connect(url + "?token=short")
     assert info.value.status == 401
     async with session.get(url) as resp:  # the 401 body says what to do
-        assert resp.status == 401 and "Bearer" in (await resp.json())["message"]
+        assert resp.status == 401 and "Bearer" in (await resp.json())["error"]["message"]
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
     by_header = await connect(session, url, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -549,7 +549,7 @@ async def test_plain_http_gets_a_clear_answer(
 ) -> None:
     url, *_ = await server()
     async with session.get(url) as resp:
-        assert resp.status == 426 and "WebSocket" in (await resp.json())["message"]
+        assert resp.status == 426 and "WebSocket" in (await resp.json())["error"]["message"]
 
 
 def test_a_short_token_is_refused_when_mounting() -> None:

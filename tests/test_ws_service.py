@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import requests
 
-from coda_otel.ws_schema import validator_for
+from coda_otel.ws.schema import validator_for
 from tests.conftest import require_tool
 from tests.service_harness import coda_service
 

@@ -1,0 +1,21 @@
+"""Component health: heartbeats, supervised restarts, leak detection and fault injection.
+
+    from coda_otel.health import CodaWatchdog
+
+    watchdog = CodaWatchdog(metrics)
+    watchdog.register("llm", llm)           # any object with an async heartbeat() -> dict
+    await watchdog.start()
+    watchdog.report()                       # what /health answers
+
+Modules: ``watchdog`` (the supervisor), ``state`` (one component's figures), ``status``
+(reports, listeners and the up gauges), ``recovery`` (restart limits and backoff), ``leak``
+(memory growth by least squares), ``faults`` (crash/hang/unhealthy/leak, for drills).
+"""
+
+from __future__ import annotations
+
+from coda_otel.health.faults import FaultInjector
+from coda_otel.health.leak import LeakDetector
+from coda_otel.health.watchdog import CodaWatchdog
+
+__all__ = ["CodaWatchdog", "FaultInjector", "LeakDetector"]

@@ -1,0 +1,277 @@
+"""Supervise components: heartbeats with a timeout, restarts with backoff and a restart limit.
+
+    watchdog = CodaWatchdog([stt, embedder, llm, tts], check_interval=30.0,
+                            required=["stt", "llm", "tts"], metrics=metrics,
+                            leak_detector=LeakDetector(metrics=metrics))
+    watchdog.add_listener(lambda status: hub.publish("health_status", status))
+    task = asyncio.create_task(watchdog.start())   # one check loop per component
+    watchdog.get_health_status()["overall_health"]  # healthy | degraded | unhealthy
+    watchdog.get_health_status()["process"]         # resident memory and its leak verdict
+    watchdog.reset("llm")                           # operator: retry a component marked failed
+    watchdog.stop(); await task
+
+A heartbeat that raises, reports ``healthy: False`` or does not answer within
+``heartbeat_timeout`` seconds is a failure. After ``failure_threshold`` consecutive failures the
+watchdog restarts the component, checks it, and force-restarts it if it is still unhealthy (or
+if ``restart`` raised or outlasted ``restart_timeout``).
+Later attempts wait ``backoff_initial`` seconds, doubling up to ``backoff_max``. A component
+that would need more than ``max_restarts`` attempts within ``restart_period`` seconds is marked
+``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
+period; the mechanics live in :mod:`coda_otel.health.recovery`). Every component is checked
+on its own task, so one that hangs never delays the others; a heartbeat that ignores
+cancellation is abandoned. Heartbeats must not block the event loop.
+
+Overall health is ``unhealthy`` only while a required component is ``failed`` (past its restart
+limit); a component that is unknown, unhealthy or recovering makes it ``degraded``. ``ready``
+is True once every required component is healthy with its models loaded (the status document
+and listeners: :mod:`coda_otel.health.status`).
+
+Memory: the process's resident memory is sampled once per check cycle into the leak detector
+under the name ``"process"`` (so no component may be called that when one is given). A
+component is sampled only when its heartbeat reports its own ``memory_usage``, and only such a
+component is restarted for a leak (``restart_on_leak``); a process-wide leak only warns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from coda_otel.health.leak import PROCESS, LeakDetector
+from coda_otel.health.recovery import Recovery
+from coda_otel.health.state import (
+    ComponentState,
+    call_with_timeout,
+    clean_heartbeat,
+    describe_error,
+    now_iso,
+    own_memory_leaks,
+    sample_process,
+)
+from coda_otel.health.status import STATUSES, HealthListener, HealthReport
+from coda_otel.metrics import CodaMetrics
+from coda_otel.protocols import Component
+
+__all__ = ["STATUSES", "CodaWatchdog", "HealthListener"]
+
+logger = logging.getLogger(__name__)
+
+
+class CodaWatchdog:
+    """Checks components' heartbeats and restarts failing ones (see the module docstring)."""
+
+    def __init__(
+        self,
+        components: Iterable[Component],
+        check_interval: float = 30.0,
+        *,
+        heartbeat_timeout: float = 5.0,
+        restart_timeout: float = 120.0,
+        failure_threshold: int = 2,
+        max_restarts: int = 3,
+        restart_period: float = 60.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        required: Iterable[str] | None = None,
+        metrics: CodaMetrics | None = None,
+        leak_detector: LeakDetector | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for label, value in (("check_interval", check_interval),
+                             ("heartbeat_timeout", heartbeat_timeout),
+                             ("restart_timeout", restart_timeout),
+                             ("restart_period", restart_period),
+                             ("backoff_initial", backoff_initial)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{label} must be positive, got {value}")
+        if failure_threshold < 1 or max_restarts < 0:
+            raise ValueError("failure_threshold must be >= 1 and max_restarts >= 0")
+        if backoff_max < backoff_initial:
+            raise ValueError("backoff_max must be >= backoff_initial")
+        comps = list(components)
+        for comp in comps:
+            if not isinstance(comp, Component):
+                raise TypeError(f"{comp!r} lacks name/get_heartbeat/restart/force_restart")
+        names = [c.name for c in comps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"component names must be unique, got {names}")
+        if leak_detector is not None and PROCESS in names:
+            raise ValueError(f"{PROCESS!r} is reserved for the process-wide memory series")
+        wanted = set(names) if required is None else set(required)
+        if unknown := wanted - set(names):
+            raise ValueError(f"required components {sorted(unknown)} are not watched: {names}")
+        self.check_interval = check_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.restart_timeout = restart_timeout
+        self.failure_threshold = failure_threshold
+        self.max_restarts = max_restarts
+        self.restart_period = restart_period
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.leak_detector = leak_detector
+        self._metrics = metrics
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+        self.running = False
+        now = clock()
+        self._states = {c.name: ComponentState(c, c.name in wanted, now) for c in comps}
+        self._report = HealthReport(self._states, self, metrics=metrics, clock=clock)
+        self._recovery = Recovery(
+            self, self._report, verify=self._heartbeat, metrics=metrics, clock=clock
+        )
+
+    # --- public API -------------------------------------------------------------------------
+    @property
+    def components(self) -> list[Component]:
+        return [st.component for st in self._states.values()]
+
+    @property
+    def ready(self) -> bool:
+        """True when every required component is healthy with its models loaded."""
+        return self._report.ready
+
+    def add_listener(self, listener: HealthListener) -> None:
+        """Call ``listener(status)`` on every status change; ``status["change"]`` says which.
+
+        Listeners run on the event loop and must be cheap (queue the work); errors are logged.
+        """
+        self._report.add_listener(listener)
+
+    async def start(self) -> None:
+        """Check every component every ``check_interval`` seconds until :meth:`stop`."""
+        if self.running:
+            raise RuntimeError("watchdog is already running")
+        self.running = True
+        self._tasks = [
+            asyncio.create_task(self._watch(st), name=f"watchdog:{st.component.name}")
+            for st in self._states.values()
+        ]
+        if self.leak_detector is not None:
+            self._tasks.append(asyncio.create_task(self._watch_process(), name="watchdog:process"))
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the check loops (a running :meth:`start` returns)."""
+        self.running = False
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def check_health(self) -> dict[str, Any]:
+        """Check every component once, concurrently (recovering where due); return the status."""
+        self._sample_process()
+        await asyncio.gather(*(self._safe_check(st) for st in self._states.values()))
+        return self.get_health_status()
+
+    async def recover_component(self, component: Component | str) -> bool:
+        """One supervised recovery attempt now (ignores backoff, honours the restart limit)."""
+        st = self._state(component if isinstance(component, str) else component.name)
+        if st.status == "failed":
+            return False
+        async with st.lock:
+            return await self._recovery.attempt(st)
+
+    def reset(self, name: str) -> None:
+        """Operator action: forget failures and the restart count, so supervision resumes."""
+        st = self._state(name)
+        st.failures, st.next_retry_at, st.last_error = 0, None, None
+        st.attempts.clear()
+        if self._metrics is not None:
+            self._metrics.component_failed.labels(component=name).set(0)
+        if self.leak_detector is not None:
+            self.leak_detector.reset(name)
+        self._report.set_status(st, "unknown")
+
+    def get_health_status(self) -> dict[str, Any]:
+        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        return self._report.status()
+
+    # --- checking ---------------------------------------------------------------------------
+    async def _watch(self, st: ComponentState) -> None:
+        while self.running:
+            await self._safe_check(st)
+            delay = self.check_interval
+            if st.status == "recovering" and st.next_retry_at is not None:
+                delay = min(delay, max(0.0, st.next_retry_at - self._clock()))
+            await asyncio.sleep(delay)
+
+    async def _watch_process(self) -> None:
+        while self.running:
+            self._sample_process()
+            await asyncio.sleep(self.check_interval)
+
+    def _sample_process(self) -> None:
+        if self.leak_detector is not None:
+            sample_process(self.leak_detector, self._clock())
+
+    async def _safe_check(self, st: ComponentState) -> None:
+        try:
+            await self._check_one(st)
+        except Exception:
+            logger.exception("watchdog check of %s failed", st.component.name)
+
+    async def _check_one(self, st: ComponentState) -> None:
+        if st.status == "failed" or st.lock.locked():
+            return  # failed: left alone until reset; locked: a check is already running
+        async with st.lock:
+            name = st.component.name
+            started = self._clock()
+            healthy, error = await self._heartbeat(st)
+            ended = self._clock()
+            if self._metrics is not None:
+                self._metrics.component_check_duration.labels(component=name).observe(
+                    max(0.0, ended - started)
+                )
+            st.record_check(healthy, ended - started, error)
+            if healthy:
+                st.failures, st.last_error = 0, None
+                if self._leak_wants_restart(st, ended):
+                    await self._recovery.recover_if_due(
+                        st, "memory leak suspected", waiting="healthy"
+                    )
+                else:
+                    self._report.set_status(st, "healthy")
+            else:
+                st.failures += 1
+                st.last_error = error
+                logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
+                if st.failures >= self.failure_threshold:
+                    await self._recovery.recover_if_due(st, error or "unhealthy")
+                else:
+                    self._report.set_status(st, "unhealthy")
+            self._report.update_up(st)
+
+    async def _heartbeat(self, st: ComponentState) -> tuple[bool, str | None]:
+        """Ask for a heartbeat; return (healthy, error). Stores the cleaned heartbeat."""
+        name = st.component.name
+        try:
+            raw = await call_with_timeout(
+                st.component.get_heartbeat, self.heartbeat_timeout, f"{name} heartbeat"
+            )
+        except Exception as exc:
+            return False, describe_error(exc)
+        if not isinstance(raw, Mapping):
+            return False, f"heartbeat returned {type(raw).__name__}, not a mapping"
+        st.heartbeat, st.heartbeat_at = clean_heartbeat(raw), now_iso()
+        if not st.heartbeat.get("healthy", False):
+            return False, "component reports unhealthy"
+        st.last_healthy_at = self._clock()
+        return True, None
+
+    def _leak_wants_restart(self, st: ComponentState, at: float) -> bool:
+        if self.leak_detector is None:
+            return False
+        return own_memory_leaks(self.leak_detector, st.name, st.heartbeat, at)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _state(self, name: str) -> ComponentState:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise ValueError(f"unknown component {name!r}; known: {sorted(self._states)}") from None

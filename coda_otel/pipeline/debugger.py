@@ -1,0 +1,249 @@
+"""The pipeline debugger: one trace per conversation, one span per stage, a JSON log per turn.
+
+It satisfies the pipeline's observer protocol structurally (``coda_lite.observer``), so the
+composition root passes it where the pipeline expects an observer::
+
+    dbg = ConversationPipelineDebugger(output_dir=Path("logs"), listeners=[metrics_listener])
+    with dbg.conversation(session_id="s1", turn=3) as conv:        # root span "conversation"
+        async with conv.stage("llm", {"prompt": prompt}) as st:     # child span "llm"
+            reply = await llm.generate(prompt)
+            st.set_output({"response": reply})
+            st.set_llm_usage(model="llama3", input_tokens=812, output_tokens=64)
+    conv.conversation_id, conv.trace_id                            # trace_id: 32 hex or None
+
+``with conv.stage(...)`` also works synchronously (in a worker thread). The spec's API keeps
+one current conversation: ``start_conversation()``, ``log_stage(name, input, output,
+{"duration_ms": ...})``, ``end_conversation()``. ``dbg.enabled = False`` makes every scope a
+shared no-op; ``dbg.capture_content = True`` puts (redacted) content previews on spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
+from coda_otel.pipeline.conversation_log import ConversationLogWriter, StageRecord, build_log
+from coda_otel.pipeline.scopes import Conversation, DisabledConversation, unreadable
+from coda_otel.sanitize import Sanitizer, size_of
+from coda_otel.tracing.setup import default_coda_home
+
+logger = logging.getLogger("coda.pipeline.debugger")
+
+__all__ = ["ConversationPipelineDebugger"]
+
+
+def _record_reported_stage(
+    conv: Conversation, name: str, inputs: Any, output: Any, metadata: dict[str, Any]
+) -> StageRecord:
+    """The spec API: a stage reported after it ran (``metadata['duration_ms']``)."""
+    end_ns = time.time_ns()
+    try:
+        duration = max(0.0, float(metadata.get("duration_ms") or 0.0) / 1000)
+    except (TypeError, ValueError):
+        duration = 0.0
+    start_ns = end_ns - int(duration * 1e9)
+    try:
+        in_size = size_of(inputs)
+    except Exception:  # content that cannot be measured never fails the caller
+        inputs, in_size = unreadable(inputs), 0
+    try:
+        out_size = size_of(output)
+    except Exception:
+        output, out_size = unreadable(output), 0
+    record = StageRecord(
+        name, "ok", start_ns / 1e9, duration, inputs, output, in_size, out_size,
+        conv.trace_id, conv.span_id, metadata,
+    )  # fmt: skip
+    if name == "error":  # the spec's error record: mark the root, no span of its own
+        source = inputs.get("error") if isinstance(inputs, Mapping) else inputs
+        record.status, record.error_type = "error", str(metadata.get("error_type") or "Error")
+        record.error_message = conv.dbg.sanitizer.text(str(source))
+        conv.span.add_event(
+            "exception",
+            {"exception.type": record.error_type, "exception.message": record.error_message},
+        )
+        with conv.lock:
+            conv.error = conv.error or record
+    else:
+        attrs = conv.start_attributes(name, inputs, in_size)
+        attrs.update({"coda.output.size": out_size, "coda.stage.status": "ok"})
+        if name == "llm" and "model" in metadata:
+            attrs["gen_ai.request.model"] = str(metadata["model"])
+        span = conv.dbg.tracer.start_span(
+            name, context=conv.context, attributes=attrs, start_time=start_ns
+        )
+        record.span_id = conv.span_hex(span)
+        span.end(end_time=end_ns)
+    conv.add(record)
+    return record
+
+
+class ConversationPipelineDebugger:
+    """Turns pipeline scopes into spans, listener events and conversation logs."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        log_level: str | int = "INFO",
+        output_dir: Path | str | None = None,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        listeners: Iterable[PipelineListener] = (),
+        sanitizer: Sanitizer | None = None,
+        log_max_files: int = 200,
+        log_max_bytes: int = 50 * 2**20,
+        save_logs: bool = True,
+    ) -> None:
+        from coda_otel import __version__
+
+        self.enabled = enabled
+        self.logger = logger
+        try:
+            self.logger.setLevel(log_level.upper() if isinstance(log_level, str) else log_level)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"log_level {log_level!r} is not a logging level: {exc}") from exc
+        self.output_dir = Path(output_dir) if output_dir else default_coda_home() / "pipeline_logs"
+        self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
+        self.tracer = trace.get_tracer("coda_otel.pipeline", __version__, tracer_provider)
+        self.listeners: tuple[PipelineListener, ...] = tuple(listeners)
+        self.save_logs = save_logs
+        self.log_writer = ConversationLogWriter(
+            self.output_dir, max_files=log_max_files, max_bytes=log_max_bytes
+        )
+        self._lock = threading.Lock()
+        self._current: Conversation | None = None
+        self.current_conversation_id: str | None = None
+
+    # --- settings ------------------------------------------------------------------------
+    @property
+    def capture_content(self) -> bool:
+        return self.sanitizer.capture_content
+
+    @capture_content.setter
+    def capture_content(self, value: bool) -> None:
+        self.sanitizer.capture_content = bool(value)
+
+    def add_listener(self, listener: PipelineListener) -> None:
+        """Add a listener (copy-on-write, safe while conversations run)."""
+        self.listeners = (*self.listeners, listener)
+
+    def remove_listener(self, listener: PipelineListener) -> None:
+        self.listeners = tuple(item for item in self.listeners if item is not listener)
+
+    # --- natural form ----------------------------------------------------------------------
+    def conversation(
+        self,
+        *,
+        session_id: str | None = None,
+        turn: int = 1,
+        conversation_id: str | None = None,
+    ) -> Conversation | DisabledConversation:
+        """A context manager for one turn; ``stage()`` on it opens the stage scopes."""
+        cid = conversation_id or uuid.uuid4().hex
+        if not self.enabled:
+            return DisabledConversation(cid)
+        return Conversation(self, cid, session_id, turn)
+
+    # --- spec API (one current conversation) -------------------------------------------------
+    def start_conversation(self, conversation_id: str | None = None) -> str:
+        """Start tracking a new conversation (ends an unfinished one first) and return its id."""
+        cid = conversation_id or uuid.uuid4().hex
+        with self._lock:
+            previous, self._current = self._current, None
+            self.current_conversation_id = cid
+        if previous is not None:
+            previous.finish(None, save=True)
+        if self.enabled:
+            conv = Conversation(self, cid, None, 1, attach=False)
+            conv.__enter__()
+            with self._lock:
+                self._current = conv
+        self.logger.info("Starting conversation: %s", cid)
+        return cid
+
+    def log_stage(
+        self,
+        stage_name: str,
+        input_data: Any,
+        output_data: Any,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Record a finished stage (``metadata["duration_ms"]`` gives its length)."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            conv = self._current
+        if conv is None:
+            self.start_conversation()
+            with self._lock:
+                conv = self._current
+            if conv is None:
+                return None
+        record = _record_reported_stage(
+            conv, stage_name, input_data, output_data, dict(metadata or {})
+        )
+        self.logger.info(
+            "Stage: %s | Duration: %.1fms | Input size: %d | Output size: %d",
+            stage_name,
+            record.duration_s * 1000,
+            record.input_size,
+            record.output_size,
+        )
+        return record.to_log(self.sanitizer, self.sanitizer.capture_content, conv.conversation_id)
+
+    def end_conversation(self, save: bool = True) -> dict[str, Any] | None:
+        """End the current conversation; returns its log record (stages, total duration)."""
+        with self._lock:
+            conv, self._current = self._current, None
+        if conv is None or not self.enabled:
+            return None
+        return conv.finish(None, save=save)
+
+    # --- plumbing used by the scopes --------------------------------------------------------
+    def emit_stage(self, event: StageEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener.on_stage_end(event)
+            except Exception:
+                logger.exception("pipeline listener %r failed on a stage", listener)
+
+    def emit_conversation(self, event: ConversationEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener.on_conversation_end(event)
+            except Exception:
+                logger.exception("pipeline listener %r failed on a conversation", listener)
+
+    def save(
+        self, records: list[StageRecord], header: dict[str, Any], *, build_now: bool, save: bool
+    ) -> dict[str, Any] | None:
+        """Queue the conversation log, built on the writer thread unless ``build_now``."""
+        sanitizer, capture = self.sanitizer, self.sanitizer.capture_content
+        if build_now:
+            log = build_log(header, records, sanitizer, capture)
+            if save and self.save_logs:
+                self.log_writer.submit(log)
+            return log
+        if save and self.save_logs:
+            self.log_writer.submit(lambda: build_log(header, records, sanitizer, capture))
+        return None
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait for queued conversation logs to be written."""
+        return self.log_writer.flush(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """End the spec API's current conversation, write queued logs, stop the writer."""
+        with self._lock:
+            conv, self._current = self._current, None
+        if conv is not None:
+            conv.finish(None, save=True)
+        return self.log_writer.close(timeout_s)

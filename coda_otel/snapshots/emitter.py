@@ -1,0 +1,322 @@
+"""Memory snapshots: a consistent copy of memory, taken and written off the caller's path.
+
+    from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+
+    emitter = MemorySnapshotEmitter(memory, snapshot_dir=coda_home / "snapshots",
+                                    interval=10, metrics=metrics, listeners=[ws.on_snapshot])
+    emitter.after_memory_operation("add_interaction")   # every 10th op -> trigger "interval"
+    emitter.after_memory_operation("clear")             # clear/import/export -> always
+    path = emitter.take_snapshot()                      # manual; file appears after flush()
+    emitter.flush(5.0); emitter.compare_snapshots(id1, id2); emitter.close()
+
+``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource` whose ``read_memory_state()``
+copies the state under its own lock (one call, one consistent snapshot). The caller's thread
+(Coda Lite's event loop) only counts, decides the trigger and queues a job (id, trigger,
+operation count, current span): microseconds. One background thread, fed by a bounded queue,
+does the rest: the read, the JSON (encoded in pieces, releasing the GIL between them), the
+atomic write (temp file, fsync, rename), retention (``max_files`` / ``max_bytes``, from an
+in-memory index), metrics, listeners. So a snapshot holds memory as the writer read it, a
+moment after the trigger (``timestamp``: read time; ``operation_count``: the trigger's). A
+full queue drops the snapshot rather than block; failures are logged and counted in
+``coda_memory_snapshot_failures{reason=queue_full|read_error|write_error}``.
+``after_memory_operation`` never raises; ``take_snapshot`` raises only
+:class:`~coda_otel.files.InvalidIdError` for an unsafe explicit id.
+
+Tracing: the writer puts a ``memory_snapshot`` event with the counts on the span current at
+the trigger, or on a child span if that span has ended (:mod:`coda_otel.snapshots.trace`).
+
+Once its file is written, every listener is called from the writer thread with a summary
+dict ``{snapshot_id, trigger, timestamp, counts: {turn_count, memory_count, topic_count},
+path, bytes}`` (listeners must be quick and thread-safe, e.g. ``loop.call_soon_threadsafe``).
+When one operation is both the N-th and a clear/import/export, one snapshot is taken, with
+the operation's trigger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from coda_otel.background import lower_thread_priority
+from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_id
+from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
+from coda_otel.protocols import MemoryStateSource
+from coda_otel.snapshots.diff import diff_snapshots
+from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document
+from coda_otel.snapshots.trace import record_snapshot
+
+logger = logging.getLogger("coda.memory.snapshots")
+
+SnapshotListener = Callable[[dict[str, Any]], None]
+#: Operations that always trigger a snapshot (named after the operation).
+ALWAYS_SNAPSHOT: frozenset[str] = frozenset({"clear", "import", "export"})
+DEFAULT_MAX_FILES = 200
+DEFAULT_MAX_BYTES = 100 * 2**20
+
+
+@dataclass(slots=True, frozen=True)
+class _Job:
+    snapshot_id: str
+    trigger: str
+    operation_count: int
+    path: Path
+    span: trace.Span  # current at the trigger; may have ended by the time the job runs
+
+
+class MemorySnapshotEmitter:
+    """Takes memory snapshots on operation counts, on clear/import/export, and on demand."""
+
+    def __init__(
+        self,
+        memory_source: MemoryStateSource,
+        snapshot_dir: Path | str | None = None,
+        interval: int = 10,
+        enabled: bool = True,
+        *,
+        metrics: CodaMetrics | None = None,
+        max_files: int | None = DEFAULT_MAX_FILES,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        listeners: Iterable[SnapshotListener] = (),
+        queue_size: int = 4,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        if not hasattr(memory_source, "read_memory_state"):
+            raise TypeError("memory_source must have read_memory_state() (MemoryStateSource)")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be a whole number >= 1, got {interval!r}")
+        for name, limit in (("max_files", max_files), ("max_bytes", max_bytes)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {limit!r}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
+        folder = Path(snapshot_dir) if snapshot_dir else Path.home() / ".coda" / "memory_snapshots"
+        self.store = SnapshotStore(folder)
+        self.snapshot_dir = self.store.folder
+        self.interval = interval
+        self.enabled = enabled
+        self.max_files, self.max_bytes = max_files, max_bytes
+        self.operation_count = 0
+        self.snapshots_written = 0
+        self.dropped = 0
+        self.errors = 0
+        self._source = memory_source
+        self._metrics = metrics
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._listeners: list[SnapshotListener] = list(listeners)
+        self._retention = RetentionIndex(
+            self.snapshot_dir, PATTERN, max_files=max_files, max_bytes=max_bytes
+        )
+        self._lock = threading.Lock()
+        self._last_ts = datetime.min.replace(tzinfo=UTC)
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        try:
+            self.snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # writes will fail and be counted; the app keeps running
+            logger.error("cannot create snapshot folder %s: %s", self.snapshot_dir, exc)
+
+    # -- listeners ---------------------------------------------------------------------
+    def add_listener(self, listener: SnapshotListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: SnapshotListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    # -- triggers (caller's thread: cheap, never reads memory) ----------------------------
+    def after_memory_operation(
+        self, operation_type: str, memory_id: str | None = None, query: str | None = None
+    ) -> None:
+        """Count one memory operation; snapshot on every ``interval``-th and on clear/import/export.
+
+        ``memory_id`` and ``query`` are accepted for the spec's signature and never recorded.
+        """
+        try:
+            op = str(operation_type)
+            if self._metrics is not None:
+                self._metrics.memory_operations.labels(
+                    operation=bounded(op, MEMORY_OPERATIONS)
+                ).inc()
+            if not self.enabled:
+                return
+            with self._lock:
+                self.operation_count += 1
+                count = self.operation_count
+            if op in ALWAYS_SNAPSHOT:
+                self._take(new_id("snap"), op, count)
+            elif count % self.interval == 0:
+                self._take(new_id("snap"), "interval", count)
+        except Exception:
+            logger.exception("memory snapshot hook failed; the pipeline continues")
+
+    def take_snapshot(self, snapshot_id: str | None = None, trigger: str = "manual") -> Path | None:
+        """Queue a snapshot; returns its file's path (written in the background), or None.
+
+        None means it was not queued (queue full, or the emitter is closed). Works even while
+        ``enabled`` is False (an explicit request). An explicit ``snapshot_id`` must be a safe
+        id (:func:`~coda_otel.files.validate_id`), else :class:`~coda_otel.files.InvalidIdError`;
+        an existing snapshot of that id is replaced. ``flush()`` waits for the file.
+        """
+        sid = new_id("snap") if snapshot_id is None else validate_id(snapshot_id)
+        with self._lock:
+            count = self.operation_count
+        return self._take(sid, bounded(trigger, SNAPSHOT_TRIGGERS), count)
+
+    def _take(self, sid: str, trigger: str, count: int) -> Path | None:
+        path = self.store.path_for(sid)
+        job = _Job(sid, trigger, count, path, trace.get_current_span())
+        with self._idle:
+            if self._closed:
+                logger.warning("snapshot %s skipped: emitter is closed", sid)
+                return None
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="coda-memory-snapshots", daemon=True
+                )
+                self._thread.start()
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                logger.warning("snapshot %s dropped: writer queue full", sid)
+                self._fail("queue_full")
+                return None
+            self._pending += 1
+        return path
+
+    # -- background writer ---------------------------------------------------------------
+    def _timestamp(self) -> str:
+        """Strictly increasing UTC timestamps, so snapshots sort in the order they were taken."""
+        with self._lock:
+            now = datetime.now(UTC)
+            if now <= self._last_ts:
+                now = self._last_ts + timedelta(microseconds=1)
+            self._last_ts = now
+        return now.isoformat(timespec="microseconds")
+
+    def _run(self) -> None:
+        lower_thread_priority()  # nobody waits for this thread: the turn goes first
+        while (job := self._queue.get()) is not None:
+            try:
+                self._process(job)
+            except Exception:  # a bug here must not stop the writer thread
+                logger.exception("snapshot %s failed", job.snapshot_id)
+                self._fail("write_error")
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _process(self, job: _Job) -> None:
+        t0, start_ns = time.perf_counter(), time.time_ns()
+        try:
+            ts = self._timestamp()
+            doc = build_document(
+                self._source.read_memory_state(), job.snapshot_id, job.trigger,
+                job.operation_count, ts,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
+            self._fail("read_error")
+            return
+        st, lt = doc["short_term"], doc["long_term"]
+        counts = {
+            "turn_count": st["turn_count"],
+            "memory_count": lt["memory_count"],
+            "topic_count": len(lt["topics"]),
+        }
+        if self._metrics is not None:
+            self._metrics.memory_items.labels(tier="short_term").set(len(st["turns"]))
+            self._metrics.memory_items.labels(tier="long_term").set(lt["memory_count"])
+            self._metrics.memory_topics.set(counts["topic_count"])
+        attrs = {"snapshot.id": job.snapshot_id, "snapshot.trigger": job.trigger,
+                 "snapshot.operation_count": job.operation_count, "snapshot.path": str(job.path),
+                 **{f"memory.{k}": v for k, v in counts.items()}}  # fmt: skip
+        own_span = record_snapshot(self._tracer, job.span, attrs, start_ns)
+        try:
+            size = self._write(job, doc, time.perf_counter() - t0)
+        except Exception as exc:
+            logger.exception("could not write snapshot %s", job.path)
+            self._fail("write_error")
+            if own_span is not None:
+                own_span.record_exception(exc)
+                own_span.set_status(trace.StatusCode.ERROR)
+            return
+        finally:
+            if own_span is not None:
+                own_span.end()
+        summary = {"snapshot_id": job.snapshot_id, "trigger": job.trigger, "timestamp": ts,
+                   "counts": counts, "path": str(job.path), "bytes": size}  # fmt: skip
+        for listener in list(self._listeners):
+            try:
+                listener(dict(summary))
+            except Exception:
+                logger.exception("snapshot listener %r failed", listener)
+
+    def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
+        t0 = time.perf_counter()
+        size = atomic_write_json(job.path, doc, indent=None)
+        deleted = self._retention.record(job.path, size)
+        if any(p.name == job.path.name for p in deleted):
+            logger.warning("snapshot %s (%d bytes) exceeds max_bytes; deleted", job.path, size)
+        self.snapshots_written += 1
+        if self._metrics is not None:
+            self._metrics.memory_snapshots.labels(trigger=job.trigger).inc()
+            self._metrics.memory_snapshot_duration.observe(read_s + time.perf_counter() - t0)
+            self._metrics.memory_snapshot_bytes.set(size)
+        logger.info("memory snapshot saved to %s", job.path)
+        return size
+
+    def _fail(self, reason: str) -> None:
+        with self._lock:
+            if reason == "queue_full":
+                self.dropped += 1
+            else:
+                self.errors += 1
+        if self._metrics is not None:
+            self._metrics.memory_snapshot_failures.labels(reason=reason).inc()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued snapshot is written; False if ``timeout`` ran out first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Write what is queued, then stop the writer thread. Later snapshots are skipped."""
+        with self._idle:
+            self._closed = True
+            thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            logger.warning("snapshot writer still busy after %ss; not waiting", timeout)
+            return
+        thread.join(timeout)
+
+    def __enter__(self) -> MemorySnapshotEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- comparison ----------------------------------------------------------------------
+    def compare_snapshots(self, snapshot_id1: str, snapshot_id2: str) -> dict[str, Any]:
+        """The full diff (spec keys included) from ``snapshot_id1`` to ``snapshot_id2``.
+
+        Ids are validated; a missing or unreadable snapshot raises FileNotFoundError/ValueError.
+        """
+        return diff_snapshots(self.store.load(snapshot_id1), self.store.load(snapshot_id2))

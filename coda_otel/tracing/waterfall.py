@@ -1,0 +1,176 @@
+"""A conversation as a terminal waterfall: one bar per stage, to scale.
+
+Reads either a JSON conversation log or the OTLP JSON-lines traces file::
+
+    from coda_otel.tracing.waterfall import load, render
+
+    print(render(load(Path("pipeline-....json"))))
+    print(render(load(Path("~/.coda/traces/traces.jsonl").expanduser())))   # the last trace
+
+    conversation 7da626de  trace f02ca3db…  ok  total 1234.5 ms
+      stt               |██████                                            |  150.2 ms
+      memory_retrieval  |      █                                           |   20.1 ms
+      llm               |       ██████████████████████████████████         |  801.0 ms
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from coda_otel.pipeline.conversation_log import read_log
+from coda_otel.tracing.file_exporter import read_otlp_json_lines
+
+_ERROR_CODE = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+
+
+@dataclass(frozen=True)
+class Bar:
+    name: str
+    offset_ms: float
+    duration_ms: float
+    status: str = "ok"
+    depth: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Waterfall:
+    conversation_id: str
+    total_ms: float
+    status: str = "ok"
+    trace_id: str | None = None
+    bars: list[Bar] = field(default_factory=list)
+
+
+def _epoch(stage: Mapping[str, Any]) -> float:
+    if isinstance(stage.get("started_at"), int | float):
+        return float(stage["started_at"])
+    try:
+        return datetime.fromisoformat(str(stage["timestamp"])).timestamp()
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"stage {stage.get('stage_name')!r} has no usable start time") from exc
+
+
+def from_log(record: Mapping[str, Any]) -> Waterfall:
+    """Bars from a conversation log's stages (the ``error`` records become notes)."""
+    stages = [s for s in record.get("stages", []) if s.get("stage_name") != "error"]
+    starts = [_epoch(s) for s in stages]
+    origin = record.get("started_at")
+    origin = float(origin) if isinstance(origin, int | float) else min(starts, default=0.0)
+    bars = []
+    for stage, start in zip(stages, starts, strict=True):
+        note = str(stage.get("error_type") or "")
+        bars.append(
+            Bar(
+                str(stage.get("stage_name")),
+                max(0.0, (start - origin) * 1000),
+                float(stage.get("duration_ms") or 0.0),
+                str(stage.get("status") or "ok"),
+                note=note,
+            )
+        )
+    ends = [b.offset_ms + b.duration_ms for b in bars]
+    total = max([float(record.get("total_duration_ms") or 0.0), *ends, 0.0])
+    return Waterfall(
+        str(record.get("conversation_id")),
+        total,
+        str(record.get("status") or "ok"),
+        record.get("trace_id"),
+        bars,
+    )
+
+
+def _attr(span: Mapping[str, Any], key: str) -> Any:
+    for item in span.get("attributes", []):
+        if item.get("key") == key:
+            value = item.get("value", {})
+            return next(iter(value.values()), None) if value else None
+    return None
+
+
+def _spans(requests: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [
+        span
+        for request in requests
+        for resource in request.get("resourceSpans", [])
+        for scope in resource.get("scopeSpans", [])
+        for span in scope.get("spans", [])
+    ]
+
+
+def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None) -> Waterfall:
+    """Bars from OTLP/JSON requests: the trace ``trace_id``, or the last conversation written."""
+    spans = _spans(requests)
+    if trace_id is None:
+        roots = [s for s in spans if not s.get("parentSpanId") and s.get("name") == "conversation"]
+        if not roots:
+            raise ValueError("no conversation trace found in the traces file")
+        trace_id = str(max(roots, key=lambda s: int(s["endTimeUnixNano"]))["traceId"])
+    mine = [s for s in spans if s.get("traceId") == trace_id]
+    if not mine:
+        raise ValueError(f"trace {trace_id} is not in the traces file")
+    by_id = {s["spanId"]: s for s in mine}
+    root = next((s for s in mine if s.get("parentSpanId") not in by_id), mine[0])
+    origin = int(root["startTimeUnixNano"])
+
+    def depth(span: Mapping[str, Any]) -> int:
+        level, parent = 0, span.get("parentSpanId")
+        while parent in by_id and parent != root["spanId"] and level < 32:
+            level, parent = level + 1, by_id[parent].get("parentSpanId")
+        return level
+
+    def status(span: Mapping[str, Any]) -> str:
+        if span.get("status", {}).get("code") == _ERROR_CODE:
+            return "error"
+        return str(_attr(span, "coda.stage.status") or "ok")
+
+    bars = [
+        Bar(
+            str(s.get("name")),
+            (int(s["startTimeUnixNano"]) - origin) / 1e6,
+            (int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])) / 1e6,
+            status(s),
+            depth(s),
+            str(_attr(s, "error.type") or ""),
+        )
+        for s in sorted(mine, key=lambda s: int(s["startTimeUnixNano"]))
+        if s is not root
+    ]
+    total = (int(root["endTimeUnixNano"]) - origin) / 1e6
+    cid = _attr(root, "coda.conversation.id") or root.get("name")
+    return Waterfall(str(cid), total, status(root), trace_id, bars)
+
+
+def load(path: Path, trace_id: str | None = None) -> Waterfall:
+    """A waterfall from a ``.json`` conversation log or a ``.jsonl`` traces file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".jsonl":
+        return from_otlp(read_otlp_json_lines(path), trace_id)
+    return from_log(read_log(path))
+
+
+def render(wf: Waterfall, width: int = 50, bar_char: str = "█") -> str:
+    """The waterfall as text: a header line, then one scaled bar per stage."""
+    if width < 10:
+        raise ValueError("width must be at least 10 columns")
+    trace = f"  trace {wf.trace_id}" if wf.trace_id else ""
+    lines = [f"conversation {wf.conversation_id}{trace}  {wf.status}  total {wf.total_ms:.1f} ms"]
+    if not wf.bars:
+        return "\n".join([*lines, "  (no stages)"])
+    scale = width / wf.total_ms if wf.total_ms > 0 else 0.0
+    label_width = max(len("  " * b.depth + b.name) for b in wf.bars)
+    for b in wf.bars:
+        start = min(width - 1, int(b.offset_ms * scale))
+        length = min(width - start, max(1, round(b.duration_ms * scale)))
+        bar = " " * start + bar_char * length + " " * (width - start - length)
+        label = ("  " * b.depth + b.name).ljust(label_width)
+        flag = "" if b.status == "ok" else f"  {b.status.upper()}"
+        note = f" {b.note}" if b.note and b.status != "ok" else ""
+        lines.append(f"  {label}  |{bar}| {b.duration_ms:8.1f} ms{flag}{note}")
+    return "\n".join(lines)

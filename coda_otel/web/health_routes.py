@@ -1,0 +1,119 @@
+"""Health endpoints (and opt-in fault injection) on an aiohttp application.
+
+    from aiohttp import web
+    from coda_otel.web.health_routes import add_health_routes
+
+    app = web.Application()
+    add_health_routes(app, watchdog, fault_injector=injector, allow_fault_injection=False)
+
+Routes (all JSON):
+
+* ``GET /health``: overall status, a ``components`` object keyed by name (status, last
+  heartbeat, recent figures) and the ``process``'s memory. 200 while healthy or degraded (a
+  component unknown, unhealthy or recovering); 503 once a required component has ``failed``
+  (passed its restart limit).
+* ``GET /health/live``: 200 while the process answers.
+* ``GET /health/ready``: 200 once every required component passed a check with its models
+  loaded; 503 before that and while a required component is down.
+* ``POST /debug/components/{name}/reset``: operator action, :meth:`CodaWatchdog.reset`: the
+  component's failures and restart count are forgotten and supervision resumes (its status is
+  ``unknown`` until the next check). 200 with the component's status; 404 for an unknown name.
+  Always mounted: protect ``/debug/`` with the service's auth when it is reachable by others.
+* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|unhealthy|leak"}``:
+  202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
+  component or fault.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from coda_otel.health.faults import FAULTS, FaultInjector
+from coda_otel.health.watchdog import CodaWatchdog
+from coda_otel.web.errors import error_response
+
+MAX_FAULT_BODY = 4096
+
+
+def add_health_routes(
+    app: web.Application,
+    watchdog: CodaWatchdog,
+    *,
+    fault_injector: FaultInjector | None = None,
+    allow_fault_injection: bool = False,
+) -> None:
+    """Mount the health routes, the component reset and ``/debug/faults`` on ``app``."""
+    if allow_fault_injection and fault_injector is None:
+        raise ValueError("allow_fault_injection=True needs a fault_injector")
+
+    async def health(request: web.Request) -> web.Response:
+        status = watchdog.get_health_status()
+        code = 503 if status["overall_health"] == "unhealthy" else 200
+        return web.json_response(status, status=code)
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def ready(request: web.Request) -> web.Response:
+        status = watchdog.get_health_status()
+        body = {
+            "ready": status["ready"],
+            "overall_health": status["overall_health"],
+            "components": {
+                name: {"status": c["status"], "required": c["required"]}
+                for name, c in status["components"].items()
+            },
+        }
+        return web.json_response(body, status=200 if status["ready"] else 503)
+
+    async def reset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        known = sorted(c.name for c in watchdog.components)
+        if name not in known:
+            return error_response(
+                404, "unknown_component", f"unknown component {name[:100]!r}", components=known
+            )
+        watchdog.reset(name)
+        component = watchdog.get_health_status()["components"][name]
+        return web.json_response({"component": name, **component})
+
+    async def faults(request: web.Request) -> web.Response:
+        if not allow_fault_injection or fault_injector is None:
+            return error_response(
+                403,
+                "fault_injection_disabled",
+                "fault injection is disabled (start with --allow-fault-injection)",
+            )
+        raw = await request.content.read(MAX_FAULT_BODY + 1)
+        if len(raw) > MAX_FAULT_BODY:
+            return error_response(
+                400, "too_large", f"request body is larger than {MAX_FAULT_BODY} bytes"
+            )
+        try:
+            body: Any = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return error_response(400, "bad_request", f"request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_response(
+                400, "bad_request", 'expected a JSON object {"component": ..., "fault": ...}'
+            )
+        component, fault = body.get("component"), body.get("fault")
+        if not isinstance(component, str) or not isinstance(fault, str):
+            return error_response(
+                400, "bad_request", '"component" and "fault" must both be strings'
+            )
+        try:
+            fault_injector.inject(component, fault)
+        except ValueError as exc:
+            return error_response(400, "invalid_fault", str(exc), faults=list(FAULTS))
+        body = {"component": component, "fault": fault, "status": "injected"}
+        return web.json_response(body, status=202)
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_post("/debug/components/{name}/reset", reset)
+    app.router.add_post("/debug/faults", faults)
