@@ -87,9 +87,9 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
 
         return value
 
-    short_term, long_term = pipeline.memory.short_term, pipeline.long_term
+    memory, long_term = pipeline.memory, pipeline.long_term
     items = metrics.memory_items
-    items.labels(tier="short_term").set_function(reader(lambda: len(short_term.turns)))
+    items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
     items.labels(tier="long_term").set_function(reader(lambda: long_term.memory_count))
 
 
@@ -114,9 +114,16 @@ class App:
         return self.metrics.registry
 
     async def run_turn(
-        self, user_input: str | bytes, *, session_id: str | None = None
+        self,
+        user_input: str | bytes,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> TurnResult:
-        return await self.pipeline.manager.process_user_input(user_input, session_id=session_id)
+        """One turn; memory is ``user_id``'s (else ``session_id``'s, else the default owner's)."""
+        return await self.pipeline.manager.process_user_input(
+            user_input, session_id=session_id, user_id=user_id
+        )
 
     async def aclose(self) -> None:
         self.watchdog.stop()
@@ -146,12 +153,13 @@ def build_app(
     capture = tel.capture_content or env_flag(
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False
     )
+    sanitizer = Sanitizer(capture_content=capture)
     debugger = ConversationPipelineDebugger(
         enabled=tel.enabled,
         output_dir=config.pipeline_logs_dir,
         tracer_provider=telemetry.tracer_provider,
         listeners=[PipelineMetrics(metrics)],
-        sanitizer=Sanitizer(capture_content=capture),
+        sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
     )
@@ -193,8 +201,10 @@ def build_app(
         max_files=tel.snapshot_max_files,
         max_bytes=tel.snapshot_max_bytes,
         tracer_provider=telemetry.tracer_provider,
+        sanitizer=sanitizer,  # snapshot files are redacted like spans and logs
     )
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
+    pipeline.long_term.on_evict = lambda _owner, n: metrics.memory_evictions.inc(n)
     watch_memory_size(metrics, pipeline)
     watchdog = CodaWatchdog(
         faults.wrap_all(pipeline.components),

@@ -70,6 +70,7 @@ class MemoryConfig:
     db_path: Path | None = None  # None: <home>/data/memory.sqlite3
     retrieve_k: int = 3
     min_score: float = 0.3
+    max_memories_per_owner: int = 200  # beyond it the least important, oldest are evicted
 
 
 @dataclass
@@ -150,8 +151,12 @@ class Config:
         return self.memory.db_path or self.data_dir / "memory.sqlite3"
 
     def ensure_dirs(self) -> None:
+        """Create the folders under ``home``; they hold conversation data, so only for the user."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for d in (self.data_dir, self.pipeline_logs_dir, self.snapshots_dir, self.traces_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if d.parent == self.home:
+                d.chmod(0o700)  # tighten a folder an older version created 0755
 
 
 _SHORT_ENV = {

@@ -2,13 +2,15 @@
 
     manager = ConversationManager(stt, memory, llm, tts)          # observer: NULL_OBSERVER
     result = await manager.process_user_input("Where do I live?", session_id="s1")
+    await manager.process_user_input("Where do I live?", session_id="s2", user_id="ada")
     result.response, result.timings["llm"], result.conversation_id
 
 Text input skips recognition (the stt stage says ``skipped: True``); ``bytes`` or a path is
 audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(name, inputs)``
 (see :mod:`coda_lite.observer`), so whoever observes sees the stage boundaries; this module
-has no telemetry of its own. A failing stage raises :class:`StageError` naming the stage; the
-next turn is unaffected.
+has no telemetry of its own. Memory is read and written for one owner: ``user_id``, else
+``session_id``, else ``"default"`` (:func:`memory_owner`). A failing stage raises
+:class:`StageError` naming the stage; the next turn is unaffected.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from cachetools import LRUCache
 
 from coda_lite.llm import LLMResult
+from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
@@ -55,9 +58,14 @@ class _STT(Protocol):
 
 
 class _Memory(Protocol):
-    async def get_context(self, query: str) -> list[dict[str, Any]]: ...
+    async def get_context(self, query: str, *, owner: str) -> list[dict[str, Any]]: ...
 
-    async def add_interaction(self, user: str, assistant: str) -> Any: ...
+    async def add_interaction(self, user: str, assistant: str, *, owner: str) -> Any: ...
+
+
+def memory_owner(user_id: str | None, session_id: str | None) -> str:
+    """Whose memory a turn reads and writes: the user, else the session, else the default."""
+    return user_id or session_id or DEFAULT_OWNER
 
 
 class _LLM(Protocol):
@@ -95,7 +103,11 @@ class ConversationManager:
             return n
 
     async def process_user_input(
-        self, user_input: str | bytes | os.PathLike[str], *, session_id: str | None = None
+        self,
+        user_input: str | bytes | os.PathLike[str],
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> TurnResult:
         if not isinstance(user_input, (str, bytes, bytearray, os.PathLike)):
             raise TypeError(
@@ -103,6 +115,7 @@ class ConversationManager:
                 f"got {type(user_input).__name__}"
             )
         turn = self._next_turn(session_id)
+        owner = memory_owner(user_id, session_id)
         timings: dict[str, float] = {}
         with self.observer.conversation(session_id=session_id, turn=turn) as conv:
 
@@ -114,7 +127,7 @@ class ConversationManager:
             transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input))
 
             async def retrieve(st: StageScope) -> list[dict[str, Any]]:
-                ctx = await self.memory.get_context(transcript)
+                ctx = await self.memory.get_context(transcript, owner=owner)
                 st.set_output({"memories": len(ctx), "context": ctx})
                 return ctx
 
@@ -133,7 +146,7 @@ class ConversationManager:
             answer = await stage("llm", {"query": transcript, "context": context}, generate)
 
             async def update(st: StageScope) -> None:
-                added = await self.memory.add_interaction(transcript, answer.text)
+                added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
                 st.set_output({"success": True, "memories_added": len(added or [])})
 
             await stage(

@@ -64,7 +64,9 @@ def build_pipeline(
     stt = wrap_stt(stt_component) if wrap_stt else stt_component
     embedder_component = make_embedder(config.embeddings)
     embedder = wrap_embedder(embedder_component) if wrap_embedder else embedder_component
-    long_term = LongTermMemory(config.memory_db_path, embedder)
+    long_term = LongTermMemory(
+        config.memory_db_path, embedder, max_per_owner=config.memory.max_memories_per_owner
+    )
     memory = MemoryManager(
         ShortTermMemory(config.memory.short_term_turns),
         long_term,

@@ -2,8 +2,11 @@
 
     coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
 
-    POST /v1/turns        {"text": "...", "session_id": "s1"} or {"audio_wav_base64": "..."}
+    POST /v1/turns        {"text": "...", "session_id": "s1", "user_id": "ada"}
+                          or {"audio_wav_base64": "..."}
                           -> {"transcript", "response", "conversation_id", "trace_id", ...}
+                          memory is the user's (``user_id``, else ``session_id``, else
+                          "default"): nothing is read or written across owners
     GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
     GET  /health, /health/live, /health/ready
     POST /debug/faults    only with --allow-fault-injection
@@ -72,26 +75,31 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(500, "internal_error", f"{type(exc).__name__} (see the service log)")
 
 
-def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
-    """Validate a turn request; returns (text or WAV bytes, session id, return_audio)."""
+def _optional_id(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None:
+        try:
+            validate_id(value)
+        except InvalidIdError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return value
+
+
+def parse_turn(body: bytes) -> tuple[str | bytes, dict[str, Any], bool]:
+    """Validate a turn request; returns (text or WAV bytes, {session_id, user_id}, return_audio)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
-    unknown = set(data) - {"text", "audio_wav_base64", "session_id", "return_audio"}
+    unknown = set(data) - {"text", "audio_wav_base64", "session_id", "user_id", "return_audio"}
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
     text, audio = data.get("text"), data.get("audio_wav_base64")
     if (text is None) == (audio is None):
         raise ValueError("give exactly one of 'text' or 'audio_wav_base64'")
-    session_id = data.get("session_id")
-    if session_id is not None:
-        try:
-            validate_id(session_id)
-        except InvalidIdError as exc:
-            raise ValueError(f"session_id: {exc}") from None
+    ids = {"session_id": _optional_id(data, "session_id"), "user_id": _optional_id(data, "user_id")}
     return_audio = data.get("return_audio", False)
     if not isinstance(return_audio, bool):
         raise ValueError("return_audio must be true or false")
@@ -102,24 +110,24 @@ def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
             raise ValueError("text is not valid Unicode (lone surrogate)")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        return text, session_id, return_audio
+        return text, ids, return_audio
     if not isinstance(audio, str):
         raise ValueError("audio_wav_base64 must be a base64 string")
     try:
         wav = base64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"audio_wav_base64 is not valid base64: {exc}") from None
-    return wav, session_id, return_audio
+    return wav, ids, return_audio
 
 
 async def post_turn(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     try:
-        user_input, session_id, return_audio = parse_turn(await request.read())
+        user_input, ids, return_audio = parse_turn(await request.read())
     except ValueError as exc:
         return error(400, "bad_request", str(exc))
     try:
-        result = await app.run_turn(user_input, session_id=session_id)
+        result = await app.run_turn(user_input, **ids)
     except StageError as exc:
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)

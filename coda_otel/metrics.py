@@ -214,6 +214,11 @@ class CodaMetrics:
         self.memory_operations = Counter(
             "coda_memory_operations", "Memory operations, by kind.", ["operation"], registry=r
         )
+        self.memory_evictions = Counter(
+            "coda_memory_evictions",
+            "Long-term memories evicted because their owner reached the per-owner cap.",
+            registry=r,
+        )
 
         # --- health ---------------------------------------------------------------------
         self.component_up = Gauge(

@@ -47,6 +47,10 @@ class MemoryStateSource(Protocol):
          "long_term": {"memories": [{"id", "content", "importance", "topics", ...}, ...],
                        "memory_count": int,
                        "topics": [str, ...]}}
+
+    A source whose memory belongs to owners also accepts ``read_memory_state(owner)`` and
+    returns that owner's memory only (with ``"owner": owner``); snapshots use it to stay
+    within one owner.
     """
 
     def read_memory_state(self) -> Mapping[str, Any]: ...

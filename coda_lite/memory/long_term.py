@@ -27,22 +27,34 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from coda_lite.components import CallStats
-from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_atomic
+from coda_lite.memory.jsonfile import (
+    MemoryStoreError,
+    private_file,
+    read_json,
+    write_json_atomic,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
     id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL NOT NULL,
     topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,
-    embedding BLOB, dim INTEGER, model TEXT);
+    embedding BLOB, dim INTEGER, model TEXT, owner TEXT NOT NULL DEFAULT 'default');
 """
+# A database from before memories had owners gains the column; its rows belong to "default".
+_ADD_OWNER = "ALTER TABLE memories ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'"
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS memories_owner ON memories (owner, created_at)"
 _COLS = "id, content, importance, topics, created_at, source"
+#: The owner of memories stored without one (and of a turn with neither user nor session id).
+DEFAULT_OWNER = "default"
+#: At most this many long-term memories per owner; the least important, oldest go first.
+DEFAULT_MAX_PER_OWNER = 200
 
 
 class Embedder(Protocol):
@@ -52,7 +64,7 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-_Mirrored = tuple[str, str, float, tuple[str, ...], float, str]  # id .. source, as in _COLS
+_Mirrored = tuple[str, str, float, tuple[str, ...], float, str, str]  # _COLS, then owner
 
 
 def _order(m: _Mirrored) -> tuple[float, str]:
@@ -71,15 +83,33 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
 
 
 class LongTermMemory:
+    """Memories belong to one owner each; every read and write names the owner it acts for.
+
+    ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
+    important, then oldest, memory; ``evictions`` counts them and ``on_evict(owner, n)`` hears.
+    """
+
     name = "memory_store"
 
-    def __init__(self, path: str | os.PathLike[str], embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        embedder: Embedder | None = None,
+        *,
+        max_per_owner: int = DEFAULT_MAX_PER_OWNER,
+        on_evict: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if max_per_owner < 1:
+            raise ValueError(f"max_per_owner must be at least 1, got {max_per_owner}")
         self.path = Path(path)
         self.embedder = embedder
+        self.max_per_owner = max_per_owner
+        self.on_evict = on_evict
+        self.evictions: dict[str, int] = {}  # owner -> memories evicted since start
         self.lock = threading.RLock()
         self.stats = CallStats()
         self._conn: sqlite3.Connection | None = None
-        self._index: tuple[list[str], np.ndarray] | None = None  # cached embedding matrix
+        self._index: dict[str, tuple[list[str], np.ndarray]] = {}  # owner -> embedding matrix
         self._mirror: dict[str, _Mirrored] | None = None  # decoded rows, built on first read
         self._ordered: list[_Mirrored] | None = None  # the mirror by (created_at, id)
         self._data_version: int | None = None
@@ -91,9 +121,15 @@ class LongTermMemory:
             self.close()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                private_file(self.path)
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
+                if "owner" not in columns:
+                    with conn:
+                        conn.execute(_ADD_OWNER)
+                conn.execute(_OWNER_INDEX)
             except sqlite3.Error as exc:
                 raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
             self._conn = conn
@@ -106,7 +142,7 @@ class LongTermMemory:
             self._drop_caches()
 
     def _drop_caches(self) -> None:
-        self._index = None
+        self._index = {}
         self._mirror = self._ordered = None
         self._data_version = None
 
@@ -136,8 +172,13 @@ class LongTermMemory:
         source: str = "user",
         memory_id: str | None = None,
         created_at: float | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> dict[str, Any]:
-        """Store one memory (embedding computed with the embedder when not given)."""
+        """Store one memory of ``owner`` (embedding computed with the embedder when not given).
+
+        A ``memory_id`` that another owner already uses gets a fresh id instead: an import
+        never replaces someone else's memory.
+        """
         content = content.strip()
         if not content:
             raise ValueError("memory content is empty")
@@ -161,9 +202,13 @@ class LongTermMemory:
         model = self.embedder.model_name if self.embedder is not None else None
         with self.lock, self.stats.track(content):
             db = self._db()
+            taken = db.execute("SELECT owner FROM memories WHERE id = ?", (memory["id"],))
+            row_owner = taken.fetchone()
+            if row_owner is not None and row_owner[0] != owner:
+                memory["id"] = uuid.uuid4().hex
             with db:
                 db.execute(
-                    "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         memory["id"],
                         content,
@@ -174,13 +219,17 @@ class LongTermMemory:
                         blob,
                         dim,
                         model,
+                        owner,
                     ),
                 )
-            self._index = None
-            if self._mirror is not None:
+                evicted = self._evict(db, owner)
+            self._index.pop(owner, None)
+            if evicted:
+                self._mirror = self._ordered = None
+            elif self._mirror is not None:
                 row: _Mirrored = (
                     str(memory["id"]), content, float(importance), tuple(sorted_topics),
-                    float(created), source,
+                    float(created), source, owner,
                 )  # fmt: skip
                 replaced = self._mirror.get(row[0])
                 self._mirror[row[0]] = row
@@ -188,38 +237,64 @@ class LongTermMemory:
                     self._ordered = None
                 elif self._ordered is not None:
                     bisect.insort(self._ordered, row, key=_order)
+        if evicted:
+            self.evictions[owner] = self.evictions.get(owner, 0) + evicted
+            if self.on_evict is not None:
+                self.on_evict(owner, evicted)
         return memory
 
-    def clear(self) -> int:
+    def _evict(self, db: sqlite3.Connection, owner: str) -> int:
+        """Delete ``owner``'s memories beyond the cap: least important first, then oldest."""
+        (count,) = db.execute("SELECT count(*) FROM memories WHERE owner = ?", (owner,)).fetchone()
+        excess = int(count) - self.max_per_owner
+        if excess <= 0:
+            return 0
+        db.execute(
+            "DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE owner = ? "
+            "ORDER BY importance, created_at, id LIMIT ?)",
+            (owner, excess),
+        )
+        return excess
+
+    def clear(self, owner: str | None = DEFAULT_OWNER) -> int:
+        """Delete ``owner``'s memories (``None``: every owner's); returns how many."""
         with self.lock, self.stats.track():
             db = self._db()
             with db:
-                n = db.execute("DELETE FROM memories").rowcount
-            self._index = None
-            if self._mirror is not None:
-                self._mirror, self._ordered = {}, []
+                if owner is None:
+                    n = db.execute("DELETE FROM memories").rowcount
+                else:
+                    n = db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount
+            self._index = {}
+            self._mirror = self._ordered = None
             return int(n)
 
     # -- reads ------------------------------------------------------------------------------
-    def _matrix(self) -> tuple[list[str], np.ndarray]:
-        if self._index is None:
+    def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
+        if owner not in self._index:
             dim = self.embedder.dim if self.embedder is not None else None
             rows = self._db().execute(
-                "SELECT id, embedding FROM memories WHERE embedding IS NOT NULL AND dim = ?",
-                (dim,),
+                "SELECT id, embedding FROM memories "
+                "WHERE owner = ? AND embedding IS NOT NULL AND dim = ?",
+                (owner, dim),
             )
             ids, vecs = [], []
             for mid, blob in rows:
                 ids.append(mid)
                 vecs.append(np.frombuffer(blob, np.float32))
             matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
-            self._index = (ids, matrix)
-        return self._index
+            self._index[owner] = (ids, matrix)
+        return self._index[owner]
 
     def retrieve(
-        self, query: str | np.ndarray, k: int = 3, min_score: float = -1.0
+        self,
+        query: str | np.ndarray,
+        k: int = 3,
+        min_score: float = -1.0,
+        *,
+        owner: str = DEFAULT_OWNER,
     ) -> list[dict[str, Any]]:
-        """The ``k`` memories most similar to ``query`` (text or an embedding), best first."""
+        """``owner``'s ``k`` memories most similar to ``query`` (text or embedding), best first."""
         if k < 1:
             return []
         if isinstance(query, str):
@@ -230,7 +305,7 @@ class LongTermMemory:
         q = np.asarray(query, np.float32).reshape(-1)
         with self.lock, self.stats.track():
             self._check_external_writes()
-            ids, matrix = self._matrix()
+            ids, matrix = self._matrix(owner)
             if not ids or matrix.shape[1] != q.size:
                 return []
             scores = matrix @ (q / (np.linalg.norm(q) or 1.0))
@@ -239,67 +314,74 @@ class LongTermMemory:
             for i in order:
                 r = (
                     self._db()
-                    .execute(f"SELECT {_COLS} FROM memories WHERE id = ?", (ids[i],))
+                    .execute(
+                        f"SELECT {_COLS} FROM memories WHERE id = ? AND owner = ?",
+                        (ids[i], owner),
+                    )
                     .fetchone()
                 )
                 if r is not None:
                     out.append({**_row(r), "score": round(float(scores[i]), 4)})
             return out
 
-    def _sorted_rows(self) -> list[_Mirrored]:
-        """Every memory, decoded, by (created_at, id); from the mirror (built here if needed)."""
+    def _sorted_rows(self, owner: str | None) -> list[_Mirrored]:
+        """``owner``'s memories (``None``: all), decoded, by (created_at, id), from the mirror."""
         self._check_external_writes()
         if self._mirror is None:
-            rows = self._db().execute(f"SELECT {_COLS} FROM memories")
+            rows = self._db().execute(f"SELECT {_COLS}, owner FROM memories")
             self._mirror = {
-                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5])
+                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5], r[6])
                 for r in rows
             }
             self._ordered = None
         if self._ordered is None:
             self._ordered = sorted(self._mirror.values(), key=_order)
-        return self._ordered
+        if owner is None:
+            return self._ordered
+        return [m for m in self._ordered if m[6] == owner]
 
-    def get_all_memories(self, include_embeddings: bool = False) -> list[dict[str, Any]]:
-        """Every memory, oldest first (``created_at``, then id); fresh dicts the caller owns."""
+    def get_all_memories(
+        self, include_embeddings: bool = False, *, owner: str | None = DEFAULT_OWNER
+    ) -> list[dict[str, Any]]:
+        """``owner``'s memories (``None``: every owner's, for the operator), oldest first."""
         with self.lock:
             if not include_embeddings:
                 return [
                     {"id": i, "content": c, "importance": imp, "topics": list(t),
                      "created_at": at, "source": src}
-                    for i, c, imp, t, at, src in self._sorted_rows()
+                    for i, c, imp, t, at, src, _ in self._sorted_rows(owner)
                 ]  # fmt: skip
-            cols = _COLS + (", embedding" if include_embeddings else "")
-            rows = self._db().execute(f"SELECT {cols} FROM memories ORDER BY created_at, id")
+            where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+            rows = self._db().execute(
+                f"SELECT {_COLS}, embedding FROM memories {where} ORDER BY created_at, id", args
+            )
             out = []
             for r in rows:
                 m = _row(r)
-                if include_embeddings:
-                    m["embedding"] = (
-                        None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
-                    )
+                m["embedding"] = None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
                 out.append(m)
             return out
 
-    def find(self, content: str) -> dict[str, Any] | None:
-        """The memory whose content equals ``content`` (case-insensitive), if any."""
+    def find(self, content: str, *, owner: str = DEFAULT_OWNER) -> dict[str, Any] | None:
+        """``owner``'s memory whose content equals ``content`` (case-insensitive), if any."""
         with self.lock:
             r = (
                 self._db()
                 .execute(
-                    f"SELECT {_COLS} FROM memories WHERE lower(content) = lower(?)",
-                    (content.strip(),),
+                    f"SELECT {_COLS} FROM memories WHERE owner = ? AND lower(content) = lower(?)",
+                    (owner, content.strip()),
                 )
                 .fetchone()
             )
             return None if r is None else _row(r)
 
-    def get_all_topics(self) -> list[str]:
+    def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
         with self.lock:
-            return sorted({t for m in self._sorted_rows() for t in m[3]})
+            return sorted({t for m in self._sorted_rows(owner) for t in m[3]})
 
     @property
     def memory_count(self) -> int:
+        """Memories of every owner (the size of the store)."""
         with self.lock:
             return int(self._db().execute("SELECT count(*) FROM memories").fetchone()[0])
 
@@ -312,30 +394,38 @@ class LongTermMemory:
                 "model": self.embedder.model_name if self.embedder is not None else None,
             }
 
-    def read_state(self) -> dict[str, Any]:
-        """Memories, count and topics as one consistent copy."""
+    def read_state(self, *, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
+        """``owner``'s memories, count, topics and evictions as one consistent copy."""
         with self.lock:
-            memories = self.get_all_memories()
+            memories = self.get_all_memories(owner=owner)
             topics = sorted({t for m in memories for t in m["topics"]})
-            return {"memories": memories, "memory_count": len(memories), "topics": topics}
+            return {
+                "memories": memories,
+                "memory_count": len(memories),
+                "topics": topics,
+                "max_memories": self.max_per_owner,
+                "evicted_count": self.evictions.get(owner, 0),
+            }
 
     # -- export / import --------------------------------------------------------------------
-    def export(self, path: str | os.PathLike[str]) -> int:
-        """Write all memories (without embeddings) to a JSON file atomically; returns the count."""
-        memories = self.get_all_memories()
+    def export(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
+        """Write ``owner``'s memories (no embeddings) to a JSON file atomically; the count."""
+        memories = self.get_all_memories(owner=owner)
         write_json_atomic(Path(path), {"version": 1, "memories": memories})
         return len(memories)
 
-    def import_(self, path: str | os.PathLike[str]) -> int:
-        """Add the memories of an exported file (embeddings recomputed); returns the count."""
+    def import_(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
+        """Add an exported file's memories to ``owner`` (embeddings recomputed); the count."""
         p = Path(path)
         data = read_json(p)
         memories = data.get("memories") if isinstance(data, Mapping) else data
         if not isinstance(memories, list):
             raise MemoryStoreError(f"memory import file {p} holds no 'memories' list")
-        return self.import_data(memories, where=str(p))
+        return self.import_data(memories, where=str(p), owner=owner)
 
-    def import_data(self, memories: Sequence[Any], where: str = "import") -> int:
+    def import_data(
+        self, memories: Sequence[Any], where: str = "import", *, owner: str = DEFAULT_OWNER
+    ) -> int:
         items = []
         for i, m in enumerate(memories):
             if not isinstance(m, Mapping) or not str(m.get("content", "")).strip():
@@ -351,6 +441,7 @@ class LongTermMemory:
                 source=str(m.get("source", "import")),
                 memory_id=str(m["id"]) if m.get("id") else None,
                 created_at=float(m["created_at"]) if m.get("created_at") else None,
+                owner=owner,
             )
         return len(items)
 

@@ -1,0 +1,114 @@
+"""Hardening against a real ``coda-lite serve``: what an adversarial run of the service found.
+
+One server for the module (the embedding model loads once). The LLM is the deterministic echo
+backend, so a cross answer can only come from memory, never from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.service_harness import coda_service
+
+NAMES = [
+    "Ada", "Boris", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas",
+    "Kasia", "Lars", "Mina", "Nadia", "Oskar", "Pablo", "Quentin", "Rosa", "Sven", "Tomasz",
+]  # fmt: skip
+
+
+class Service:
+    def __init__(self, base: str, home: Path) -> None:
+        self.base = base
+        self.home = home
+
+    def turn(self, **body: Any) -> requests.Response:
+        return requests.post(f"{self.base}/v1/turns", json=body, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    home = tmp_path_factory.mktemp("coda-home")
+    config = (
+        "tts:\n  backend: none\n"
+        "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
+    )
+    with coda_service(home, config=config) as base:
+        yield Service(base, home)
+
+
+def _name_of(response: str) -> set[str]:
+    return {n for n in NAMES if n in response}
+
+
+def test_twenty_parallel_sessions_each_get_only_their_own_memory(service: Service) -> None:
+    def converse(i: int) -> tuple[int, str]:
+        told = service.turn(text=f"My name is {NAMES[i]}.", session_id=f"par-{i}")
+        assert told.status_code == 200, told.text
+        asked = service.turn(text="What is my name?", session_id=f"par-{i}")
+        assert asked.status_code == 200, asked.text
+        return i, asked.json()["response"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(converse, range(20)))
+    cross = [(NAMES[i], r) for i, r in answers if _name_of(r) != {NAMES[i]}]
+    assert cross == [], f"{len(cross)} of 20 sessions got someone else's (or no) name: {cross}"
+
+
+def test_user_id_owns_memory_across_sessions_and_nothing_else(service: Service) -> None:
+    assert service.turn(text="I live in Reykjavik.", session_id="u-a1", user_id="uid-a").ok
+    same_user = service.turn(text="Where do I live?", session_id="u-a2", user_id="uid-a")
+    assert "Reykjavik" in same_user.json()["response"]
+    other_user = service.turn(text="Where do I live?", session_id="u-a1", user_id="uid-b")
+    assert "Reykjavik" not in other_user.json()["response"]
+    session_only = service.turn(text="Where do I live?", session_id="u-a1")
+    assert "Reykjavik" not in session_only.json()["response"]
+    bad = service.turn(text="hi", user_id="../etc")
+    assert bad.status_code == 400 and "user_id" in bad.json()["error"]["message"]
+
+
+def _snapshot_docs(home: Path, owners: set[str], timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Snapshot documents of ``owners``, once each owner has one (they are written behind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        docs = [json.loads(p.read_text()) for p in sorted((home / "snapshots").glob("*.json"))]
+        mine = [d for d in docs if d.get("owner") in owners]
+        if {d["owner"] for d in mine} == owners or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.2)
+
+
+def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
+    for i in (0, 1):
+        assert service.turn(text=f"My name is {NAMES[i]}.", session_id=f"snap-{i}").ok
+    docs = _snapshot_docs(service.home, {"snap-0", "snap-1"})
+    assert {d["owner"] for d in docs} == {"snap-0", "snap-1"}
+    seen: dict[str, set[str]] = {"snap-0": set(), "snap-1": set()}
+    for doc in docs:
+        texts = [t["content"] for t in doc["short_term"]["turns"]]
+        texts += [m["content"] for m in doc["long_term"]["memories"]]
+        seen[doc["owner"]] |= {n for t in texts for n in _name_of(t)}
+    assert seen == {"snap-0": {NAMES[0]}, "snap-1": {NAMES[1]}}
+
+
+def test_snapshot_files_are_redacted_and_private(service: Service) -> None:
+    secret = "Mail me at ada.lovelace@example.com or call +44 20 7946 0958."
+    assert service.turn(text=secret, session_id="pii-1").ok
+    docs = _snapshot_docs(service.home, {"pii-1"})
+    assert docs, "no snapshot of the PII turn was written"
+    raw = json.dumps(docs)
+    assert "ada.lovelace@example.com" not in raw and "7946" not in raw
+    assert "[EMAIL]" in raw
+    home = service.home
+    for folder in (home / "snapshots", home / "data", home / "pipeline_logs", home / "traces"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for f in [home / "data" / "memory.sqlite3", *(home / "snapshots").glob("*.json")]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
