@@ -6,8 +6,11 @@ backend, so a cross answer can only come from memory, never from the model.
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 import stat
+import struct
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +41,7 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("coda-home")
     config = (
-        "tts:\n  backend: none\n"
+        "tts:\n  backend: none\nserver:\n  max_body_bytes: 4000000\n"
         "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
     )
     with coda_service(home, config=config) as base:
@@ -112,3 +115,39 @@ def test_snapshot_files_are_redacted_and_private(service: Service) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     for f in [home / "data" / "memory.sqlite3", *(home / "snapshots").glob("*.json")]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def _wav_header_only(rate: int, data: bytes, channels: int = 1, width: int = 2) -> bytes:
+    """A WAV whose header declares ``rate`` (the wave module refuses to write odd rates)."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * width, channels * width,
+                      width * 8)  # fmt: skip
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _rss(service: Service) -> float:
+    text = requests.get(f"{service.base}/metrics", timeout=30).text
+    line = next(ln for ln in text.splitlines() if ln.startswith("process_resident_memory_bytes"))
+    return float(line.split()[-1])
+
+
+def test_hostile_wav_headers_are_refused_before_decoding(service: Service) -> None:
+    noise = bytes(random.Random(1).getrandbits(8) for _ in range(10_000))
+    bomb = base64.b64encode(_wav_header_only(1, noise)).decode()
+    before = _rss(service)
+    for _ in range(4):
+        r = service.turn(audio_wav_base64=bomb)
+        assert r.status_code == 422, r.text
+        assert "sample rate of 1 Hz" in r.json()["error"]["message"]
+    grown = _rss(service) - before
+    assert grown < 50 * 2**20, f"resident memory grew by {grown / 2**20:.0f} MiB"
+
+    cases = {
+        "10000000 Hz": _wav_header_only(10_000_000, noise),
+        "unsupported format (64 channels": _wav_header_only(16000, noise[:8192], channels=64),
+        "at most 120 s": _wav_header_only(8000, b"\x01\x02" * 8000 * 121),
+    }
+    for message, wav in cases.items():
+        r = service.turn(audio_wav_base64=base64.b64encode(wav).decode())
+        assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
