@@ -72,10 +72,11 @@ class CachedLLM:
 
 
 def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
-    """Read memory item counts at scrape time.
+    """Read memory item counts at scrape time, from counters kept in memory.
 
     The snapshot emitter sets these gauges too, but only every N operations; with a function
-    attached, the scrape-time value is the one exported.
+    attached, the scrape-time value is the one exported. No lock and no SQL: a scrape never
+    waits behind a turn (or behind another process holding the database).
     """
 
     def reader(read: Callable[[], int]) -> Callable[[], float]:
@@ -90,7 +91,7 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
     memory, long_term = pipeline.memory, pipeline.long_term
     items = metrics.memory_items
     items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
-    items.labels(tier="long_term").set_function(reader(lambda: long_term.memory_count))
+    items.labels(tier="long_term").set_function(reader(lambda: long_term.approx_count))
 
 
 @dataclass

@@ -71,6 +71,7 @@ class MemoryConfig:
     retrieve_k: int = 3
     min_score: float = 0.3
     max_memories_per_owner: int = 200  # beyond it the least important, oldest are evicted
+    busy_timeout: float = 10.0  # s a write waits while another process holds the database
 
 
 @dataclass

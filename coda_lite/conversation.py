@@ -10,7 +10,9 @@ audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(nam
 (see :mod:`coda_lite.observer`), so whoever observes sees the stage boundaries; this module
 has no telemetry of its own. Memory is read and written for one owner: ``user_id``, else
 ``session_id``, else ``"default"`` (:func:`memory_owner`). A failing stage raises
-:class:`StageError` naming the stage; the next turn is unaffected.
+:class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
+(a full disk, a locked database) does not fail the turn: the answer is returned with a
+warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class TurnResult:
     turn: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     memories_used: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the turn
 
 
 class _STT(Protocol):
@@ -149,11 +152,17 @@ class ConversationManager:
                 added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
                 st.set_output({"success": True, "memories_added": len(added or [])})
 
-            await stage(
-                "memory_update",
-                {"user_message": transcript, "assistant_message": answer.text},
-                update,
-            )
+            warnings: list[str] = []
+            try:
+                await stage(
+                    "memory_update",
+                    {"user_message": transcript, "assistant_message": answer.text},
+                    update,
+                )
+            except StageError as exc:
+                # The answer exists: the user gets it. The stage's own scope has recorded the
+                # failure (its span's status, the stage error count); the result says so.
+                warnings.append(f"not remembered: {exc}")
 
             async def speak(st: StageScope) -> bytes:
                 audio = await self.tts.synthesize(answer.text)
@@ -171,6 +180,7 @@ class ConversationManager:
                 turn=turn,
                 timings=timings,
                 memories_used=context,
+                warnings=warnings,
             )
 
     def _stt_work(

@@ -65,7 +65,10 @@ def build_pipeline(
     embedder_component = make_embedder(config.embeddings)
     embedder = wrap_embedder(embedder_component) if wrap_embedder else embedder_component
     long_term = LongTermMemory(
-        config.memory_db_path, embedder, max_per_owner=config.memory.max_memories_per_owner
+        config.memory_db_path,
+        embedder,
+        max_per_owner=config.memory.max_memories_per_owner,
+        busy_timeout=config.memory.busy_timeout,
     )
     memory = MemoryManager(
         ShortTermMemory(config.memory.short_term_turns),

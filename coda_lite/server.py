@@ -141,6 +141,8 @@ async def post_turn(request: web.Request) -> web.Response:
         "turn": result.turn,
         "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
     }
+    if result.warnings:
+        body["warnings"] = result.warnings  # e.g. the turn was answered but not remembered
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
     return web.json_response(body)

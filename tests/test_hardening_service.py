@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sqlite3
 import stat
 import struct
 import time
@@ -42,6 +43,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("coda-home")
     config = (
         "tts:\n  backend: none\nserver:\n  max_body_bytes: 4000000\n"
+        "memory:\n  busy_timeout: 2\n"
         "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
     )
     with coda_service(home, config=config) as base:
@@ -78,21 +80,31 @@ def test_user_id_owns_memory_across_sessions_and_nothing_else(service: Service) 
     assert bad.status_code == 400 and "user_id" in bad.json()["error"]["message"]
 
 
-def _snapshot_docs(home: Path, owners: set[str], timeout: float = 15.0) -> list[dict[str, Any]]:
-    """Snapshot documents of ``owners``, once each owner has one (they are written behind)."""
+def _snapshot_docs(
+    service: Service, owners: set[str], *, need_memory: bool = True, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """Snapshot documents of ``owners`` once each has one (holding a memory, if needed).
+
+    Snapshots are written behind and dropped when the writer's queue is full (after a burst
+    of turns), so an owner still missing one is asked a question (one more operation).
+    """
     deadline = time.monotonic() + timeout
     while True:
-        docs = [json.loads(p.read_text()) for p in sorted((home / "snapshots").glob("*.json"))]
+        paths = sorted((service.home / "snapshots").glob("*.json"))
+        docs = [json.loads(p.read_text()) for p in paths]
         mine = [d for d in docs if d.get("owner") in owners]
-        if {d["owner"] for d in mine} == owners or time.monotonic() > deadline:
+        done = {d["owner"] for d in mine if d["long_term"]["memories"] or not need_memory}
+        if done == owners or time.monotonic() > deadline:
             return mine
-        time.sleep(0.2)
+        for owner in owners - done:
+            service.turn(text="What do you know?", session_id=owner)
+        time.sleep(0.3)
 
 
 def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
     for i in (0, 1):
         assert service.turn(text=f"My name is {NAMES[i]}.", session_id=f"snap-{i}").ok
-    docs = _snapshot_docs(service.home, {"snap-0", "snap-1"})
+    docs = _snapshot_docs(service, {"snap-0", "snap-1"})
     assert {d["owner"] for d in docs} == {"snap-0", "snap-1"}
     seen: dict[str, set[str]] = {"snap-0": set(), "snap-1": set()}
     for doc in docs:
@@ -105,7 +117,7 @@ def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
 def test_snapshot_files_are_redacted_and_private(service: Service) -> None:
     secret = "Mail me at ada.lovelace@example.com or call +44 20 7946 0958."
     assert service.turn(text=secret, session_id="pii-1").ok
-    docs = _snapshot_docs(service.home, {"pii-1"})
+    docs = _snapshot_docs(service, {"pii-1"}, need_memory=False)
     assert docs, "no snapshot of the PII turn was written"
     raw = json.dumps(docs)
     assert "ada.lovelace@example.com" not in raw and "7946" not in raw
@@ -151,3 +163,34 @@ def test_hostile_wav_headers_are_refused_before_decoding(service: Service) -> No
     for message, wav in cases.items():
         r = service.turn(audio_wav_base64=base64.b64encode(wav).decode())
         assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
+
+
+def test_a_locked_database_stalls_neither_scrapes_nor_questions(service: Service) -> None:
+    assert service.turn(text="My name is Ines.", session_id="lock-q").ok
+    holder = sqlite3.connect(service.home / "data" / "memory.sqlite3", timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            writer = pool.submit(service.turn, text="My name is Lars.", session_id="lock-w")
+            time.sleep(0.5)  # the writer is now waiting for the database
+            t0 = time.monotonic()
+            scrape = requests.get(f"{service.base}/metrics", timeout=30)
+            scrape_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            health = requests.get(f"{service.base}/health/live", timeout=30)
+            question = service.turn(text="What is my name?", session_id="lock-q")
+            question_s = time.monotonic() - t0
+            assert scrape.status_code == health.status_code == question.status_code == 200
+            assert "Ines" in question.json()["response"]
+            assert scrape_s < 1.0 and question_s < 1.5, (scrape_s, question_s)
+            written = writer.result(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    # the fact could not be stored, but the user still got the answer, with a warning
+    assert written.status_code == 200, written.text
+    assert "locked" in written.json()["warnings"][0]
+    text = requests.get(f"{service.base}/metrics", timeout=30).text
+    prefix = "coda_pipeline_stage_errors_total{"
+    failed = [ln for ln in text.splitlines() if ln.startswith(prefix) and "memory_update" in ln]
+    assert failed and float(failed[0].split()[-1]) >= 1

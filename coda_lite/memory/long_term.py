@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+_T = TypeVar("_T")
 _Mirrored = tuple[str, str, float, tuple[str, ...], float, str, str]  # _COLS, then owner
 
 
@@ -98,6 +99,7 @@ class LongTermMemory:
         *,
         max_per_owner: int = DEFAULT_MAX_PER_OWNER,
         on_evict: Callable[[str, int], None] | None = None,
+        busy_timeout: float = 10.0,
     ) -> None:
         if max_per_owner < 1:
             raise ValueError(f"max_per_owner must be at least 1, got {max_per_owner}")
@@ -106,6 +108,9 @@ class LongTermMemory:
         self.max_per_owner = max_per_owner
         self.on_evict = on_evict
         self.evictions: dict[str, int] = {}  # owner -> memories evicted since start
+        self.busy_timeout = busy_timeout
+        #: Memories of every owner, kept without SQL (a scrape reads it, never waiting on a lock)
+        self.approx_count = 0
         self.lock = threading.RLock()
         self.stats = CallStats()
         self._conn: sqlite3.Connection | None = None
@@ -130,6 +135,8 @@ class LongTermMemory:
                     with conn:
                         conn.execute(_ADD_OWNER)
                 conn.execute(_OWNER_INDEX)
+                self.approx_count = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+                conn.execute("PRAGMA busy_timeout = 0")  # waits happen in _write, lock released
             except sqlite3.Error as exc:
                 raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
             self._conn = conn
@@ -148,10 +155,12 @@ class LongTermMemory:
 
     def _check_external_writes(self) -> None:
         """Drop the caches if another connection committed since they were built."""
-        version = int(self._db().execute("PRAGMA data_version").fetchone()[0])
+        db = self._db()
+        version = int(db.execute("PRAGMA data_version").fetchone()[0])
         if version != self._data_version:
             self._drop_caches()
             self._data_version = version
+            self.approx_count = int(db.execute("SELECT count(*) FROM memories").fetchone()[0])
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -200,12 +209,13 @@ class LongTermMemory:
         blob = None if embedding is None else np.asarray(embedding, np.float32).tobytes()
         dim = None if embedding is None else int(np.asarray(embedding).size)
         model = self.embedder.model_name if self.embedder is not None else None
-        with self.lock, self.stats.track(content):
-            db = self._db()
+
+        def insert(db: sqlite3.Connection) -> int:
             taken = db.execute("SELECT owner FROM memories WHERE id = ?", (memory["id"],))
             row_owner = taken.fetchone()
             if row_owner is not None and row_owner[0] != owner:
                 memory["id"] = uuid.uuid4().hex
+                row_owner = None
             with db:
                 db.execute(
                     "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -223,6 +233,7 @@ class LongTermMemory:
                     ),
                 )
                 evicted = self._evict(db, owner)
+            self.approx_count += (row_owner is None) - evicted
             self._index.pop(owner, None)
             if evicted:
                 self._mirror = self._ordered = None
@@ -237,6 +248,10 @@ class LongTermMemory:
                     self._ordered = None
                 elif self._ordered is not None:
                     bisect.insort(self._ordered, row, key=_order)
+            return evicted
+
+        with self.stats.track(content):
+            evicted = self._write(insert)
         if evicted:
             self.evictions[owner] = self.evictions.get(owner, 0) + evicted
             if self.on_evict is not None:
@@ -258,16 +273,41 @@ class LongTermMemory:
 
     def clear(self, owner: str | None = DEFAULT_OWNER) -> int:
         """Delete ``owner``'s memories (``None``: every owner's); returns how many."""
-        with self.lock, self.stats.track():
-            db = self._db()
+
+        def delete(db: sqlite3.Connection) -> int:
             with db:
                 if owner is None:
-                    n = db.execute("DELETE FROM memories").rowcount
+                    n = int(db.execute("DELETE FROM memories").rowcount)
                 else:
-                    n = db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount
+                    n = int(db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount)
+            self.approx_count -= n
             self._index = {}
             self._mirror = self._ordered = None
-            return int(n)
+            return n
+
+        with self.stats.track():
+            return self._write(delete)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work(db)`` under the lock; while another connection holds the database's write
+        lock, wait with the lock released (reads go on), for at most ``busy_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            with self.lock:
+                try:
+                    return work(self._db())
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+            if time.monotonic() >= deadline:
+                raise MemoryStoreError(
+                    f"memory database {self.path} is locked by another connection "
+                    f"(waited {self.busy_timeout:g} s)"
+                )
+            time.sleep(pause)
+            pause = min(0.1, pause * 2)
 
     # -- reads ------------------------------------------------------------------------------
     def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:

@@ -70,9 +70,14 @@ class MemoryManager:
 
     @property
     def short_term_turns(self) -> int:
-        """Short-term turns held for every owner (a size, for the memory gauge)."""
-        with self.lock:
-            return sum(len(st.turns) for st in self._short.values())
+        """Short-term turns held for every owner (a size for the gauge; takes no lock)."""
+        for _ in range(5):
+            try:
+                memories = list(self._short.values())
+            except RuntimeError:  # resized while copied: try again
+                continue
+            return sum(st.size for st in memories)
+        raise RuntimeError("owners kept changing while counted")
 
     # -- listeners --------------------------------------------------------------------------
     def add_operation_listener(self, cb: Callable[..., None]) -> None:
@@ -144,20 +149,22 @@ class MemoryManager:
                 short_term = self.short_term_of(owner)
                 short_term.add_turn("user", user)
                 short_term.add_turn("assistant", assistant)
-                added = []
-                for i, fact in enumerate(facts):
-                    if lt.find(fact.content, owner=owner) is not None:
-                        continue
-                    added.append(
-                        lt.add(
-                            fact.content,
-                            importance=fact.importance,
-                            topics=fact.topics,
-                            embedding=None if vecs is None else vecs[i],
-                            owner=owner,
-                        )
+            # Long-term writes may wait for the database: outside the manager's lock, so
+            # snapshots and the size gauge never wait behind them.
+            added = []
+            for i, fact in enumerate(facts):
+                if lt.find(fact.content, owner=owner) is not None:
+                    continue
+                added.append(
+                    lt.add(
+                        fact.content,
+                        importance=fact.importance,
+                        topics=fact.topics,
+                        embedding=None if vecs is None else vecs[i],
+                        owner=owner,
                     )
-                return added
+                )
+            return added
 
         added = await asyncio.to_thread(write, facts)
         self._notify("add_interaction", owner)
@@ -169,7 +176,7 @@ class MemoryManager:
         def wipe() -> None:
             with self.lock:
                 self.short_term_of(owner).clear()
-                self.long_term.clear(owner)
+            self.long_term.clear(owner)  # may wait for the database: not under our lock
 
         await asyncio.to_thread(wipe)
         self._notify("clear", owner)
@@ -203,7 +210,7 @@ class MemoryManager:
             with self.lock:
                 if "short_term" in data:
                     self.short_term_of(owner).import_data(data["short_term"])
-                return self.long_term.import_data(memories, where=str(p), owner=owner)
+            return self.long_term.import_data(memories, where=str(p), owner=owner)
 
         n = await asyncio.to_thread(load)
         self._notify("import", owner)
