@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,58 +31,13 @@ from opentelemetry import trace
 from coda_otel import env
 from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
 from coda_otel.pipeline.conversation_log import ConversationLogWriter, StageRecord, build_log
-from coda_otel.pipeline.scopes import Conversation, DisabledConversation, unreadable
-from coda_otel.sanitize import Sanitizer, size_of
+from coda_otel.pipeline.reported import report_stage
+from coda_otel.pipeline.scopes import Conversation, DisabledConversation
+from coda_otel.sanitize import Sanitizer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ConversationPipelineDebugger"]
-
-
-def _record_reported_stage(
-    conv: Conversation, name: str, inputs: Any, output: Any, metadata: dict[str, Any]
-) -> StageRecord:
-    """The spec API: a stage reported after it ran (``metadata['duration_ms']``)."""
-    end_ns = time.time_ns()
-    try:
-        duration = max(0.0, float(metadata.get("duration_ms") or 0.0) / 1000)
-    except (TypeError, ValueError):
-        duration = 0.0
-    start_ns = end_ns - int(duration * 1e9)
-    try:
-        in_size = size_of(inputs)
-    except Exception:  # content that cannot be measured never fails the caller
-        inputs, in_size = unreadable(inputs), 0
-    try:
-        out_size = size_of(output)
-    except Exception:
-        output, out_size = unreadable(output), 0
-    record = StageRecord(
-        name, "ok", start_ns / 1e9, duration, inputs, output, in_size, out_size,
-        conv.trace_id, conv.span_id, metadata,
-    )  # fmt: skip
-    if name == "error":  # the spec's error record: mark the root, no span of its own
-        source = inputs.get("error") if isinstance(inputs, Mapping) else inputs
-        record.status, record.error_type = "error", str(metadata.get("error_type") or "Error")
-        record.error_message = conv.dbg.sanitizer.text(str(source))
-        conv.span.add_event(
-            "exception",
-            {"exception.type": record.error_type, "exception.message": record.error_message},
-        )
-        with conv.lock:
-            conv.error = conv.error or record
-    else:
-        attrs = conv.start_attributes(name, inputs, in_size)
-        attrs.update({"coda.output.size": out_size, "coda.stage.status": "ok"})
-        if name == "llm" and "model" in metadata:
-            attrs["gen_ai.request.model"] = str(metadata["model"])
-        span = conv.dbg.tracer.start_span(
-            name, context=conv.context, attributes=attrs, start_time=start_ns
-        )
-        record.span_id = conv.span_hex(span)
-        span.end(end_time=end_ns)
-    conv.add(record)
-    return record
 
 
 class ConversationPipelineDebugger:
@@ -184,9 +138,7 @@ class ConversationPipelineDebugger:
                 conv = self._current
             if conv is None:
                 return None
-        record = _record_reported_stage(
-            conv, stage_name, input_data, output_data, dict(metadata or {})
-        )
+        record = report_stage(conv, stage_name, input_data, output_data, dict(metadata or {}))
         self.logger.info(
             "Stage: %s | Duration: %.1fms | Input size: %d | Output size: %d",
             stage_name,
