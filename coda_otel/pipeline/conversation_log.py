@@ -34,13 +34,8 @@ from typing import Any
 
 from coda_otel.background import BackgroundWriter
 from coda_otel.events import Status
-from coda_otel.files import (
-    InvalidIdError,
-    RetentionIndex,
-    atomic_write_json,
-    new_id,
-    validate_id,
-)
+from coda_otel.files import InvalidIdError, atomic_write_json, new_id, validate_id
+from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
 
 logger = logging.getLogger(__name__)

@@ -47,9 +47,10 @@ from typing import Any
 from opentelemetry import trace
 
 from coda_otel.background import BackgroundWriter
-from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_id
+from coda_otel.files import atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
+from coda_otel.retention import RetentionIndex
 from coda_otel.snapshots.diff import diff_snapshots
 from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document, default_snapshot_dir
 from coda_otel.snapshots.trace import record_snapshot

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from coda_otel import env
-from coda_otel.files import ID_PATTERN, enforce_retention, safe_path
+from coda_otel.files import ID_PATTERN, safe_path
+from coda_otel.retention import enforce_retention
 
 PREFIX = "memory_"
 SUFFIX = ".json"
