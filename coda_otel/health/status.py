@@ -65,7 +65,10 @@ class HealthReport:
         self._listeners.append(listener)
 
     def status(self) -> dict[str, Any]:
-        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        """Overall and per-component health as JSON-able data.
+
+        Keys: ``overall_health``, ``ready``, ``components`` (by name) and ``process``.
+        """
         now = self._clock()
         components = {name: self._describe_state(st, now) for name, st in self._states.items()}
         return {

@@ -189,7 +189,10 @@ class CodaWatchdog:
         self._report.set_status(st, "unknown")
 
     def get_health_status(self) -> dict[str, Any]:
-        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        """Overall and per-component health as JSON-able data.
+
+        Keys: ``overall_health``, ``ready``, ``components`` (by name) and ``process``.
+        """
         return self._report.status()
 
     # --- checking ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class StageRecord:
         return entry
 
     def error_entry(self, sanitizer: Sanitizer, conversation_id: str) -> dict[str, Any]:
-        """The spec's ``error`` stage record for a failed stage (message and traceback)."""
+        """The ``error`` stage record for a failed stage (message and traceback)."""
         ended = self.started_at + self.duration_s
         return {
             "conversation_id": conversation_id,

@@ -11,7 +11,7 @@ composition root passes it where the pipeline expects an observer::
             st.set_llm_usage(model="llama3", input_tokens=812, output_tokens=64)
     conv.conversation_id, conv.trace_id                            # trace_id: 32 hex or None
 
-``with conv.stage(...)`` also works synchronously (in a worker thread). The spec's API keeps
+``with conv.stage(...)`` also works synchronously (in a worker thread). The reported-stage API keeps
 one current conversation: ``start_conversation()``, ``log_stage(name, input, output,
 {"duration_ms": ...})``, ``end_conversation()``. ``dbg.enabled = False`` makes every scope a
 shared no-op; ``dbg.capture_content = True`` puts (redacted) content previews on spans.
@@ -103,7 +103,7 @@ class ConversationPipelineDebugger:
             return DisabledConversation(cid)
         return Conversation(self, cid, session_id, turn)
 
-    # --- spec API (one current conversation) -------------------------------------------------
+    # --- reported-stage API (one current conversation) ---------------------------------------
     def start_conversation(self, conversation_id: str | None = None) -> str:
         """Start tracking a new conversation (ends an unfinished one first) and return its id."""
         cid = conversation_id or uuid.uuid4().hex
@@ -190,7 +190,7 @@ class ConversationPipelineDebugger:
         return self.log_writer.flush(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> bool:
-        """End the spec API's current conversation, write queued logs, stop the writer."""
+        """End the reported-stage API's current conversation, write queued logs, stop the writer."""
         with self._lock:
             conv, self._current = self._current, None
         if conv is not None:

@@ -224,7 +224,7 @@ class Conversation:
             )
 
     def finish(self, exc: BaseException | None, *, save: bool) -> dict[str, Any] | None:
-        """End the root span, tell listeners, queue the log (built now for the spec API)."""
+        """End the root span, tell listeners, queue the log (built now for reported stages)."""
         with self.lock:
             if self._finished:
                 return None

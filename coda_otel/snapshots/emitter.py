@@ -140,7 +140,7 @@ class MemorySnapshotEmitter:
     ) -> None:
         """Count one memory operation; snapshot on every ``interval``-th and on clear/import/export.
 
-        ``memory_id`` and ``query`` are accepted for the spec's signature and never recorded.
+        ``memory_id`` and ``query`` are accepted for callers that pass them and never recorded.
         """
         try:
             op = str(operation_type)
@@ -287,7 +287,7 @@ class MemorySnapshotEmitter:
 
     # -- comparison ----------------------------------------------------------------------
     def compare_snapshots(self, snapshot_id1: str, snapshot_id2: str) -> dict[str, Any]:
-        """The full diff (spec keys included) from ``snapshot_id1`` to ``snapshot_id2``.
+        """The full diff (count keys included) from ``snapshot_id1`` to ``snapshot_id2``.
 
         Ids are validated; a missing or unreadable snapshot raises FileNotFoundError/ValueError.
         """
