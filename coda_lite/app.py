@@ -35,6 +35,7 @@ from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
+from coda_otel.health.disk import DiskSpace
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.watchdog import CodaWatchdog
@@ -44,6 +45,7 @@ from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
+from coda_otel.write_guard import WriteGuard
 from coda_otel.ws.hub import DebugHub
 
 log = logging.getLogger(__name__)
@@ -146,11 +148,18 @@ def build_app(
     config.ensure_dirs()
     tel = config.telemetry
     metrics = CodaMetrics(registry, version=__version__)
+    disk = DiskSpace(
+        config.home,
+        low_bytes=tel.disk_low_bytes,
+        reserve_bytes=tel.disk_reserve_bytes,
+        metrics=metrics,
+    )
     telemetry = configure(
         service_version=__version__,
         coda_home=config.home,
         metrics=metrics,
         set_global=set_global_tracer,
+        write_room=disk.telemetry_may_write,
     )
     capture = tel.capture_content or env.flag(
         env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False
@@ -164,6 +173,9 @@ def build_app(
         sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
+    )
+    debugger.log_writer.guard = WriteGuard(
+        "conversation_logs", metrics=metrics, room=disk.telemetry_may_write
     )
     caches = CacheDebugger(enabled=tel.enabled, metrics=metrics)
 
@@ -205,11 +217,13 @@ def build_app(
         tracer_provider=telemetry.tracer_provider,
         sanitizer=sanitizer,  # snapshot files are redacted like spans and logs
     )
+    snapshots.guard = WriteGuard("snapshots", metrics=metrics, room=disk.telemetry_may_write)
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
     pipeline.long_term.on_evict = lambda _owner, n: metrics.memory_evictions.inc(n)
     watch_memory_size(metrics, pipeline)
     watchdog = CodaWatchdog(
-        faults.wrap_all(pipeline.components),
+        [*faults.wrap_all(pipeline.components), disk],
+        required=[c.name for c in pipeline.components],  # a low disk degrades, never fails
         check_interval=tel.health_interval,
         heartbeat_timeout=tel.heartbeat_timeout,
         failure_threshold=tel.failure_threshold,

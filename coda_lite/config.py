@@ -108,6 +108,10 @@ class TelemetryConfig:
     leak_window: int = 60
     leak_min_samples: int = 10
     leak_slope_bytes_per_s: float = 16 * 1024.0  # = coda_otel.health.leak.DEFAULT_SLOPE_THRESHOLD
+    # free space of CODA_HOME: health degrades below disk_low_bytes; telemetry files (traces,
+    # logs, snapshots) stop at disk_reserve_bytes, leaving the rest to the memory store
+    disk_low_bytes: int = 200 * MiB
+    disk_reserve_bytes: int = 50 * MiB
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,10 +28,13 @@ def coda_service(
     config: str = "",
     env: Mapping[str, str | None] | None = None,
     fault_injection: bool = True,
+    launcher: Sequence[str] = ("-m", "coda_lite"),
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
     Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
+    ``launcher`` is what python runs before ``serve ...`` (a wrapper script that sets process
+    limits, then runs ``coda_lite``).
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
@@ -46,7 +49,7 @@ def coda_service(
         **(env or {}),
     }
     full_env = {k: v for k, v in merged.items() if v is not None}
-    argv = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
+    argv = [sys.executable, *launcher, "serve", "--port", str(port)]
     if fault_injection:
         argv.append("--allow-fault-injection")
     base = f"http://127.0.0.1:{port}"

@@ -67,6 +67,7 @@ from coda_otel.snapshots.store import (
     redact_document,
 )
 from coda_otel.snapshots.trace import record_snapshot
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ SnapshotListener = Callable[[dict[str, Any]], None]
 ALWAYS_SNAPSHOT: frozenset[str] = frozenset({"clear", "import", "export"})
 DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_BYTES = 100 * 2**20
+
+
+class _Skipped(Exception):
+    """A snapshot not written to keep the disk reserve (already counted by the guard)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,6 +131,9 @@ class MemorySnapshotEmitter:
         self.errors = 0
         self._source = memory_source
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer()
+        #: keeps the disk reserve, counts and logs failed writes (replace to wire metrics/room)
+        self.guard = WriteGuard("snapshots", metrics=metrics)
+        self._last_size = 64 * 1024
         self._metrics = metrics
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._listeners: list[SnapshotListener] = list(listeners)
@@ -252,9 +260,15 @@ class MemorySnapshotEmitter:
                  **{f"memory.{k}": v for k, v in counts.items()}}  # fmt: skip
         own_span = record_snapshot(self._tracer, job.span, attrs, start_ns)
         try:
+            if not self.guard.may_write(self._last_size):
+                raise _Skipped()
             size = self._write(job, doc, time.perf_counter() - t0)
+            self.guard.succeeded()
         except Exception as exc:
-            logger.exception("could not write snapshot %s", job.path)
+            if isinstance(exc, OSError):
+                self.guard.failed(exc)  # a full disk: counted, logged once per burst
+            elif not isinstance(exc, _Skipped):
+                logger.exception("could not write snapshot %s", job.path)
             self._fail("write_error")
             if own_span is not None:
                 own_span.record_exception(exc)
@@ -279,6 +293,7 @@ class MemorySnapshotEmitter:
     def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()
         size = atomic_write_json(job.path, doc, indent=None)
+        self._last_size = size
         deleted = self._retention.record(job.path, size)
         if any(p.name == job.path.name for p in deleted):
             logger.warning("snapshot %s (%d bytes) exceeds max_bytes; deleted", job.path, size)

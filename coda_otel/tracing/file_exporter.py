@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from coda_otel.files import new_id
 from coda_otel.retention import enforce_retention
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class FileSpanExporter(SpanExporter):
         max_file_bytes: int = 8 * 2**20,
         max_files: int = 10,
         max_total_bytes: int = 64 * 2**20,
+        guard: WriteGuard | None = None,
     ) -> None:
         if max_file_bytes < 1 or max_files < 1 or max_total_bytes < 1:
             raise ValueError("max_file_bytes, max_files and max_total_bytes must be positive")
@@ -105,6 +107,7 @@ class FileSpanExporter(SpanExporter):
         self.max_total_bytes = max_total_bytes
         self._lock = threading.Lock()
         self._shutdown = False
+        self.guard = guard if guard is not None else WriteGuard("traces")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -113,13 +116,16 @@ class FileSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         try:
             line = encode_json_line(spans)
+            if not self.guard.may_write(len(line)):
+                return SpanExportResult.FAILURE  # counted: the disk reserve is not for traces
             with self._lock:
-                self.folder.mkdir(parents=True, exist_ok=True)
+                self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._rotate_if_needed(len(line))
                 append_whole_line(self.path, line)
         except (OSError, ValueError) as exc:
-            logger.warning("could not write %d spans to %s: %s", len(spans), self.path, exc)
+            self.guard.failed(exc)  # counted per reason, logged once per burst
             return SpanExportResult.FAILURE
+        self.guard.succeeded()
         return SpanExportResult.SUCCESS
 
     def _rotate_if_needed(self, incoming: int) -> None:
