@@ -35,6 +35,7 @@ from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
+from coda_otel.events import ListenerBase, StageEvent
 from coda_otel.health.disk import DiskSpace
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
@@ -95,6 +96,32 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
     items = metrics.memory_items
     items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
     items.labels(tier="long_term").set_function(reader(lambda: long_term.approx_count))
+
+
+#: Which component a stage's deadline speaks about.
+STAGE_COMPONENTS = {
+    "stt": "stt",
+    "memory_retrieval": "memory_store",
+    "llm": "llm",
+    "memory_update": "memory_store",
+    "tts": "tts",
+}
+
+
+class StageDeadlines(ListenerBase):
+    """A stage past its deadline is evidence against its component: it turns unhealthy
+    (whatever its own probe says) until one of its calls succeeds again."""
+
+    def __init__(self, components: Sequence[Any]) -> None:
+        self.by_name = {c.name: c for c in components}
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        if event.status != "error" or not (event.error_type or "").endswith("StageTimeoutError"):
+            return
+        component = self.by_name.get(STAGE_COMPONENTS.get(event.stage, ""))
+        stats = getattr(component, "stats", None)
+        if stats is not None:
+            stats.record_timeout(event.error_message or f"{event.stage} stage deadline passed")
 
 
 @dataclass
@@ -169,7 +196,7 @@ def build_app(
         enabled=tel.enabled,
         output_dir=config.pipeline_logs_dir,
         tracer_provider=telemetry.tracer_provider,
-        listeners=[PipelineMetrics(metrics)],
+        listeners=[PipelineMetrics(metrics)],  # StageDeadlines added once the pipeline exists
         sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
@@ -205,7 +232,11 @@ def build_app(
         wrap_llm=wrap_llm,
         wrap_stt=lambda stt: faults.guard("stt", stt, ["transcribe"]),
         wrap_tts=lambda tts: faults.guard("tts", tts, ["synthesize"]),
+        wrap_memory_store=lambda store: faults.guard(
+            "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
+        ),
     )
+    debugger.add_listener(StageDeadlines(pipeline.components))
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,
         snapshot_dir=config.snapshots_dir,

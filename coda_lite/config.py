@@ -115,6 +115,27 @@ class TelemetryConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """End-to-end deadline of each stage, in seconds: past it the stage fails (HTTP 504) and
+    the stage's component is marked unhealthy until one of its calls succeeds again."""
+
+    stt_timeout: float = 60.0
+    memory_retrieval_timeout: float = 15.0
+    llm_timeout: float = 65.0  # above llm.timeout, so the backend's own error shows first
+    memory_update_timeout: float = 15.0  # above memory.busy_timeout
+    tts_timeout: float = 35.0  # above tts.timeout
+
+    def stage_timeouts(self) -> dict[str, float]:
+        return {
+            "stt": self.stt_timeout,
+            "memory_retrieval": self.memory_retrieval_timeout,
+            "llm": self.llm_timeout,
+            "memory_update": self.memory_update_timeout,
+            "tts": self.tts_timeout,
+        }
+
+
+@dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -134,6 +155,7 @@ class Config:
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -282,6 +304,9 @@ def load_config(
             _apply(config, data, "")
     _env_overrides(config, env)
     _check_supervision(config.telemetry)
+    for stage, limit in config.pipeline.stage_timeouts().items():
+        if limit <= 0:
+            raise ConfigError(f"pipeline.{stage}_timeout must be positive")
     return config
 
 

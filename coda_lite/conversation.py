@@ -17,6 +17,7 @@ warning in ``TurnResult.warnings``, and the stage's failure is observed as any o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -32,6 +33,10 @@ from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserve
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
+
+
+class StageTimeoutError(TimeoutError):
+    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
 
 
 class StageError(RuntimeError):
@@ -89,12 +94,14 @@ class ConversationManager:
         observer: PipelineObserver = NULL_OBSERVER,
         *,
         max_sessions: int = 10_000,
+        stage_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.stt = stt
         self.memory = memory
         self.llm = llm
         self.tts = tts
         self.observer = observer
+        self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
 
@@ -125,7 +132,8 @@ class ConversationManager:
             async def stage(
                 name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
             ) -> T:
-                return await _run_stage(conv, name, inputs, work, timings)
+                deadline = self.stage_timeouts.get(name)
+                return await _run_stage(conv, name, inputs, work, timings, deadline)
 
             transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input))
 
@@ -216,11 +224,22 @@ async def _run_stage(
     inputs: Mapping[str, Any],
     work: Callable[[StageScope], Awaitable[T]],
     timings: dict[str, float],
+    deadline: float | None = None,
 ) -> T:
     start = time.perf_counter()
     try:
         async with conv.stage(name, inputs) as st:
-            return await work(st)
+            if deadline is None:
+                return await work(st)
+            try:
+                async with asyncio.timeout(deadline):
+                    return await work(st)
+            except TimeoutError as exc:
+                if time.perf_counter() - start < deadline:
+                    raise  # the stage's own timeout, not the deadline
+                raise StageTimeoutError(
+                    f"{name} did not finish within its {deadline:g} s deadline"
+                ) from exc
     except StageError:
         raise
     except Exception as exc:  # CancelledError is a BaseException: it passes untouched

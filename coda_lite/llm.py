@@ -43,6 +43,10 @@ class LLMError(RuntimeError):
     """The model could not answer; the message names the backend and URL."""
 
 
+class LLMTimeoutError(LLMError, TimeoutError):
+    """The model did not answer within ``llm.timeout`` (the server may answer its probe)."""
+
+
 class LLM(Protocol):
     name: str
 
@@ -198,7 +202,9 @@ class _HttpLLM:
                         raise LLMError(f"{where} returned HTTP {resp.status}: {body}")
                     data = await resp.json(content_type=None)
             except TimeoutError:
-                raise LLMError(f"{where} timed out after {self.config.timeout:g} s") from None
+                raise LLMTimeoutError(
+                    f"{where} timed out after {self.config.timeout:g} s"
+                ) from None
             except aiohttp.ClientError as exc:
                 raise LLMError(f"{where} failed: {exc}") from exc
             except ValueError as exc:

@@ -37,7 +37,7 @@ from aiohttp import web
 from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
-from coda_lite.conversation import StageError
+from coda_lite.conversation import StageError, StageTimeoutError
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 from coda_otel.web.errors import error_response
@@ -131,6 +131,8 @@ async def post_turn(request: web.Request) -> web.Response:
     except StageError as exc:
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)
+        if isinstance(exc.__cause__, StageTimeoutError):
+            return error(504, "stage_timeout", str(exc), stage=exc.stage)
         return error(502, "stage_failed", str(exc), stage=exc.stage)
     body: dict[str, Any] = {
         "transcript": result.transcript,
