@@ -143,6 +143,8 @@ class ServerConfig:
     max_body_bytes: int = 10 * MiB
     debug_token: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    # s a connection may take to send a request's headers (and may stay idle between requests)
+    header_timeout: float = 15.0
 
 
 @dataclass

@@ -91,6 +91,8 @@ def parse_turn(body: bytes) -> tuple[str | bytes, dict[str, Any], bool]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("body is nested too deeply to be a turn request") from None
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
     unknown = set(data) - {"text", "audio_wav_base64", "session_id", "user_id", "return_audio"}
@@ -199,5 +201,14 @@ def main(args: argparse.Namespace, config: Config) -> int:
     app = build_app(config, set_global_tracer=True)
     print(f"coda-lite serve: http://{server.host}:{server.port} (traces: {app.outputs['traces']})")
     # No access log: a debug token given as ?token= must not reach the log.
-    web.run_app(make_web_app(app), host=server.host, port=server.port, access_log=None, print=None)
+    # keepalive_timeout also bounds how long a new connection may take to send its request
+    # headers (aiohttp arms it at connect): a slow-headers client is dropped after it.
+    web.run_app(
+        make_web_app(app),
+        host=server.host,
+        port=server.port,
+        access_log=None,
+        print=None,
+        keepalive_timeout=server.header_timeout,
+    )
     return 0

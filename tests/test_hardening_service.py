@@ -9,15 +9,17 @@ from __future__ import annotations
 import base64
 import json
 import random
+import socket
 import sqlite3
 import stat
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import requests
 
@@ -37,13 +39,18 @@ class Service:
     def turn(self, **body: Any) -> requests.Response:
         return requests.post(f"{self.base}/v1/turns", json=body, timeout=120)
 
+    def turn_with_headers(self, headers: dict[str, str]) -> requests.Response:
+        return requests.post(f"{self.base}/v1/turns", json={"text": "hi"}, headers=headers,
+                             timeout=60)  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("coda-home")
     config = (
-        "tts:\n  backend: none\nserver:\n  max_body_bytes: 4000000\n"
-        "memory:\n  busy_timeout: 2\n"
+        "tts:\n  backend: none\n"
+        "memory:\n  busy_timeout: 2\n  max_memories_per_owner: 5\n"
+        "server:\n  max_body_bytes: 4000000\n  header_timeout: 1.5\n"
         "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
     )
     with coda_service(home, config=config) as base:
@@ -81,9 +88,13 @@ def test_user_id_owns_memory_across_sessions_and_nothing_else(service: Service) 
 
 
 def _snapshot_docs(
-    service: Service, owners: set[str], *, need_memory: bool = True, timeout: float = 30.0
+    service: Service,
+    owners: set[str],
+    *,
+    ready: Callable[[dict[str, Any]], bool] = lambda d: bool(d["long_term"]["memories"]),
+    timeout: float = 30.0,
 ) -> list[dict[str, Any]]:
-    """Snapshot documents of ``owners`` once each has one (holding a memory, if needed).
+    """Snapshot documents of ``owners`` once each has one that is ``ready`` (holds a memory).
 
     Snapshots are written behind and dropped when the writer's queue is full (after a burst
     of turns), so an owner still missing one is asked a question (one more operation).
@@ -93,7 +104,7 @@ def _snapshot_docs(
         paths = sorted((service.home / "snapshots").glob("*.json"))
         docs = [json.loads(p.read_text()) for p in paths]
         mine = [d for d in docs if d.get("owner") in owners]
-        done = {d["owner"] for d in mine if d["long_term"]["memories"] or not need_memory}
+        done = {d["owner"] for d in mine if ready(d)}
         if done == owners or time.monotonic() > deadline:
             return mine
         for owner in owners - done:
@@ -117,7 +128,7 @@ def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
 def test_snapshot_files_are_redacted_and_private(service: Service) -> None:
     secret = "Mail me at ada.lovelace@example.com or call +44 20 7946 0958."
     assert service.turn(text=secret, session_id="pii-1").ok
-    docs = _snapshot_docs(service, {"pii-1"}, need_memory=False)
+    docs = _snapshot_docs(service, {"pii-1"}, ready=lambda d: bool(d["short_term"]["turns"]))
     assert docs, "no snapshot of the PII turn was written"
     raw = json.dumps(docs)
     assert "ada.lovelace@example.com" not in raw and "7946" not in raw
@@ -194,3 +205,90 @@ def test_a_locked_database_stalls_neither_scrapes_nor_questions(service: Service
     prefix = "coda_pipeline_stage_errors_total{"
     failed = [ln for ln in text.splitlines() if ln.startswith(prefix) and "memory_update" in ln]
     assert failed and float(failed[0].split()[-1]) >= 1
+
+
+def test_deeply_nested_json_is_a_bad_request(service: Service) -> None:
+    for path, depth in (("/v1/turns", 100_000), ("/debug/faults", 2_000)):
+        deep = b"[" * depth + b"]" * depth
+        r = requests.post(f"{service.base}{path}", data=deep, timeout=30,
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        assert r.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example@127.0.0.1", "127.0.0.1/evil", "127.0.0.1, evil.example", "127.0.0.1:x"]
+)
+def test_host_headers_that_only_contain_a_loopback_name_are_refused(
+    service: Service, host: str
+) -> None:
+    r = requests.post(f"{service.base}/v1/turns", json={"text": "hi"}, headers={"Host": host},
+                      timeout=30)  # fmt: skip
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_host", r.text
+
+
+def test_the_own_origin_check_respects_the_scheme(service: Service) -> None:
+    port = service.base.rsplit(":", 1)[1]
+    own = service.turn_with_headers({"Origin": f"http://127.0.0.1:{port}"})
+    assert own.status_code == 200, own.text
+    for origin in (f"https://127.0.0.1:{port}", f"ftp://127.0.0.1:{port}", "http://127.0.0.1"):
+        r = service.turn_with_headers({"Origin": origin})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin", origin
+
+
+def test_a_connection_that_never_finishes_its_headers_is_dropped(service: Service) -> None:
+    port = int(service.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+        t0 = time.monotonic()
+        conn.settimeout(10)
+        try:
+            closed = conn.recv(1024) == b""
+        except ConnectionResetError:
+            closed = True
+        waited = time.monotonic() - t0
+    assert closed and waited < 6, f"the server kept a half-sent request open for {waited:.1f} s"
+
+
+def test_long_term_memory_is_capped_per_owner_and_evictions_show(service: Service) -> None:
+    facts = " ".join(f"I like colour number {i}." for i in range(12))
+    assert service.turn(text=facts, session_id="cap-1").ok
+    text = requests.get(f"{service.base}/metrics", timeout=30).text
+    evicted = next(ln for ln in text.splitlines() if ln.startswith("coda_memory_evictions_total"))
+    assert float(evicted.split()[-1]) >= 7
+    docs = _snapshot_docs(service, {"cap-1"})
+    latest = max(docs, key=lambda d: d["timestamp"])
+    assert latest["long_term"]["memory_count"] <= 5
+    assert latest["long_term"]["max_memories"] == 5 and latest["long_term"]["evicted_count"] >= 7
+
+
+async def _ws_request(ws: Any, rid: str, mtype: str, data: dict[str, Any]) -> dict[str, Any]:
+    await ws.send_json({"type": mtype, "id": rid, "data": data})
+    while True:
+        frame: dict[str, Any] = await ws.receive_json(timeout=30)
+        if frame.get("id") == rid:
+            return frame
+
+
+async def test_websocket_ids_snapshots_and_owners(service: Service) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{service.base}/ws") as ws:
+        assert (await ws.receive_json(timeout=30))["type"] == "hello"
+        await _ws_request(ws, "s", "subscribe", {"events": []})
+        for sid in ("a..b", ".hidden"):
+            bad = await _ws_request(ws, sid, "text_input", {"text": "hi", "session_id": sid})
+            assert bad["type"] == "error" and bad["data"]["code"] == "invalid_params", bad
+        told = await _ws_request(ws, "t1", "text_input",
+                                 {"text": "I live in Porto.", "user_id": "ws-user"})  # fmt: skip
+        assert told["type"] == "text_input_result", told
+        asked = await _ws_request(ws, "t2", "text_input",
+                                  {"text": "Where do I live?", "user_id": "ws-user"})  # fmt: skip
+        assert "Porto" in asked["data"]["response"]
+        other = await _ws_request(ws, "t3", "text_input",
+                                  {"text": "Where do I live?", "user_id": "ws-other"})  # fmt: skip
+        assert "Porto" not in other["data"]["response"]
+        snap = await _ws_request(ws, "m", "take_memory_snapshot", {"user_id": "ws-user"})
+        assert snap["type"] == "take_memory_snapshot_result", snap
+        path = Path(snap["data"]["path"])
+        assert path.is_file() and path.stat().st_size == snap["data"]["bytes"]  # written
+        doc = json.loads(path.read_text())
+        assert doc["owner"] == "ws-user" and "Porto" in json.dumps(doc)
