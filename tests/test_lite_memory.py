@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -323,3 +324,23 @@ def test_memories_per_owner_are_capped_and_evictions_counted(tmp_path: Path) -> 
     ]
     assert store.read_state(owner="bob")["memory_count"] == 1
     assert stat.S_IMODE((tmp_path / "m.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_database_from_before_owners_opens_with_its_memories_under_default(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE memories (id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL"
+        " NOT NULL, topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,"
+        " embedding BLOB, dim INTEGER, model TEXT);"
+        "INSERT INTO memories VALUES ('m1', 'I live in Lisbon.', 0.8, '[]', 1.0, 'user',"
+        " NULL, NULL, NULL);"
+    )
+    old.commit()
+    old.close()
+    store = LongTermMemory(path, HashingEmbedder(64))
+    assert [m["id"] for m in store.get_all_memories()] == ["m1"]  # the default owner's
+    assert store.get_all_memories(owner="ada") == []
+    assert store.approx_count == 1

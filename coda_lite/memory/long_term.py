@@ -1,14 +1,16 @@
 """Long-term memory: a persistent SQLite store of memories with embeddings, retrieved by cosine.
 
-    store = LongTermMemory(home / "data" / "memory.sqlite3", embedder)
-    store.add("My name is Ada.", importance=0.9, topics=["name"])
-    store.retrieve("What is my name?", k=3)   # [{'id', 'content', 'score', 'topics', ...}]
-    store.get_all_memories()                  # no embeddings unless include_embeddings=True
-    store.export("memories.json"); store.import_("memories.json")
+    store = LongTermMemory(home / "data" / "memory.sqlite3", embedder, max_per_owner=200)
+    store.add("My name is Ada.", importance=0.9, topics=["name"], owner="ada")
+    store.retrieve("What is my name?", k=3, owner="ada")  # [{'id', 'content', 'score', ...}]
+    store.retrieve("What is my name?", k=3, owner="bob")  # []: every call names its owner
+    store.get_all_memories(owner="ada")       # no embeddings unless include_embeddings=True
+    store.export("ada.json", owner="ada"); store.import_("ada.json", owner="carol")
 
 Methods are synchronous and thread-safe (one lock; call them with ``asyncio.to_thread`` from
 async code). The store is a health Component (name ``"memory_store"``): ``restart`` closes and
-reopens the database file.
+reopens the database file. Writes that find the file locked by another connection wait with
+the lock released (:mod:`coda_lite.memory.sqlite_db`), so reads never queue behind them.
 
 SQLite is the source of truth. Reading every memory (``get_all_memories``, ``read_state``, the
 snapshot path) is served from a decoded in-memory mirror built by the first such read and kept
@@ -27,32 +29,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from coda_lite.components import CallStats
-from coda_lite.memory.jsonfile import (
-    MemoryStoreError,
-    private_file,
-    read_json,
-    write_json_atomic,
-)
+from coda_lite.memory.jsonfile import MemoryStoreError
+from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
+from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
+from coda_lite.memory.transfer import MemoryTransfer
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS memories (
-    id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL NOT NULL,
-    topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,
-    embedding BLOB, dim INTEGER, model TEXT, owner TEXT NOT NULL DEFAULT 'default');
-"""
-# A database from before memories had owners gains the column; its rows belong to "default".
-_ADD_OWNER = "ALTER TABLE memories ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'"
-_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS memories_owner ON memories (owner, created_at)"
-_COLS = "id, content, importance, topics, created_at, source"
-#: The owner of memories stored without one (and of a turn with neither user nor session id).
-DEFAULT_OWNER = "default"
+_COLS = COLS
 #: At most this many long-term memories per owner; the least important, oldest go first.
 DEFAULT_MAX_PER_OWNER = 200
 
@@ -83,7 +72,7 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-class LongTermMemory:
+class LongTermMemory(MemoryTransfer):
     """Memories belong to one owner each; every read and write names the owner it acts for.
 
     ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
@@ -125,20 +114,7 @@ class LongTermMemory:
         with self.lock:
             self.close()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                private_file(self.path)
-                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
-                if "owner" not in columns:
-                    with conn:
-                        conn.execute(_ADD_OWNER)
-                conn.execute(_OWNER_INDEX)
-                self.approx_count = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
-                conn.execute("PRAGMA busy_timeout = 0")  # waits happen in _write, lock released
-            except sqlite3.Error as exc:
-                raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
+            conn, self.approx_count = open_database(self.path)
             self._conn = conn
 
     def close(self) -> None:
@@ -232,7 +208,7 @@ class LongTermMemory:
                         owner,
                     ),
                 )
-                evicted = self._evict(db, owner)
+                evicted = evict_beyond(db, owner, self.max_per_owner)
             self.approx_count += (row_owner is None) - evicted
             self._index.pop(owner, None)
             if evicted:
@@ -258,19 +234,6 @@ class LongTermMemory:
                 self.on_evict(owner, evicted)
         return memory
 
-    def _evict(self, db: sqlite3.Connection, owner: str) -> int:
-        """Delete ``owner``'s memories beyond the cap: least important first, then oldest."""
-        (count,) = db.execute("SELECT count(*) FROM memories WHERE owner = ?", (owner,)).fetchone()
-        excess = int(count) - self.max_per_owner
-        if excess <= 0:
-            return 0
-        db.execute(
-            "DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE owner = ? "
-            "ORDER BY importance, created_at, id LIMIT ?)",
-            (owner, excess),
-        )
-        return excess
-
     def clear(self, owner: str | None = DEFAULT_OWNER) -> int:
         """Delete ``owner``'s memories (``None``: every owner's); returns how many."""
 
@@ -289,25 +252,10 @@ class LongTermMemory:
             return self._write(delete)
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``work(db)`` under the lock; while another connection holds the database's write
-        lock, wait with the lock released (reads go on), for at most ``busy_timeout`` seconds.
-        """
-        deadline = time.monotonic() + self.busy_timeout
-        pause = 0.005
-        while True:
-            with self.lock:
-                try:
-                    return work(self._db())
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-            if time.monotonic() >= deadline:
-                raise MemoryStoreError(
-                    f"memory database {self.path} is locked by another connection "
-                    f"(waited {self.busy_timeout:g} s)"
-                )
-            time.sleep(pause)
-            pause = min(0.1, pause * 2)
+        """``work(db)`` under the lock, waiting for another connection's lock unlocked."""
+        return write_retrying(
+            self.lock, self._db, work, busy_timeout=self.busy_timeout, where=self.path
+        )
 
     # -- reads ------------------------------------------------------------------------------
     def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
@@ -446,44 +394,6 @@ class LongTermMemory:
                 "max_memories": self.max_per_owner,
                 "evicted_count": self.evictions.get(owner, 0),
             }
-
-    # -- export / import --------------------------------------------------------------------
-    def export(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
-        """Write ``owner``'s memories (no embeddings) to a JSON file atomically; the count."""
-        memories = self.get_all_memories(owner=owner)
-        write_json_atomic(Path(path), {"version": 1, "memories": memories})
-        return len(memories)
-
-    def import_(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
-        """Add an exported file's memories to ``owner`` (embeddings recomputed); the count."""
-        p = Path(path)
-        data = read_json(p)
-        memories = data.get("memories") if isinstance(data, Mapping) else data
-        if not isinstance(memories, list):
-            raise MemoryStoreError(f"memory import file {p} holds no 'memories' list")
-        return self.import_data(memories, where=str(p), owner=owner)
-
-    def import_data(
-        self, memories: Sequence[Any], where: str = "import", *, owner: str = DEFAULT_OWNER
-    ) -> int:
-        items = []
-        for i, m in enumerate(memories):
-            if not isinstance(m, Mapping) or not str(m.get("content", "")).strip():
-                raise MemoryStoreError(f"{where}: memories[{i}] needs a non-empty 'content'")
-            items.append(m)
-        vecs = self._embed([str(m["content"]) for m in items]) if items else None
-        for i, m in enumerate(items):
-            self.add(
-                str(m["content"]),
-                importance=min(1.0, max(0.0, float(m.get("importance", 0.5)))),
-                topics=[str(t) for t in m.get("topics", [])],
-                embedding=None if vecs is None else vecs[i],
-                source=str(m.get("source", "import")),
-                memory_id=str(m["id"]) if m.get("id") else None,
-                created_at=float(m["created_at"]) if m.get("created_at") else None,
-                owner=owner,
-            )
-        return len(items)
 
     # -- health Component -------------------------------------------------------------------
     async def get_heartbeat(self) -> dict[str, Any]:
