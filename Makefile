@@ -3,12 +3,12 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-DEB_PKGS := espeak-ng sox prometheus prometheus-alertmanager
+DEB_PKGS := espeak-ng sox prometheus prometheus-alertmanager chromium
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench serve stack-check clean deps system-deps
+.PHONY: demo test lint bench serve stack-check clean deps system-deps console-assets
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,10 +31,25 @@ system-deps:
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEB_PKGS)); tests needing them will skip"; fi
 
-demo: deps system-deps
+# The debug console's chart library (uPlot) comes from npm, pinned by package-lock.json, and is
+# copied into a gitignored folder that the service serves; never committed.
+CONSOLE_VENDOR := coda_otel/console/static/vendor
+$(CONSOLE_VENDOR)/.built: package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	  else echo "npm is missing: install Node.js (nodejs, npm) to build the console's charts" >&2; exit 1; fi; }
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(CONSOLE_VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/
+	touch $@
+
+console-assets: $(CONSOLE_VENDOR)/.built
+
+demo: deps system-deps console-assets
 	$(BIN)/coda-lite demo
 
-serve: deps system-deps
+serve: deps system-deps console-assets
 	$(BIN)/coda-lite serve
 
 lint: deps
@@ -42,7 +57,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: deps system-deps lint
+test: deps system-deps console-assets lint
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: deps system-deps
@@ -52,4 +67,4 @@ stack-check: deps system-deps
 	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_live.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules $(CONSOLE_VENDOR)

@@ -28,14 +28,16 @@ def coda_service(
     config: str = "",
     env: Mapping[str, str | None] | None = None,
     fault_injection: bool = True,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
     Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
+    ``port`` (default: a free one) lets a test restart a service where its clients expect it.
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
-    port = free_port()
+    port = port or free_port()
     merged: dict[str, str | None] = {
         **os.environ,
         "CODA_HOME": str(home),
