@@ -227,3 +227,45 @@ def test_the_page_reconnects_after_the_service_restarts(browser: Any, tmp_path: 
             send_turn(cp, "Back again.")
     finally:
         cp.close()
+
+
+# Thousands of pipeline_stage frames pushed through the page's own receive path (the one
+# ws.onmessage calls), 30 every 10 ms, while a 20 ms timer measures how long the main thread
+# is blocked. The service itself cannot produce that many turns a second on a small machine.
+BURST = """async () => {
+  const conn = window.codaConsole.conn;
+  const stages = ["stt", "memory_retrieval", "llm", "memory_update", "tts"];
+  let maxGap = 0, last = performance.now();
+  const beat = setInterval(() => {
+    const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now;
+  }, 20);
+  const t0 = Date.now();
+  let seq = conn.lastSeq, sent = 0;
+  for (let i = 0; i < 100; i++) {
+    for (let j = 0; j < 30; j++, sent++) {
+      conn.receive(JSON.stringify({type: "pipeline_stage", id: null, seq: ++seq, ts: "", data: {
+        conversation_id: `burst-${Math.floor(sent / 5)}`, session_id: "burst", turn: sent,
+        stage: stages[sent % 5], status: "ok", started_at: new Date(t0 + sent).toISOString(),
+        duration_ms: 1.5, input_size: 10, output_size: 10, trace_id: null, span_id: null,
+        error_type: null}}));
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const elapsed = Date.now() - t0;
+  await new Promise((r) => setTimeout(r, 600));
+  clearInterval(beat);
+  return {sent, elapsed, maxGap, turns: document.querySelectorAll("article.turn").length};
+}"""
+
+
+def test_a_burst_of_events_does_not_freeze_the_page(console: ConsolePage) -> None:
+    console.view("pipeline")
+    result = console.page.evaluate(BURST)
+    rate = result["sent"] / (result["elapsed"] / 1000)
+    assert rate > 500, f"the burst ran at only {rate:.0f} events/s"
+    assert result["turns"] <= 30  # bounded history
+    assert result["maxGap"] < 500, f"the page froze for {result['maxGap']:.0f} ms"
+    expect(console.page.locator("article.turn").first).to_have_attribute(
+        "data-conversation", "burst-599"
+    )
+    assert console.errors == []

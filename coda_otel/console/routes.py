@@ -57,6 +57,7 @@ ASSETS: dict[str, str] = {
 }
 PREFIX = "/debug"
 CONSOLE_OPEN_PATHS: tuple[str, ...] = (
+    PREFIX,
     f"{PREFIX}/",
     f"{PREFIX}/console/status",
     *(f"{PREFIX}/assets/{name}" for name in ASSETS),

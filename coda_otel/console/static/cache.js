@@ -14,7 +14,7 @@ export class CacheView {
     this.ctx = ctx;
     this.latest = null;
     this.times = [];
-    this.history = new Map(); // cache name -> {ratios: [], last: {hits, misses}}
+    this.history = new Map(); // cache name -> hit ratio at each of this.times
     this.dirty = true;
     this.visible = false;
     this.chart = new LineChart($("cache-chart"), ctx.charts, [], { yRange: [0, 1] });
@@ -35,19 +35,12 @@ export class CacheView {
     const caches = data.stats?.cache_types || {};
     this.times.push(Date.now() / 1000);
     for (const name of Object.keys(caches)) {
-      if (!this.history.has(name)) this.history.set(name, { ratios: this.times.slice(0, -1).map(() => null), last: null });
+      if (!this.history.has(name)) this.history.set(name, this.times.slice(0, -1).map(() => null));
     }
-    for (const [name, h] of this.history) {
+    for (const [name, ratios] of this.history) {
       const c = caches[name];
-      let ratio = null;
-      if (c && h.last) {
-        const hits = c.hits - h.last.hits;
-        const misses = c.misses - h.last.misses;
-        if (hits >= 0 && misses >= 0 && hits + misses > 0) ratio = hits / (hits + misses);
-      }
-      h.ratios.push(ratio);
-      h.last = c ? { hits: c.hits, misses: c.misses } : h.last;
-      if (h.ratios.length > HISTORY) h.ratios.shift();
+      ratios.push(c && c.total ? c.hit_rate : null); // no lookups yet: no ratio, a gap
+      if (ratios.length > HISTORY) ratios.shift();
     }
     if (this.times.length > HISTORY) this.times.shift();
     this.dirty = true;
@@ -65,7 +58,7 @@ export class CacheView {
       `${s.evictions?.expired ?? 0} expired.`;
     const names = [...this.history.keys()];
     this.chart.setSeries(names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length] })));
-    this.chart.setData([this.times, ...names.map((n) => this.history.get(n).ratios)]);
+    this.chart.setData([this.times, ...names.map((n) => this.history.get(n))]);
     this.chart.resize();
     const caches = s.cache_types || {};
     replaceChildren($("cache-table"),
