@@ -50,7 +50,7 @@ from coda_otel.web.security import (
 )
 from coda_otel.ws.server import add_debug_ws_route
 
-log = logging.getLogger("coda_lite.server")
+log = logging.getLogger(__name__)
 
 APP_KEY = web.AppKey("coda_app", App)
 MAX_TEXT_CHARS = 4000
