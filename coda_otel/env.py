@@ -29,6 +29,10 @@ CODA_REDACT: Final = "CODA_REDACT"
 CODA_DEBUG_TOKEN: Final = "CODA_DEBUG_TOKEN"
 """Bearer token the debug routes and ``/ws`` require (16+ characters). Unset: loopback only."""
 
+CODA_JAEGER_URL: Final = "CODA_JAEGER_URL"
+"""Jaeger UI base URL (e.g. ``http://localhost:16686``): the debug console links each trace id
+to ``<url>/trace/<trace_id>``. Unset: trace ids are shown, not linked."""
+
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: Final = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import require_module, require_tool
+from tests.support import require_module, require_tool
 
 CHROMIUM_ARGS = [
     "--headless=new",

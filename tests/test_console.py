@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.browser_harness import ConsolePage, chromium
-from tests.conftest import IN_CI, free_port, require_tool
+from tests.support import IN_CI, free_port, require_tool
 
 try:
     from playwright.sync_api import expect

@@ -21,7 +21,7 @@ from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
 from coda_otel.snapshots.store import SnapshotStore, build_document
 from coda_otel.web.security import OPEN_PATHS, debug_security
-from tests.conftest import free_port
+from tests.support import free_port
 
 TOKEN = "console-routes-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

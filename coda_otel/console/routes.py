@@ -22,22 +22,19 @@ The service's security middleware guards the non-public routes (token, Host, Ori
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from coda_otel import env
 from coda_otel.console.redact import redact_diff
 from coda_otel.files import InvalidIdError
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
 from coda_otel.snapshots.store import SnapshotStore
 from coda_otel.web.errors import error_response
-
-#: Where the page links a trace id: ``<url>/trace/<trace_id>`` (e.g. http://localhost:16686).
-JAEGER_URL_ENV = "CODA_JAEGER_URL"
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE = "index.html"
@@ -80,7 +77,7 @@ def _charts_built() -> bool:
 
 
 def _jaeger_url_from_env() -> str | None:
-    url = os.environ.get(JAEGER_URL_ENV, "").strip().rstrip("/")
+    url = (env.first(env.CODA_JAEGER_URL) or "").rstrip("/")
     return url if url.startswith(("http://", "https://")) else None
 
 
@@ -183,4 +180,4 @@ def add_console_routes(app: web.Application, settings: ConsoleSettings | None = 
     router.add_get(f"{PREFIX}/console/diff", console.diff)
 
 
-__all__ = ["CONSOLE_OPEN_PATHS", "JAEGER_URL_ENV", "ConsoleSettings", "add_console_routes"]
+__all__ = ["CONSOLE_OPEN_PATHS", "ConsoleSettings", "add_console_routes"]
