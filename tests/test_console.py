@@ -34,6 +34,7 @@ CONFIG = (
 )
 STAGES = {"stt", "memory_retrieval", "llm", "memory_update", "tts"}
 TOKEN = "console-test-token-0123456789abcdef"
+JAEGER = "http://jaeger.test:16686"
 RED = "rgb(192, 57, 43)"  # --bad in console.css
 GREEN = "rgb(30, 132, 73)"  # --ok
 
@@ -74,6 +75,13 @@ def send_turn(cp: ConsolePage, text: str) -> float:
     return time.monotonic() - started
 
 
+# Form controls without an accessible name (a <label>, aria-label, or text for buttons).
+UNLABELLED = """() => [...document.querySelectorAll("input, select, button")]
+  .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute("aria-label")
+    && !(c.tagName === "BUTTON" && c.textContent.trim()))
+  .map((c) => c.outerHTML)"""
+
+
 def test_page_loads_without_console_errors_and_fits_narrow_windows(browser: Any, base: str) -> None:
     cp = ConsolePage.open(browser, f"{base}/debug/")
     try:
@@ -84,6 +92,7 @@ def test_page_loads_without_console_errors_and_fits_narrow_windows(browser: Any,
         cp.page.wait_for_selector("#health-table tr[data-component=llm]")
         cp.view("cache")
         cp.page.wait_for_selector("#cache-table tr[data-cache]")
+        assert cp.page.evaluate(UNLABELLED) == []
         assert cp.errors == []
     finally:
         cp.close()
@@ -191,7 +200,8 @@ def test_the_debugging_switches_reflect_and_change_the_service(console: ConsoleP
 
 def test_with_a_token_the_page_asks_for_it_and_then_works(browser: Any, tmp_path: Path) -> None:
     require_tool("espeak-ng")
-    with coda_service(tmp_path, env={"CODA_DEBUG_TOKEN": TOKEN}, fault_injection=False) as base:
+    env = {"CODA_DEBUG_TOKEN": TOKEN, "CODA_JAEGER_URL": JAEGER}
+    with coda_service(tmp_path, env=env, fault_injection=False) as base:
         assert requests.get(f"{base}/debug/console/config", timeout=5).status_code == 401
         cp = ConsolePage.open(browser, f"{base}/debug/")
         try:
@@ -204,6 +214,8 @@ def test_with_a_token_the_page_asks_for_it_and_then_works(browser: Any, tmp_path
             cp.page.click("#auth-form button")
             cp.wait_live()
             send_turn(cp, "Hello with a token.")
+            link = cp.page.locator("article.turn").first.locator("header a")
+            assert (link.get_attribute("href") or "").startswith(f"{JAEGER}/trace/")
             cp.view("health")
             assert cp.page.is_hidden("#faults")  # no --allow-fault-injection
             assert not [u for u in cp.urls if TOKEN in u], "the token appeared in a URL"
@@ -225,6 +237,14 @@ def test_the_page_reconnects_after_the_service_restarts(browser: Any, tmp_path: 
         with coda_service(tmp_path, config=CONFIG, port=port):
             cp.wait_live(timeout_ms=30000)
             send_turn(cp, "Back again.")
+        cp.page.wait_for_selector("#conn[data-state=closed]", timeout=15000)
+        # Back with a token this time: the refused handshake brings the prompt back.
+        with coda_service(tmp_path, config=CONFIG, port=port, env={"CODA_DEBUG_TOKEN": TOKEN}):
+            cp.page.wait_for_selector("#auth:not([hidden])", timeout=30000)
+            cp.page.fill("#auth-token", TOKEN)
+            cp.page.click("#auth-form button")
+            cp.wait_live(timeout_ms=30000)
+            send_turn(cp, "Back with a token.")
     finally:
         cp.close()
 
@@ -269,3 +289,21 @@ def test_a_burst_of_events_does_not_freeze_the_page(console: ConsolePage) -> Non
         "data-conversation", "burst-599"
     )
     assert console.errors == []
+
+
+UNKNOWN_FIELDS = """() => window.codaConsole.conn.receive(JSON.stringify({
+  type: "conversation_end", id: null, seq: 0, ts: "", data: {
+    conversation_id: "conv-with-latency", session_id: "s", turn: 7, status: "ok",
+    started_at: new Date().toISOString(), duration_ms: 812.5, trace_id: null, span_id: null,
+    stages: [{stage: "llm", status: "ok", duration_ms: 700.0}],
+    latency: {time_to_first_token_ms: 123.4, time_to_first_audio_ms: 456.7}}}))"""
+
+
+def test_fields_the_page_does_not_know_are_shown(console: ConsolePage) -> None:
+    """A conversation_end with a field added later (a latency breakdown) shows it as a table."""
+    console.view("pipeline")
+    console.page.evaluate(UNKNOWN_FIELDS)
+    turn = console.page.locator("article.turn[data-conversation=conv-with-latency]")
+    expect(turn.locator("details")).to_contain_text("time_to_first_audio_ms")
+    expect(turn.locator("details")).to_contain_text("456.700")
+    expect(turn.locator("details")).not_to_contain_text("conversation_id")  # known fields

@@ -158,9 +158,9 @@ async function main() {
       try {
         await api.get("console/config");
       } catch (err) {
-        if (err.status === 401) {
+        if (err.status === 401) { // the service restarted with another token
           api.setToken(null);
-          await askForToken(api, "The service refused this token. Check CODA_DEBUG_TOKEN and try again.");
+          ctx.config = await authenticate(api, { token_required: true });
           ctx.conn.token = api.token;
         }
       }
@@ -168,6 +168,9 @@ async function main() {
     },
   });
   ctx.conn.start();
+  window.addEventListener("resize", () => {
+    for (const view of Object.values(views)) view.dirty = true; // charts follow the width
+  });
   let lastTick = performance.now();
   setInterval(() => {
     const now = performance.now();
