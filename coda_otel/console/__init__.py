@@ -7,8 +7,8 @@ The page is served by the service it debugs and talks to it over the debug WebSo
     from coda_otel.console import CONSOLE_OPEN_PATHS, add_console_routes
 
     security = debug_security(token=token, open_paths=(*OPEN_PATHS, *CONSOLE_OPEN_PATHS))
-    add_console_routes(app, snapshots=store, token_required=token is not None,
-                       allow_fault_injection=False, sanitizer=Sanitizer.from_env())
+    app = web.Application(middlewares=[security])
+    add_console_routes(app, ConsoleSettings(snapshots=store, token_required=token is not None))
 
 Then open ``http://127.0.0.1:8765/debug/``. The page and its scripts hold no secret and are
 readable without the token; everything that reads or changes the service needs it.
