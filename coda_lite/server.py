@@ -14,8 +14,9 @@
 Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
 Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
 to start and says why. With a token, every route but ``/metrics``, ``/health*`` and the
-console page's own files needs ``Authorization: Bearer <token>``; without one, only loopback ``Host`` names are served (DNS
-rebinding). POSTs must be ``application/json`` (see :mod:`coda_otel.web.security`).
+console page's own files needs ``Authorization: Bearer <token>``; without one, only loopback
+``Host`` names are served (DNS rebinding). POSTs must be ``application/json`` (see
+:mod:`coda_otel.web.security`).
 """
 
 from __future__ import annotations
