@@ -79,7 +79,7 @@ async function untilReachable(api) {
     try {
       return await api.get("console/status");
     } catch (err) {
-      const delay = Math.min(10000, 500 * 2 ** attempt);
+      const delay = Math.min(5000, 500 * 2 ** attempt);
       showConn(`Service unreachable (${err.message}); retrying in ${(delay / 1000).toFixed(1)} s`, "closed");
       await new Promise((r) => setTimeout(r, delay));
     }

@@ -4,7 +4,7 @@
 const PROTOCOL = "coda-debug";
 const TOKEN_PREFIX = "coda-token.";
 const MIN_DELAY_MS = 500;
-const MAX_DELAY_MS = 10000;
+const MAX_DELAY_MS = 5000;
 const REQUEST_TIMEOUT_MS = 60000;
 
 /** base64url of the UTF-8 token: always a valid subprotocol name, whatever the token holds. */
