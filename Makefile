@@ -35,14 +35,15 @@ system-deps:
 # copied into a gitignored folder that the service serves; never committed.
 CONSOLE_VENDOR := coda_otel/console/static/vendor
 $(CONSOLE_VENDOR)/.built: package.json package-lock.json
-	@command -v npm >/dev/null || { \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
-	  else echo "npm is missing: install Node.js (nodejs, npm) to build the console's charts" >&2; exit 1; fi; }
-	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(CONSOLE_VENDOR)
-	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/
-	touch $@
+	@if ! command -v npm >/dev/null && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	fi
+	@if command -v npm >/dev/null; then \
+	  npm ci --no-audit --no-fund --loglevel=error && mkdir -p $(CONSOLE_VENDOR) && \
+	  cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
+	     node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/ && touch $@; \
+	else echo "npm is missing: the debug console runs without its charts (install Node.js and npm)"; fi
 
 console-assets: $(CONSOLE_VENDOR)/.built
 

@@ -60,6 +60,15 @@ def console(browser: Any, base: str) -> Iterator[ConsolePage]:
     cp.close()
 
 
+def charts_built(cp: ConsolePage) -> bool:
+    """Whether `make console-assets` built the chart library; CI must have it."""
+    base = cp.page.url.split("/debug/")[0]
+    built = bool(requests.get(f"{base}/debug/console/status", timeout=5).json()["charts"])
+    if not built and IN_CI:
+        pytest.fail("the console's chart library is missing: run `make console-assets`")
+    return built
+
+
 def send_turn(cp: ConsolePage, text: str) -> float:
     """Type a turn into the page; returns seconds until its five stages are on the page."""
     cp.view("pipeline")
@@ -92,6 +101,8 @@ def test_page_loads_without_console_errors_and_fits_narrow_windows(browser: Any,
         cp.page.wait_for_selector("#health-table tr[data-component=llm]")
         cp.view("cache")
         cp.page.wait_for_selector("#cache-table tr[data-cache]")
+        if charts_built(cp):
+            expect(cp.page.locator("#cache-chart canvas")).to_have_count(1)
         assert cp.page.evaluate(UNLABELLED) == []
         assert cp.errors == []
     finally:
@@ -146,6 +157,8 @@ def test_a_snapshot_diff_shows_the_memory_the_turn_added(console: ConsolePage) -
     added.first.wait_for()
     assert "teal" in " ".join(added.all_inner_texts())
     console.page.wait_for_selector("#snap-table tr[data-snapshot]")
+    if charts_built(console):
+        expect(console.page.locator("#memory-chart canvas")).to_have_count(1)
     console.screenshot("memory")
     console.view("cache")
     console.page.wait_for_selector("#cache-table tr[data-cache]")
