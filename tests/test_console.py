@@ -309,7 +309,8 @@ UNKNOWN_FIELDS = """() => window.codaConsole.conn.receive(JSON.stringify({
     conversation_id: "conv-with-latency", session_id: "s", turn: 7, status: "ok",
     started_at: new Date().toISOString(), duration_ms: 812.5, trace_id: null, span_id: null,
     stages: [{stage: "llm", status: "ok", duration_ms: 700.0}],
-    latency: {time_to_first_token_ms: 123.4, time_to_first_audio_ms: 456.7}}}))"""
+    latency: {time_to_first_token_ms: 123.4, time_to_first_audio_ms: 456.7},
+    later_field: null}}))"""
 
 
 def test_fields_the_page_does_not_know_are_shown(console: ConsolePage) -> None:
@@ -320,3 +321,4 @@ def test_fields_the_page_does_not_know_are_shown(console: ConsolePage) -> None:
     expect(turn.locator("details")).to_contain_text("time_to_first_audio_ms")
     expect(turn.locator("details")).to_contain_text("456.700")
     expect(turn.locator("details")).not_to_contain_text("conversation_id")  # known fields
+    expect(turn.locator("details")).not_to_contain_text("later_field")  # null: nothing to show

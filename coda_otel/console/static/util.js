@@ -71,9 +71,10 @@ export function renderValue(value, depth = 0) {
     Object.entries(value).map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, renderValue(v, depth + 1)))));
 }
 
-/** The fields of ``obj`` that are not in ``known`` (a Set), or null when there are none. */
+/** The fields of ``obj`` not in ``known`` (a Set) and not null, or null when there are none. */
 export function extraFields(obj, known) {
-  const extra = Object.fromEntries(Object.entries(obj || {}).filter(([k]) => !known.has(k)));
+  const extra = Object.fromEntries(Object.entries(obj || {})
+    .filter(([k, v]) => !known.has(k) && v !== null && v !== undefined));
   return Object.keys(extra).length ? extra : null;
 }
 
