@@ -12,7 +12,7 @@ from aiohttp import web
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.web.health_routes import add_health_routes
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 class Stage:

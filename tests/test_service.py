@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 import requests
 
-from tests.conftest import require_tool
 from tests.otlp_receivers import HttpReceiver, attributes
 from tests.service_harness import coda_service
+from tests.support import require_tool
 
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
 

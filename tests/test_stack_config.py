@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_module, require_tool
 from tests.prometheus_harness import (
     ALERTMANAGER_YML,
     ALERTS_TEST_YML,
@@ -37,6 +36,7 @@ from tests.prometheus_harness import (
     load_yaml,
     template_variables,
 )
+from tests.support import require_module, require_tool
 
 REQUIRED_ALERTS = {
     "CodaComponentDown",

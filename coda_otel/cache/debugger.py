@@ -40,7 +40,7 @@ __all__ = [
     "key_digest",
 ]
 
-logger = logging.getLogger("coda.cache.debugger")
+logger = logging.getLogger(__name__)
 _debug_enabled = logger.isEnabledFor  # bound once: the hot path checks it on every access
 _DEBUG = logging.DEBUG
 

@@ -30,7 +30,7 @@ from coda_otel.health.state import (
 from coda_otel.health.status import HealthReport
 from coda_otel.metrics import CodaMetrics
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 
 #: Checks a component's heartbeat now; returns (healthy, error).
 Verify = Callable[[ComponentState], Awaitable[tuple[bool, str | None]]]

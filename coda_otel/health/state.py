@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from coda_otel.health.leak import PROCESS, LeakDetector, is_memory_figure
 from coda_otel.protocols import Component
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 HISTORY = 20  # figures kept per component; the status shows the last five
 _abandoned: set[asyncio.Future[Any]] = set()
 

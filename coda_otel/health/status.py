@@ -22,7 +22,7 @@ from typing import Any
 from coda_otel.health.state import ComponentState, WatchdogSettings, describe_process, now_iso
 from coda_otel.metrics import CodaMetrics
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
 HealthListener = Callable[[dict[str, Any]], None]

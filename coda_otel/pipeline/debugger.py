@@ -29,13 +29,13 @@ from typing import Any
 
 from opentelemetry import trace
 
+from coda_otel import env
 from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
 from coda_otel.pipeline.conversation_log import ConversationLogWriter, StageRecord, build_log
 from coda_otel.pipeline.scopes import Conversation, DisabledConversation, unreadable
 from coda_otel.sanitize import Sanitizer, size_of
-from coda_otel.tracing.setup import default_coda_home
 
-logger = logging.getLogger("coda.pipeline.debugger")
+logger = logging.getLogger(__name__)
 
 __all__ = ["ConversationPipelineDebugger"]
 
@@ -92,7 +92,6 @@ class ConversationPipelineDebugger:
     def __init__(
         self,
         enabled: bool = True,
-        log_level: str | int = "INFO",
         output_dir: Path | str | None = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
@@ -106,11 +105,9 @@ class ConversationPipelineDebugger:
 
         self.enabled = enabled
         self.logger = logger
-        try:
-            self.logger.setLevel(log_level.upper() if isinstance(log_level, str) else log_level)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"log_level {log_level!r} is not a logging level: {exc}") from exc
-        self.output_dir = Path(output_dir) if output_dir else default_coda_home() / "pipeline_logs"
+        self.output_dir = (
+            Path(output_dir) if output_dir else env.coda_home() / env.PIPELINE_LOGS_DIR
+        )
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
         self.tracer = trace.get_tracer("coda_otel.pipeline", __version__, tracer_provider)
         self.listeners: tuple[PipelineListener, ...] = tuple(listeners)

@@ -23,7 +23,7 @@ import re
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import CONVERSATION_STATUSES, STAGES, CodaMetrics, bounded
 
-logger = logging.getLogger("coda.otel.metrics")
+logger = logging.getLogger(__name__)
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 

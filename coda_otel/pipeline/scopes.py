@@ -40,7 +40,7 @@ from coda_otel.sanitize import size_of
 if TYPE_CHECKING:
     from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 
-logger = logging.getLogger("coda.pipeline.debugger")
+logger = logging.getLogger(__name__)
 
 # NOOP_STAGE, DisabledConversation (noop_scopes) and STACK_LIMIT (stage_errors) are re-exported.
 __all__ = [

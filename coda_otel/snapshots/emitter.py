@@ -52,10 +52,10 @@ from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.snapshots.diff import diff_snapshots
-from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document
+from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document, default_snapshot_dir
 from coda_otel.snapshots.trace import record_snapshot
 
-logger = logging.getLogger("coda.memory.snapshots")
+logger = logging.getLogger(__name__)
 
 SnapshotListener = Callable[[dict[str, Any]], None]
 #: Operations that always trigger a snapshot (named after the operation).
@@ -99,7 +99,7 @@ class MemorySnapshotEmitter:
                 raise ValueError(f"{name} must be >= 1 or None, got {limit!r}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
-        folder = Path(snapshot_dir) if snapshot_dir else Path.home() / ".coda" / "memory_snapshots"
+        folder = Path(snapshot_dir) if snapshot_dir else default_snapshot_dir()
         self.store = SnapshotStore(folder)
         self.snapshot_dir = self.store.folder
         self.interval = interval

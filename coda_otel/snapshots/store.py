@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coda_otel import env
 from coda_otel.files import ID_PATTERN, enforce_retention, safe_path
 
 PREFIX = "memory_"
@@ -35,8 +35,7 @@ PATTERN = f"{PREFIX}*{SUFFIX}"
 
 def default_snapshot_dir() -> Path:
     """``$CODA_HOME/snapshots`` (``CODA_HOME`` defaults to ``~/.coda``)."""
-    home = os.environ.get("CODA_HOME") or str(Path.home() / ".coda")
-    return Path(home).expanduser() / "snapshots"
+    return env.coda_home() / env.SNAPSHOTS_DIR
 
 
 @dataclass(frozen=True, slots=True)
