@@ -28,10 +28,12 @@ def coda_service(
     config: str = "",
     env: Mapping[str, str | None] | None = None,
     fault_injection: bool = True,
+    started: list[ManagedProcess] | None = None,
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
     Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
+    The process is appended to ``started`` when given (to kill it from a test).
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
@@ -51,6 +53,8 @@ def coda_service(
         argv.append("--allow-fault-injection")
     base = f"http://127.0.0.1:{port}"
     with ManagedProcess(argv, home / "serve.log", env=full_env) as proc:
+        if started is not None:
+            started.append(proc)
         wait_until(
             lambda: http_json(f"{base}/health/ready", timeout=2)[0] == 200,
             START_TIMEOUT_S,
