@@ -238,7 +238,15 @@ def build_app(
     )
     from coda_lite.debug_control import AppDebugControl
 
-    app.hub.control = AppDebugControl(app)
+    app.hub.control = AppDebugControl(
+        debugger=debugger,
+        snapshots=snapshots,
+        caches=caches,
+        watchdog=watchdog,
+        faults=faults,
+        run_turn=app.run_turn,
+        allow_fault_injection=config.server.allow_fault_injection,
+    )
     debugger.add_listener(app.hub)
     snapshots.add_listener(app.hub.on_memory_snapshot)
     watchdog.add_listener(app.hub.publish_health_status)

@@ -59,6 +59,29 @@ def test_readme_example_runs_unchanged(monkeypatch: pytest.MonkeyPatch, tmp_path
     asyncio.run(namespace["_example"]("hello", llm))  # type: ignore[operator]
 
 
+async def test_readme_testing_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Testing your pipeline") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the README lost its testing example"
+    debugger = coda_otel.ConversationPipelineDebugger(output_dir=tmp_path, save_logs=False)
+
+    class MyPipeline:  # three stages through the debugger, as a user's pipeline would
+        async def run(self, text: str) -> None:
+            with debugger.conversation(session_id="s", turn=1) as conv:
+                for name in ("stt", "llm", "tts"):
+                    async with conv.stage(name, {"text": text}) as st:
+                        st.set_output({"text": text})
+
+    namespace: dict[str, object] = {"my_pipeline": MyPipeline()}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    try:
+        await namespace["test_my_turn_has_three_stages"](debugger)  # type: ignore[operator]
+        await namespace["test_snapshots"](tmp_path / "snaps")  # type: ignore[operator]
+    finally:
+        debugger.close()
+
+
 def test_default_snapshot_folder_is_the_one_the_cli_reads(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
