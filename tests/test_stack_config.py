@@ -80,6 +80,14 @@ def test_amtool_check_config() -> None:
     assert "SUCCESS" in output
 
 
+def test_inhibitions_stay_within_one_replica() -> None:
+    """One replica's missing target must not silence another replica's alerts."""
+    rules = load_yaml(ALERTMANAGER_YML)["inhibit_rules"]
+    assert rules
+    for rule in rules:
+        assert "instance" in rule.get("equal", []), rule["source_matchers"]
+
+
 def test_prometheus_scrapes_the_app_and_sends_to_alertmanager() -> None:
     doc = load_yaml(PROMETHEUS_YML)
     jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
@@ -102,6 +110,8 @@ def test_every_alert_has_severity_summary_description_runbook() -> None:
         for key in ("summary", "description", "runbook"):
             assert len(rule["annotations"].get(key, "").split()) >= 3, (rule["alert"], key)
         assert f'job="{SCRAPE_JOB}"' in rule["expr"] or "coda:" in rule["expr"], rule["alert"]
+        # Alerts fire per replica: the summary names it.
+        assert "$labels.instance" in rule["annotations"]["summary"], rule["alert"]
 
 
 def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
