@@ -313,6 +313,26 @@ def test_dashboard_json_is_sane(name: str) -> None:
     assert queries >= 6
 
 
+_SELECTOR = re.compile(r"(\w+)\{([^}]*)\}")
+REPLICA_FILTER = 'job=~"$job", instance=~"$instance"'
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
+def test_every_dashboard_selects_replicas_by_job_and_instance(name: str) -> None:
+    """Every series a panel reads is filtered by the $job and $instance variables (all but
+    Prometheus's own ALERTS), so one dashboard serves one replica or many."""
+    dashboard = load_dashboards()[name]
+    variables = template_variables(dashboard)
+    assert variables["job"]["includeAll"] is False  # "All" jobs would pull in Prometheus's own
+    assert variables["job"]["current"]["value"] == SCRAPE_JOB
+    assert variables["instance"]["includeAll"] and variables["instance"]["multi"]
+    for panel in iter_panels(dashboard):
+        for target in panel.get("targets", []):
+            for metric, matchers in _SELECTOR.findall(target["expr"]):
+                if metric != "ALERTS":
+                    assert matchers.startswith(REPLICA_FILTER), (panel["title"], metric)
+
+
 def test_pipeline_dashboard_has_exemplars_and_a_jaeger_link() -> None:
     pipeline = next(d for d in load_dashboards().values() if d["uid"] == "coda-pipeline")
     targets = [t for p in iter_panels(pipeline) for t in p.get("targets", [])]
