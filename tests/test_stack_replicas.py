@@ -214,7 +214,9 @@ def test_spans_name_their_replica(replicas: Replicas) -> None:
 def test_killing_one_replica_fires_for_it_alone(replicas: Replicas) -> None:
     """Runs last: it kills the first replica."""
     victim, survivors = replicas.instances[0], replicas.instances[1:]
-    replicas.processes[0].proc.kill()  # type: ignore[union-attr]
+    process = replicas.processes[0].proc
+    assert process is not None
+    process.kill()  # a crash, not a clean shutdown
 
     def missing() -> list[dict[str, Any]]:
         return [
