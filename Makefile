@@ -57,7 +57,7 @@ bench: deps system-deps
 	$(BIN)/python -m benchmarks.run
 
 stack-check: deps system-deps kubectl
-	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_live.py \
+	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
 	  tests/test_stack_replicas.py tests/test_collector_config.py tests/test_kubernetes.py
 
 clean:
