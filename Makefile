@@ -58,7 +58,8 @@ bench: deps system-deps
 
 stack-check: deps system-deps kubectl
 	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
-	  tests/test_stack_replicas.py tests/test_collector_config.py tests/test_kubernetes.py
+	  tests/test_stack_replicas.py tests/test_alertmanager_replicas.py \
+	  tests/test_collector_config.py tests/test_kubernetes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
