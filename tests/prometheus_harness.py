@@ -166,6 +166,8 @@ def prometheus_test_config(
 ) -> Path:
     """The committed prometheus.yml aimed at ``target`` or at the targets listed in the
     ``file_sd`` file (see :func:`write_file_sd`): 1 s scrapes, no Alertmanager."""
+    if (target is None) == (file_sd is None):
+        raise ValueError("give one of target and file_sd")
     doc = load_yaml(PROMETHEUS_YML)
     doc["global"].update(scrape_interval="1s", evaluation_interval="1s")
     doc.pop("alerting", None)
