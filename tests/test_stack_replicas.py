@@ -218,19 +218,29 @@ def test_killing_one_replica_fires_for_it_alone(replicas: Replicas) -> None:
     assert process is not None
     process.kill()  # a crash, not a clean shutdown
 
-    def missing() -> list[dict[str, Any]]:
-        return [
+    def firing_for_victim_alone() -> list[dict[str, Any]] | None:
+        found = [
             a
             for a in replicas.prom.alerts()
             if a["labels"]["alertname"] == "CodaScrapeTargetMissing" and a["state"] == "firing"
         ]
+        return found if [a["labels"].get("instance") for a in found] == [victim] else None
 
-    wait_until(missing, 30, "CodaScrapeTargetMissing to fire", replicas.prometheus)
-    alerts = missing()
-    assert [a["labels"]["instance"] for a in alerts] == [victim]
+    # Waiting for exactly [victim] rather than taking the first firing set: a survivor whose
+    # 1 s scrape times out once on a loaded machine fires for a second and then resolves.
+    alerts = wait_until(
+        firing_for_victim_alone,
+        30,
+        f"CodaScrapeTargetMissing firing for {victim} alone",
+        replicas.prometheus,
+    )
     assert victim in alerts[0]["annotations"]["summary"]
-    up = replicas.prom.query(f'up{{job="{SCRAPE_JOB}"}} == 1')
-    assert sorted(s["metric"]["instance"] for s in up) == sorted(survivors)
+
+    def up_instances() -> list[str]:
+        up = replicas.prom.query(f'up{{job="{SCRAPE_JOB}"}} == 1')
+        return sorted(s["metric"]["instance"] for s in up)
+
+    wait_until(lambda: up_instances() == sorted(survivors), 10, "the survivors scraped")
     for url in replicas.urls[1:]:
         status, body = http_json(f"{url}/v1/turns", {"text": "Still there?"}, timeout=60)
         assert status == 200, body
