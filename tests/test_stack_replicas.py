@@ -3,8 +3,9 @@
 Prometheus finds the replicas through file-based discovery (the committed prometheus.yml with
 its static target swapped for a ``file_sd_configs`` file). Each replica serves a different number
 of turns; every dashboard expression must then return data with all replicas selected and with
-each one alone, the totals must add up over the three, every rule must evaluate, and killing one
-replica must fire ``CodaScrapeTargetMissing`` for that instance only while the others go on.
+each one alone, the totals must add up over the three, every rule must evaluate on series of
+every replica, each replica's spans must name it, and killing one replica must fire
+``CodaScrapeTargetMissing`` for that instance only while the others go on.
 
 The replicas are lean (echo LLM, no speech, hashing embeddings): each starts in about a second,
 so three cost little more than one.
@@ -13,6 +14,7 @@ so three cost little more than one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -191,6 +193,19 @@ def test_every_rule_evaluates_per_replica(replicas: Replicas) -> None:
     assert [(r["name"], r.get("lastError")) for r in loaded if r["health"] == "err"] == []
     p95 = replicas.prom.query("count by (instance) (coda:pipeline_stage_duration_seconds:p95_5m)")
     assert sorted(s["metric"]["instance"] for s in p95) == sorted(replicas.instances)
+
+
+_RULE_INPUT = re.compile(r"\b([a-z_:][a-z0-9_:]*)\{")
+
+
+def test_every_rule_reads_series_of_every_replica(replicas: Replicas) -> None:
+    """Each alert can fire for each replica: every series a rule reads exists per instance."""
+    inputs = {m for rule in alert_rules() for m in _RULE_INPUT.findall(rule["expr"])}
+    assert {"up", "coda_component_up", "coda_otel_spans_dropped_total"} <= inputs
+    for metric in sorted(inputs):
+        found = replicas.prom.query(f'count by (instance) ({metric}{{job="{SCRAPE_JOB}"}})')
+        instances = sorted(s["metric"]["instance"] for s in found)
+        assert instances == sorted(replicas.instances), metric
 
 
 def _resources(home: Path) -> list[dict[str, Any]]:
