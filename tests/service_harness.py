@@ -27,13 +27,13 @@ def coda_service(
     *,
     config: str = "",
     env: Mapping[str, str | None] | None = None,
-    fault_injection: bool = True,
     started: list[ManagedProcess] | None = None,
+    fault_injection: bool = True,
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
-    Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
     The process is appended to ``started`` when given (to kill it from a test).
+    Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
