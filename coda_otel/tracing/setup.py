@@ -14,6 +14,8 @@ Exporter choice (standard variables, read at ``configure`` time):
   ``file``: OTLP JSON lines under ``CODA_HOME/traces/`` (``CODA_HOME`` defaults to ``~/.coda``).
 * ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``: ``http/protobuf`` (default, as the OTel spec says)
   or ``grpc``; endpoints and headers are read by the OTLP exporters themselves.
+* ``CODA_TRACE_SAMPLE_PERCENT`` (and ``CODA_TURN_LATENCY_BUDGET_MS``) turn on tail sampling
+  in the process, with the Collector's policies (:mod:`coda_otel.tracing.tail_sampling`).
 * ``OTEL_RESOURCE_ATTRIBUTES`` adds resource attributes and may set ``service.instance.id``
   (default: a random UUID per process); see :func:`build_resource`.
 * ``OTEL_TRACES_SAMPLER`` / ``_ARG``, ``OTEL_BSP_*`` and ``OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT``
@@ -42,7 +44,7 @@ from opentelemetry.sdk.resources import (
     OTELResourceDetector,
     Resource,
 )
-from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
@@ -50,6 +52,7 @@ from coda_otel import env
 from coda_otel.metrics import CodaMetrics
 from coda_otel.tracing.export_stats import CountingSpanExporter, EndedSpanCounter, ExportStats
 from coda_otel.tracing.file_exporter import FileSpanExporter
+from coda_otel.tracing.tail_sampling import TailPolicy, TailSamplingProcessor, describe
 
 logger = logging.getLogger(__name__)
 
@@ -262,11 +265,18 @@ def configure(
         span_limits=_span_limits(),
     )
     stats = ExportStats(metrics)
+    processors: list[SpanProcessor] = []
     if exporters:
-        provider.add_span_processor(EndedSpanCounter(stats, per_span=len(exporters)))
+        processors.append(EndedSpanCounter(stats, per_span=len(exporters)))
     for exporter, _ in exporters:
-        provider.add_span_processor(BatchSpanProcessor(CountingSpanExporter(exporter, stats)))
+        processors.append(BatchSpanProcessor(CountingSpanExporter(exporter, stats)))
     description = ", ".join(d for _, d in exporters) or "none"
+    policy = TailPolicy.from_env()
+    if policy is not None and processors:  # sampled-out turns are neither exported nor dropped
+        processors = [TailSamplingProcessor(policy, processors)]
+        description += f"; {describe(policy)}"
+    for processor in processors:
+        provider.add_span_processor(processor)
     telemetry = Telemetry(
         provider,
         description,
