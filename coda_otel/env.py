@@ -72,6 +72,14 @@ OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: Final = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: Final = "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 """The same limit for span attributes only."""
 
+CODA_TRACE_SAMPLE_PERCENT: Final = "CODA_TRACE_SAMPLE_PERCENT"
+"""Set to tail-sample in the process: keep every turn with an error, interrupted or over its
+latency budget, and this percent of the rest. Unset: every turn is kept (a Collector, when there
+is one, samples with the same variable)."""
+
+CODA_TURN_LATENCY_BUDGET_MS: Final = "CODA_TURN_LATENCY_BUDGET_MS"
+"""A turn's latency budget for tail sampling, in milliseconds. Default 15000."""
+
 #: Sub-folders of :func:`coda_home` that the package writes by default.
 TRACES_DIR: Final = "traces"
 PIPELINE_LOGS_DIR: Final = "pipeline_logs"
