@@ -24,7 +24,8 @@ class Component(Protocol):
 
     ``get_heartbeat`` returns at least ``{"healthy": bool}``; optional figures the watchdog
     keeps: ``memory_usage`` (bytes), ``response_time`` (seconds), ``error_rate`` (0..1),
-    ``models_loaded`` (bool, for readiness).
+    ``models_loaded`` (bool, for readiness). A component with ``restartable = False`` (a
+    condition such as free disk space) is reported unhealthy but never restarted.
     """
 
     name: str

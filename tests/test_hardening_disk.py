@@ -8,6 +8,7 @@ above the machine's free space, so the real free-space reading is "too low".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def test_low_disk_degrades_health_and_shows_on_metrics(base: tuple[str, Path]) -
     assert _metric(url, "coda_disk_free_bytes ") > 0
     assert _metric(url, "coda_disk_low_bytes ") == PB
     assert _metric(url, 'coda_component_up{component="disk"}') == 0
+    time.sleep(1.5)  # many more checks: reported, never restarted, never "failed"
+    disk = requests.get(f"{url}/health", timeout=10).json()["components"]["disk"]
+    assert disk["status"] == "unhealthy" and disk["restarts_total"] == 0, disk
+    assert "below" in disk["last_heartbeat"]["last_error"]
 
 
 def test_full_disk_turns_still_answer_and_telemetry_keeps_the_reserve(

@@ -11,7 +11,9 @@ The component (name ``"disk"``) turns unhealthy (health ``degraded``) while free
 below ``low_bytes``, well before writes fail; ``coda_disk_free_bytes`` and
 ``coda_disk_low_bytes`` are read at scrape time (one ``statvfs``, no lock). Telemetry
 writers stop at ``reserve_bytes`` so the application's own data (the memory store) keeps room.
-Restarting it does nothing: free space is not something a restart gives back.
+It is ``restartable = False``: free space is not something a restart gives back, so the
+watchdog reports it (``unhealthy``) and never marks it ``failed``; it is healthy again as
+soon as space is freed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class DiskSpace:
     """Watches the filesystem holding ``path`` (see the module docstring)."""
 
     name = "disk"
+    restartable = False  # the watchdog reports it, never restarts it
 
     def __init__(
         self,
