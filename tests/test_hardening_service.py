@@ -136,7 +136,9 @@ def test_snapshot_files_are_redacted_and_private(service: Service) -> None:
     home = service.home
     for folder in (home / "snapshots", home / "data", home / "pipeline_logs", home / "traces"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
-    for f in [home / "data" / "memory.sqlite3", *(home / "snapshots").glob("*.json")]:
+    logs = list((home / "pipeline_logs").glob("*.json"))
+    assert logs
+    for f in [home / "data" / "memory.sqlite3", *(home / "snapshots").glob("*.json"), *logs]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 
 
@@ -217,7 +219,8 @@ def test_deeply_nested_json_is_a_bad_request(service: Service) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example@127.0.0.1", "127.0.0.1/evil", "127.0.0.1, evil.example", "127.0.0.1:x"]
+    "host",
+    ["evil.example@127.0.0.1", "127.0.0.1/evil", "127.0.0.1:8765,evil.example", "127.0.0.1:x"],
 )
 def test_host_headers_that_only_contain_a_loopback_name_are_refused(
     service: Service, host: str
