@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from cachetools import LRUCache
 
 from coda_lite.components import CallStats
 from coda_lite.memory.jsonfile import MemoryStoreError
@@ -42,6 +43,8 @@ from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import MemoryTransfer
 
 _COLS = COLS
+#: Embedding matrices kept for this many owners (the most recently retrieved from).
+INDEX_OWNERS = 256
 #: At most this many long-term memories per owner; the least important, oldest go first.
 DEFAULT_MAX_PER_OWNER = 200
 
@@ -103,7 +106,8 @@ class LongTermMemory(MemoryTransfer):
         self.lock = threading.RLock()
         self.stats = CallStats()
         self._conn: sqlite3.Connection | None = None
-        self._index: dict[str, tuple[list[str], np.ndarray]] = {}  # owner -> embedding matrix
+        # owner -> embedding matrix, for the owners retrieved from most recently (bounded)
+        self._index: LRUCache[str, tuple[list[str], np.ndarray]] = LRUCache(INDEX_OWNERS)
         self._mirror: dict[str, _Mirrored] | None = None  # decoded rows, built on first read
         self._ordered: list[_Mirrored] | None = None  # the mirror by (created_at, id)
         self._data_version: int | None = None
@@ -125,7 +129,7 @@ class LongTermMemory(MemoryTransfer):
             self._drop_caches()
 
     def _drop_caches(self) -> None:
-        self._index = {}
+        self._index.clear()
         self._mirror = self._ordered = None
         self._data_version = None
 
@@ -244,7 +248,7 @@ class LongTermMemory(MemoryTransfer):
                 else:
                     n = int(db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount)
             self.approx_count -= n
-            self._index = {}
+            self._index.clear()
             self._mirror = self._ordered = None
             return n
 
@@ -259,7 +263,8 @@ class LongTermMemory(MemoryTransfer):
 
     # -- reads ------------------------------------------------------------------------------
     def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
-        if owner not in self._index:
+        found = self._index.get(owner)
+        if found is None:
             dim = self.embedder.dim if self.embedder is not None else None
             rows = self._db().execute(
                 "SELECT id, embedding FROM memories "
@@ -271,8 +276,8 @@ class LongTermMemory(MemoryTransfer):
                 ids.append(mid)
                 vecs.append(np.frombuffer(blob, np.float32))
             matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
-            self._index[owner] = (ids, matrix)
-        return self._index[owner]
+            found = self._index[owner] = (ids, matrix)
+        return found
 
     def retrieve(
         self,
