@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 import requests
 
+from coda_otel.snapshots.store import SnapshotStore
 from tests.service_harness import coda_service
 
 NAMES = [
@@ -123,6 +124,8 @@ def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
         texts += [m["content"] for m in doc["long_term"]["memories"]]
         seen[doc["owner"]] |= {n for t in texts for n in _name_of(t)}
     assert seen == {"snap-0": {NAMES[0]}, "snap-1": {NAMES[1]}}
+    listed = {i.snapshot_id: i.owner for i in SnapshotStore(service.home / "snapshots").list()}
+    assert {listed[d["snapshot_id"]] for d in docs} == {"snap-0", "snap-1"}  # lists show it
 
 
 def test_snapshot_files_are_redacted_and_private(service: Service) -> None:

@@ -53,6 +53,7 @@ class SnapshotInfo:
     memory_count: int | None = None
     topic_count: int | None = None
     error: str | None = None
+    owner: str | None = None  # whose memory (a snapshot holds one owner's)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,6 +180,7 @@ class SnapshotStore:
             turn_count=counts["turn_count"],
             memory_count=counts["memory_count"],
             topic_count=counts["topic_count"],
+            owner=str(doc["owner"]) if isinstance(doc.get("owner"), str) else None,
         )
 
     def list(self) -> builtins.list[SnapshotInfo]:
