@@ -22,7 +22,6 @@ mirror and the cached embedding matrix, so the next read sees it.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import os
 import sqlite3
@@ -38,6 +37,8 @@ from cachetools import LRUCache
 
 from coda_lite.components import CallStats
 from coda_lite.memory.jsonfile import MemoryStoreError
+from coda_lite.memory.mirror import MemoryMirror
+from coda_lite.memory.reads import MemoryReads
 from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import MemoryTransfer
@@ -57,25 +58,9 @@ class Embedder(Protocol):
 
 
 _T = TypeVar("_T")
-_Mirrored = tuple[str, str, float, tuple[str, ...], float, str, str]  # _COLS, then owner
 
 
-def _order(m: _Mirrored) -> tuple[float, str]:
-    return m[4], m[0]  # created_at, id: the ORDER BY of get_all_memories
-
-
-def _row(r: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "id": r[0],
-        "content": r[1],
-        "importance": float(r[2]),
-        "topics": json.loads(r[3]),
-        "created_at": float(r[4]),
-        "source": r[5],
-    }
-
-
-class LongTermMemory(MemoryTransfer):
+class LongTermMemory(MemoryReads, MemoryTransfer):
     """Memories belong to one owner each; every read and write names the owner it acts for.
 
     ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
@@ -108,8 +93,7 @@ class LongTermMemory(MemoryTransfer):
         self._conn: sqlite3.Connection | None = None
         # owner -> embedding matrix, for the owners retrieved from most recently (bounded)
         self._index: LRUCache[str, tuple[list[str], np.ndarray]] = LRUCache(INDEX_OWNERS)
-        self._mirror: dict[str, _Mirrored] | None = None  # decoded rows, built on first read
-        self._ordered: list[_Mirrored] | None = None  # the mirror by (created_at, id)
+        self._mirror = MemoryMirror()  # decoded rows, built on the first read of all
         self._data_version: int | None = None
         self.reopen()
 
@@ -130,7 +114,7 @@ class LongTermMemory(MemoryTransfer):
 
     def _drop_caches(self) -> None:
         self._index.clear()
-        self._mirror = self._ordered = None
+        self._mirror.drop()
         self._data_version = None
 
     def _check_external_writes(self) -> None:
@@ -216,18 +200,12 @@ class LongTermMemory(MemoryTransfer):
             self.approx_count += (row_owner is None) - evicted
             self._index.pop(owner, None)
             if evicted:
-                self._mirror = self._ordered = None
-            elif self._mirror is not None:
-                row: _Mirrored = (
-                    str(memory["id"]), content, float(importance), tuple(sorted_topics),
-                    float(created), source, owner,
+                self._mirror.drop()
+            else:
+                self._mirror.upsert(
+                    (str(memory["id"]), content, float(importance), tuple(sorted_topics),
+                     float(created), source, owner)
                 )  # fmt: skip
-                replaced = self._mirror.get(row[0])
-                self._mirror[row[0]] = row
-                if replaced is not None:
-                    self._ordered = None
-                elif self._ordered is not None:
-                    bisect.insort(self._ordered, row, key=_order)
             return evicted
 
         with self.stats.track(content):
@@ -249,7 +227,7 @@ class LongTermMemory(MemoryTransfer):
                     n = int(db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount)
             self.approx_count -= n
             self._index.clear()
-            self._mirror = self._ordered = None
+            self._mirror.drop()
             return n
 
         with self.stats.track():
@@ -260,117 +238,6 @@ class LongTermMemory(MemoryTransfer):
         return write_retrying(
             self.lock, self._db, work, busy_timeout=self.busy_timeout, where=self.path
         )
-
-    # -- reads ------------------------------------------------------------------------------
-    def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
-        found = self._index.get(owner)
-        if found is None:
-            dim = self.embedder.dim if self.embedder is not None else None
-            rows = self._db().execute(
-                "SELECT id, embedding FROM memories "
-                "WHERE owner = ? AND embedding IS NOT NULL AND dim = ?",
-                (owner, dim),
-            )
-            ids, vecs = [], []
-            for mid, blob in rows:
-                ids.append(mid)
-                vecs.append(np.frombuffer(blob, np.float32))
-            matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
-            found = self._index[owner] = (ids, matrix)
-        return found
-
-    def retrieve(
-        self,
-        query: str | np.ndarray,
-        k: int = 3,
-        min_score: float = -1.0,
-        *,
-        owner: str = DEFAULT_OWNER,
-    ) -> list[dict[str, Any]]:
-        """``owner``'s ``k`` memories most similar to ``query`` (text or embedding), best first."""
-        if k < 1:
-            return []
-        if isinstance(query, str):
-            vecs = self._embed([query])
-            if vecs is None:
-                raise MemoryStoreError("retrieve by text needs an embedder")
-            query = vecs[0]
-        q = np.asarray(query, np.float32).reshape(-1)
-        with self.lock, self.stats.track():
-            self._check_external_writes()
-            ids, matrix = self._matrix(owner)
-            if not ids or matrix.shape[1] != q.size:
-                return []
-            scores = matrix @ (q / (np.linalg.norm(q) or 1.0))
-            order = [i for i in np.argsort(-scores)[:k] if scores[i] >= min_score]
-            out = []
-            for i in order:
-                r = (
-                    self._db()
-                    .execute(
-                        f"SELECT {_COLS} FROM memories WHERE id = ? AND owner = ?",
-                        (ids[i], owner),
-                    )
-                    .fetchone()
-                )
-                if r is not None:
-                    out.append({**_row(r), "score": round(float(scores[i]), 4)})
-            return out
-
-    def _sorted_rows(self, owner: str | None) -> list[_Mirrored]:
-        """``owner``'s memories (``None``: all), decoded, by (created_at, id), from the mirror."""
-        self._check_external_writes()
-        if self._mirror is None:
-            rows = self._db().execute(f"SELECT {_COLS}, owner FROM memories")
-            self._mirror = {
-                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5], r[6])
-                for r in rows
-            }
-            self._ordered = None
-        if self._ordered is None:
-            self._ordered = sorted(self._mirror.values(), key=_order)
-        if owner is None:
-            return self._ordered
-        return [m for m in self._ordered if m[6] == owner]
-
-    def get_all_memories(
-        self, include_embeddings: bool = False, *, owner: str | None = DEFAULT_OWNER
-    ) -> list[dict[str, Any]]:
-        """``owner``'s memories (``None``: every owner's, for the operator), oldest first."""
-        with self.lock:
-            if not include_embeddings:
-                return [
-                    {"id": i, "content": c, "importance": imp, "topics": list(t),
-                     "created_at": at, "source": src}
-                    for i, c, imp, t, at, src, _ in self._sorted_rows(owner)
-                ]  # fmt: skip
-            where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
-            rows = self._db().execute(
-                f"SELECT {_COLS}, embedding FROM memories {where} ORDER BY created_at, id", args
-            )
-            out = []
-            for r in rows:
-                m = _row(r)
-                m["embedding"] = None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
-                out.append(m)
-            return out
-
-    def find(self, content: str, *, owner: str = DEFAULT_OWNER) -> dict[str, Any] | None:
-        """``owner``'s memory whose content equals ``content`` (case-insensitive), if any."""
-        with self.lock:
-            r = (
-                self._db()
-                .execute(
-                    f"SELECT {_COLS} FROM memories WHERE owner = ? AND lower(content) = lower(?)",
-                    (owner, content.strip()),
-                )
-                .fetchone()
-            )
-            return None if r is None else _row(r)
-
-    def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
-        with self.lock:
-            return sorted({t for m in self._sorted_rows(owner) for t in m[3]})
 
     @property
     def memory_count(self) -> int:
@@ -385,19 +252,6 @@ class LongTermMemory(MemoryTransfer):
                 "memory_count": self.memory_count if self._conn is not None else 0,
                 "path": str(self.path),
                 "model": self.embedder.model_name if self.embedder is not None else None,
-            }
-
-    def read_state(self, *, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
-        """``owner``'s memories, count, topics and evictions as one consistent copy."""
-        with self.lock:
-            memories = self.get_all_memories(owner=owner)
-            topics = sorted({t for m in memories for t in m["topics"]})
-            return {
-                "memories": memories,
-                "memory_count": len(memories),
-                "topics": topics,
-                "max_memories": self.max_per_owner,
-                "evicted_count": self.evictions.get(owner, 0),
             }
 
     # -- health Component -------------------------------------------------------------------
