@@ -10,32 +10,18 @@
     emitter.after_memory_operation("add", owner="ada")  # snapshots hold the owner's memory only
     emitter.flush(5.0); emitter.compare_snapshots(id1, id2); emitter.close()
 
-``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource` whose ``read_memory_state()``
+``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource`; ``read_memory_state()``
 copies the state under its own lock (one call, one consistent snapshot). The caller's thread
-(Coda Lite's event loop) only counts, decides the trigger and queues a job (id, trigger,
-operation count, current span): microseconds. One background thread, fed by a bounded queue,
-does the rest: the read, the JSON (encoded in pieces, releasing the GIL between them), the
-atomic write (temp file, fsync, rename), retention (``max_files`` / ``max_bytes``, from an
-in-memory index), metrics, listeners. So a snapshot holds memory as the writer read it, a
-moment after the trigger (``timestamp``: read time; ``operation_count``: the trigger's). A
-full queue drops the snapshot rather than block; failures are logged and counted in
-``coda_memory_snapshot_failures{reason=queue_full|read_error|write_error}``.
-Content is sanitized before it is written: every turn's and memory's text goes through the
-``sanitizer`` (default: redaction on, capture off, so a short redacted preview is kept; with
-``capture_content`` the full redacted text). When the source's memory belongs to owners
-(``read_memory_state(owner)``), a snapshot holds the one owner whose operation triggered it
-(or the one asked for), and says so in ``owner``.
-``after_memory_operation`` never raises; ``take_snapshot`` raises only
-:class:`~coda_otel.files.InvalidIdError` for an unsafe explicit id.
-
-Tracing: the writer puts a ``memory_snapshot`` event with the counts on the span current at
-the trigger, or on a child span if that span has ended (:mod:`coda_otel.snapshots.trace`).
-
-Once its file is written, every listener is called from the writer thread with a summary
-dict ``{snapshot_id, trigger, timestamp, counts: {turn_count, memory_count, topic_count},
-path, bytes}`` (listeners must be quick and thread-safe, e.g. ``loop.call_soon_threadsafe``).
-When one operation is both the N-th and a clear/import/export, one snapshot is taken, with
-the operation's trigger.
+only counts, picks the trigger and queues a job: microseconds. One background thread does the
+rest: the read, sanitizing (redacted previews by default, redacted full text with capture on),
+the JSON in pieces, the atomic write, retention, the ``memory_snapshot`` span event
+(:mod:`coda_otel.snapshots.trace`), metrics, then listeners (called on that thread with
+``{snapshot_id, trigger, timestamp, counts, path, bytes}``: keep them quick and thread-safe).
+A full queue drops a snapshot rather than block; failures are logged and counted in
+``coda_memory_snapshot_failures{reason=queue_full|read_error|write_error}``. A source whose
+memory belongs to owners (``read_memory_state(owner)``) gets one owner per snapshot: the one
+whose operation triggered it, named in ``owner``. ``after_memory_operation`` never raises;
+``take_snapshot`` raises only :class:`~coda_otel.files.InvalidIdError` for an unsafe id.
 """
 
 from __future__ import annotations
@@ -46,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +46,7 @@ from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
 from coda_otel.snapshots.store import (
     PATTERN,
+    IncreasingTimestamps,
     SnapshotStore,
     build_document,
     default_snapshot_dir,
@@ -141,7 +127,7 @@ class MemorySnapshotEmitter:
             self.snapshot_dir, PATTERN, max_files=max_files, max_bytes=max_bytes
         )
         self._lock = threading.Lock()
-        self._last_ts = datetime.min.replace(tzinfo=UTC)
+        self._clock = IncreasingTimestamps()  # snapshots sort in the order they were taken
         self._writer: BackgroundWriter[_Job] = BackgroundWriter(
             "coda-memory-snapshots", self._process_safely, queue_size=queue_size
         )
@@ -217,15 +203,6 @@ class MemorySnapshotEmitter:
         return path
 
     # -- background writer ---------------------------------------------------------------
-    def _timestamp(self) -> str:
-        """Strictly increasing UTC timestamps, so snapshots sort in the order they were taken."""
-        with self._lock:
-            now = datetime.now(UTC)
-            if now <= self._last_ts:
-                now = self._last_ts + timedelta(microseconds=1)
-            self._last_ts = now
-        return now.isoformat(timespec="microseconds")
-
     def _process_safely(self, job: _Job) -> None:
         try:
             self._process(job)
@@ -236,7 +213,7 @@ class MemorySnapshotEmitter:
     def _process(self, job: _Job) -> None:
         t0, start_ns = time.perf_counter(), time.time_ns()
         try:
-            ts = self._timestamp()
+            ts = self._clock.next()
             read: Any = self._source.read_memory_state
             state = read() if job.owner is None else read(job.owner)
             doc = build_document(state, job.snapshot_id, job.trigger, job.operation_count, ts)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import builtins
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,19 @@ class SnapshotStore:
     ) -> builtins.list[Path]:
         """Delete the oldest snapshot files until both limits hold; returns the deleted paths."""
         return enforce_retention(self.folder, PATTERN, max_files=max_files, max_bytes=max_bytes)
+
+
+class IncreasingTimestamps:
+    """Strictly increasing UTC ISO timestamps (microseconds), safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def next(self) -> str:
+        with self._lock:
+            now = datetime.now(UTC)
+            if now <= self._last:
+                now = self._last + timedelta(microseconds=1)
+            self._last = now
+        return now.isoformat(timespec="microseconds")
