@@ -21,7 +21,8 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,21 @@ class CachedLLM:
         return await self.cache.aget_or_compute(
             self.key(query, context), lambda: self.llm.generate(query, context)
         )
+
+    async def stream(self, query: str, context: Sequence[Mapping[str, Any]]) -> AsyncIterator[Any]:
+        """A cached answer at once; else the model's stream, kept when it completes."""
+        key = self.key(query, context)
+        cached = self.cache.get(key)
+        if cached is not None:
+            yield cached.text
+            yield cached
+            return
+        started = time.perf_counter()
+        async for item in self.llm.stream(query, context):
+            if not isinstance(item, str):
+                self.cache.debugger.record_load(self.cache.name, time.perf_counter() - started)
+                self.cache.put(key, item)
+            yield item
 
     async def aclose(self) -> None:
         closer = getattr(self.llm, "aclose", None)
@@ -168,7 +184,7 @@ def build_app(
         )
 
     def wrap_llm(llm: Any) -> Any:
-        llm = faults.guard("llm", llm, ["generate"])
+        llm = faults.guard("llm", llm, ["generate", "stream"])
         if tel.llm_cache_size <= 0:
             return llm
         cache: ObservedTTLCache[str, Any] = ObservedTTLCache(
@@ -195,6 +211,8 @@ def build_app(
         tracer_provider=telemetry.tracer_provider,
     )
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
+    backend, why = pipeline.llm_choice
+    log.info("llm backend: %s (%s)", backend, why)
     watch_memory_size(metrics, pipeline)
     watchdog = CodaWatchdog(
         faults.wrap_all(pipeline.components),

@@ -1,8 +1,14 @@
-"""One conversation turn: stt -> memory_retrieval -> llm -> memory_update -> tts.
+"""One conversation turn: stt -> memory_retrieval -> llm (+ tts, overlapping) -> memory_update.
 
     manager = ConversationManager(stt, memory, llm, tts)          # observer: NULL_OBSERVER
     result = await manager.process_user_input("Where do I live?", session_id="s1")
     result.response, result.timings["llm"], result.conversation_id
+    result.latency.voice_to_voice_us, result.latency.breakdown_us   # see coda_lite.latency
+
+The model's text streams into speech (:mod:`coda_lite.reply`): the tts stage starts at the
+first complete sentence and synthesizes the answer sentence by sentence while the model
+writes; the turn's audio is the concatenation. ``streaming=False`` waits for the whole
+answer, then speaks it in one piece (the baseline the benchmarks compare with).
 
 Text input skips recognition (the stt stage says ``skipped: True``); ``bytes`` or a path is
 audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(name, inputs)``
@@ -13,17 +19,19 @@ next turn is unaffected.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from coda_lite.llm import LLMResult
+from coda_lite.latency import TurnClock, TurnLatency, measure
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
+from coda_lite.reply import LLMLike, Reply, TTSLike
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
@@ -48,6 +56,7 @@ class TurnResult:
     turn: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     memories_used: list[dict[str, Any]] = field(default_factory=list)
+    latency: TurnLatency | None = None  # None when the turn produced no speech
 
 
 class _STT(Protocol):
@@ -60,30 +69,24 @@ class _Memory(Protocol):
     async def add_interaction(self, user: str, assistant: str) -> Any: ...
 
 
-class _LLM(Protocol):
-    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
-
-
-class _TTS(Protocol):
-    async def synthesize(self, text: str) -> bytes: ...
-
-
 class ConversationManager:
     def __init__(
         self,
         stt: _STT,
         memory: _Memory,
-        llm: _LLM,
-        tts: _TTS,
+        llm: LLMLike,
+        tts: TTSLike,
         observer: PipelineObserver = NULL_OBSERVER,
         *,
         max_sessions: int = 10_000,
+        streaming: bool = True,
     ) -> None:
         self.stt = stt
         self.memory = memory
         self.llm = llm
         self.tts = tts
         self.observer = observer
+        self.streaming = streaming  # speak sentence by sentence while the model still writes
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
 
@@ -102,6 +105,7 @@ class ConversationManager:
                 "user input must be text (str), WAV bytes or a WAV path; "
                 f"got {type(user_input).__name__}"
             )
+        clock = TurnClock()  # the input is complete: the user stopped speaking
         turn = self._next_turn(session_id)
         timings: dict[str, float] = {}
         with self.observer.conversation(session_id=session_id, turn=turn) as conv:
@@ -111,43 +115,47 @@ class ConversationManager:
             ) -> T:
                 return await _run_stage(conv, name, inputs, work, timings)
 
-            transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input))
+            transcript = await stage(
+                "stt", _stt_inputs(user_input), self._stt_work(user_input, clock)
+            )
 
             async def retrieve(st: StageScope) -> list[dict[str, Any]]:
+                clock.mark("retrieval_start")
                 ctx = await self.memory.get_context(transcript)
+                clock.mark("retrieval_end")
                 st.set_output({"memories": len(ctx), "context": ctx})
                 return ctx
 
             context = await stage("memory_retrieval", {"query": transcript}, retrieve)
-
-            async def generate(st: StageScope) -> LLMResult:
-                result = await self.llm.generate(transcript, context)
-                st.set_llm_usage(
-                    model=result.model,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                )
-                st.set_output({"response": result.text})
-                return result
-
-            answer = await stage("llm", {"query": transcript, "context": context}, generate)
-
-            async def update(st: StageScope) -> None:
-                added = await self.memory.add_interaction(transcript, answer.text)
-                st.set_output({"success": True, "memories_added": len(added or [])})
-
-            await stage(
-                "memory_update",
-                {"user_message": transcript, "assistant_message": answer.text},
-                update,
+            reply = Reply(self.llm, self.tts, clock, streaming=self.streaming)
+            speaking = asyncio.create_task(
+                reply.speak(lambda work: stage("tts", {"streamed": self.streaming}, work))
             )
+            try:
+                answer = await stage(
+                    "llm",
+                    {"query": transcript, "context": context},
+                    lambda st: reply.think(st, transcript, context),
+                )
 
-            async def speak(st: StageScope) -> bytes:
-                audio = await self.tts.synthesize(answer.text)
-                st.set_output({"audio_bytes": len(audio)})
-                return audio
+                async def update(st: StageScope) -> None:
+                    added = await self.memory.add_interaction(transcript, answer.text)
+                    st.set_output({"success": True, "memories_added": len(added or [])})
 
-            audio = await stage("tts", {"text": answer.text}, speak)
+                await stage(
+                    "memory_update",
+                    {"user_message": transcript, "assistant_message": answer.text},
+                    update,
+                )
+                audio = await speaking
+            finally:
+                if not speaking.done():  # the llm or memory stage failed: stop speaking
+                    speaking.cancel()
+                # retrieved here, so a speech failure after another failure is not "lost"
+                await asyncio.gather(speaking, return_exceptions=True)
+            latency = measure(clock, output_tokens=answer.output_tokens, streamed=self.streaming)
+            if latency is not None:
+                conv.set_latency(latency.to_dict())
             return TurnResult(
                 transcript=transcript,
                 response=answer.text,
@@ -156,16 +164,19 @@ class ConversationManager:
                 trace_id=conv.trace_id,
                 session_id=session_id,
                 turn=turn,
-                timings=timings,
+                timings={name: timings[name] for name in STAGES if name in timings},
                 memories_used=context,
+                latency=latency,
             )
 
     def _stt_work(
-        self, user_input: str | bytes | os.PathLike[str]
+        self, user_input: str | bytes | os.PathLike[str], clock: TurnClock
     ) -> Callable[[StageScope], Awaitable[str]]:
         async def work(st: StageScope) -> str:
+            clock.mark("stt_start")
             if isinstance(user_input, str):
                 text = user_input.strip()
+                clock.mark("stt_end")
                 if not text:
                     raise ValueError("the text input is empty")
                 st.set_output({"transcript": text, "skipped": True})
@@ -173,6 +184,7 @@ class ConversationManager:
             text = await self.stt.transcribe(
                 bytes(user_input) if isinstance(user_input, bytearray) else user_input
             )
+            clock.mark("stt_end")
             st.set_output({"transcript": text, "skipped": False})
             return text
 

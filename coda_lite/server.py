@@ -3,7 +3,9 @@
     coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
 
     POST /v1/turns        {"text": "...", "session_id": "s1"} or {"audio_wav_base64": "..."}
-                          -> {"transcript", "response", "conversation_id", "trace_id", ...}
+                          -> {"transcript", "response", "conversation_id", "trace_id", ...,
+                              "latency": {"voice_to_voice_us", "time_to_first_token_us",
+                                          "time_to_first_audio_us", "breakdown_us", ...}}
     GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
     GET  /health, /health/live, /health/ready
     POST /debug/faults    only with --allow-fault-injection
@@ -132,6 +134,7 @@ async def post_turn(request: web.Request) -> web.Response:
         "session_id": result.session_id,
         "turn": result.turn,
         "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
+        "latency": result.latency.to_dict() if result.latency else None,
     }
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")

@@ -15,6 +15,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Deterministic answers unless a test asks for the real model (llm.backend defaults to auto).
+os.environ.setdefault("CODA_LLM_BACKEND", "echo")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from coda_lite import llm as llm_module
+from coda_lite import llm_http as llm_module
 from coda_lite.config import LlmConfig
-from coda_lite.llm import EchoLLM, LLMError, OllamaLLM, OpenAICompatLLM, make_llm
+from coda_lite.llm import EchoLLM, LLMError, make_llm
+from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
 from tests.conftest import free_port
 

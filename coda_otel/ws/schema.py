@@ -53,6 +53,11 @@ def _obj(
 
 
 _STAGE_BRIEF = _obj({"stage": {"type": "string"}, "status": _STATUS, "duration_ms": _MS})
+#: Every ``conversation_end`` field but ``latency`` (null or absent when nothing was spoken).
+_CONVERSATION_END_REQUIRED: Final = [
+    "conversation_id", "session_id", "turn", "status", "started_at", "duration_ms", "trace_id",
+    "span_id", "stages",
+]  # fmt: skip
 #: The ``data`` of every message the server sends, by type.
 SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
     "hello": _obj(
@@ -91,7 +96,9 @@ SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
             "trace_id": _HEX32,
             "span_id": _HEX16,
             "stages": {"type": "array", "items": _STAGE_BRIEF},
-        }
+            "latency": {"type": ["object", "null"]},
+        },
+        _CONVERSATION_END_REQUIRED,
     ),
     "memory_snapshot": _obj(
         {"snapshot_id": {"type": "string"}, "trigger": {"type": "string"}},
