@@ -32,6 +32,7 @@ from coda_lite import __version__
 from coda_lite.config import Config
 from coda_lite.conversation import TurnResult
 from coda_lite.factory import Pipeline, build_pipeline
+from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
@@ -41,12 +42,12 @@ from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
-from coda_otel.sanitize import Sanitizer, env_flag
+from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
 from coda_otel.ws.hub import DebugHub
 
-log = logging.getLogger("coda_lite.app")
+log = logging.getLogger(__name__)
 
 
 class CachedLLM:
@@ -159,8 +160,8 @@ def build_app(
         metrics=metrics,
         set_global=set_global_tracer,
     )
-    capture = tel.capture_content or env_flag(
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False
+    capture = tel.capture_content or env.flag(
+        env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False
     )
     debugger = ConversationPipelineDebugger(
         enabled=tel.enabled,
@@ -255,7 +256,15 @@ def build_app(
     )
     from coda_lite.debug_control import AppDebugControl
 
-    app.hub.control = AppDebugControl(app)
+    app.hub.control = AppDebugControl(
+        debugger=debugger,
+        snapshots=snapshots,
+        caches=caches,
+        watchdog=watchdog,
+        faults=faults,
+        run_turn=app.run_turn,
+        allow_fault_injection=config.server.allow_fault_injection,
+    )
     debugger.add_listener(app.hub)
     snapshots.add_listener(app.hub.on_memory_snapshot)
     watchdog.add_listener(app.hub.publish_health_status)

@@ -64,7 +64,6 @@ class CallStats:
 
     def __init__(self, window: int = 50) -> None:
         self._lock = threading.Lock()
-        self._window = window
         self._calls: collections.deque[bool] = collections.deque(maxlen=window)
         self.last_response_time: float | None = None
         self.last_error: str | None = None

@@ -1,72 +1,94 @@
 """What a debug WebSocket client may do to a running assistant (part of the composition root).
 
-Implements coda-otel's ``DebugControl`` protocol over an :class:`~coda_lite.app.App`::
+Implements coda-otel's ``DebugControl`` protocol over the parts it acts on::
 
-    hub.control = AppDebugControl(app)
+    hub.control = AppDebugControl(
+        debugger=debugger, snapshots=snapshots, caches=caches, watchdog=watchdog,
+        faults=faults, run_turn=app.run_turn, allow_fault_injection=False,
+    )
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from coda_otel.health.faults import FAULTS
+from coda_lite.conversation import TurnResult
+from coda_otel.cache.debugger import CacheDebugger
+from coda_otel.health.faults import FAULTS, FaultInjector
+from coda_otel.health.watchdog import CodaWatchdog
+from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import PREFIX, SUFFIX
 
-if TYPE_CHECKING:
-    from coda_lite.app import App
+RunTurn = Callable[..., Awaitable[TurnResult]]
 
 FEATURES = ("tracing", "snapshots", "cache", "all")
 MAX_TEXT_CHARS = 4000
 
 
 class AppDebugControl:
-    """Debug commands mapped onto the app's debugger, caches, snapshots and watchdog."""
+    """Debug commands mapped onto the debugger, caches, snapshots, watchdog and faults."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        debugger: ConversationPipelineDebugger,
+        snapshots: MemorySnapshotEmitter,
+        caches: CacheDebugger,
+        watchdog: CodaWatchdog,
+        faults: FaultInjector,
+        run_turn: RunTurn,
+        allow_fault_injection: bool = False,
+    ) -> None:
+        self.debugger = debugger
+        self.snapshots = snapshots
+        self.caches = caches
+        self.watchdog = watchdog
+        self.faults = faults
+        self.run_turn = run_turn
+        self.allow_fault_injection = allow_fault_injection
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]:
         if feature not in FEATURES:
             raise ValueError(f"unknown feature {feature!r}; expected one of {', '.join(FEATURES)}")
-        app = self.app
         if feature in ("tracing", "all"):
-            app.debugger.enabled = enabled
+            self.debugger.enabled = enabled
         if feature in ("snapshots", "all"):
-            app.snapshots.enabled = enabled
+            self.snapshots.enabled = enabled
         if feature in ("cache", "all"):
-            app.cache_debugger.enabled = enabled
+            self.caches.enabled = enabled
         return {
             "feature": feature,
             "enabled": enabled,
             "state": {
-                "tracing": app.debugger.enabled,
-                "snapshots": app.snapshots.enabled,
-                "cache": app.cache_debugger.enabled,
+                "tracing": self.debugger.enabled,
+                "snapshots": self.snapshots.enabled,
+                "cache": self.caches.enabled,
             },
         }
 
     async def take_memory_snapshot(self) -> Mapping[str, Any]:
-        path = await asyncio.to_thread(self.app.snapshots.take_snapshot)
+        path = await asyncio.to_thread(self.snapshots.take_snapshot)
         if path is None:
             raise RuntimeError("the snapshot could not be taken (see the service log)")
         snapshot_id = path.name.removeprefix(PREFIX).removesuffix(SUFFIX)
         return {"snapshot_id": snapshot_id, "path": str(path)}
 
     async def get_cache_stats(self) -> Mapping[str, Any]:
-        caches = self.app.cache_debugger
+        caches = self.caches
         return {"stats": caches.get_stats(), "recommendations": caches.get_recommendations()}
 
     async def get_health_status(self) -> Mapping[str, Any]:
-        return self.app.watchdog.get_health_status()
+        return self.watchdog.get_health_status()
 
     async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]:
         if not text.strip():
             raise ValueError("text is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        result = await self.app.run_turn(text, session_id=session_id)
+        result = await self.run_turn(text, session_id=session_id)
         return {
             "conversation_id": result.conversation_id,
             "trace_id": result.trace_id,
@@ -76,14 +98,14 @@ class AppDebugControl:
         }
 
     async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]:
-        if not self.app.config.server.allow_fault_injection:
+        if not self.allow_fault_injection:
             raise PermissionError("fault injection is off (start with --allow-fault-injection)")
-        self.app.faults.inject(component, fault)
+        self.faults.inject(component, fault)
         return {"component": component, "fault": fault, "faults": sorted(FAULTS)}
 
     async def reset_component(self, component: str) -> Mapping[str, Any]:
         """Re-enable a component the watchdog marked failed; returns its status afterwards."""
-        watchdog = self.app.watchdog
+        watchdog = self.watchdog
         known = sorted(c.name for c in watchdog.components)
         if component not in known:
             raise ValueError(f"unknown component {component[:64]!r}; known: {', '.join(known)}")

@@ -26,7 +26,7 @@ import numpy as np
 from coda_lite.components import CallStats
 from coda_lite.config import EmbeddingsConfig
 
-log = logging.getLogger("coda.embedder")
+log = logging.getLogger(__name__)
 
 _MODELS: dict[str, Any] = {}  # resolved name/path -> SentenceTransformer (one load per process)
 _MODELS_LOCK = threading.Lock()

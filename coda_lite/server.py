@@ -45,7 +45,7 @@ from coda_otel.web.metrics_route import add_metrics_route
 from coda_otel.web.security import InsecureBindError, check_bind_security, debug_security
 from coda_otel.ws.server import add_debug_ws_route
 
-log = logging.getLogger("coda_lite.server")
+log = logging.getLogger(__name__)
 
 APP_KEY = web.AppKey("coda_app", App)
 MAX_TEXT_CHARS = 4000

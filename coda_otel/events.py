@@ -71,3 +71,19 @@ class PipelineListener(Protocol):
     def on_stage_end(self, event: StageEvent) -> None: ...
 
     def on_conversation_end(self, event: ConversationEvent) -> None: ...
+
+
+class ListenerBase:
+    """A :class:`PipelineListener` whose hooks do nothing: override only the ones you need.
+
+    class SlowStages(ListenerBase):
+        def on_stage_end(self, event: StageEvent) -> None:
+            if event.duration_s > 1.0:
+                print("slow", event.stage)
+    """
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        """Called once per finished stage; does nothing here."""
+
+    def on_conversation_end(self, event: ConversationEvent) -> None:
+        """Called once per finished turn; does nothing here."""

@@ -30,8 +30,6 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-NAMESPACE = "coda"
-
 #: The pipeline's stages, in order. Other stage names are accepted but folded to "other".
 STAGES: tuple[str, ...] = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 CONVERSATION_STATUSES: tuple[str, ...] = ("ok", "error", "cancelled")

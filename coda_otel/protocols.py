@@ -50,16 +50,3 @@ class MemoryStateSource(Protocol):
     """
 
     def read_memory_state(self) -> Mapping[str, Any]: ...
-
-
-@runtime_checkable
-class SizedCache(Protocol):
-    """A cache whose size can be read (cachetools caches qualify)."""
-
-    @property
-    def maxsize(self) -> float: ...
-
-    @property
-    def currsize(self) -> float: ...
-
-    def __len__(self) -> int: ...

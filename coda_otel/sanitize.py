@@ -17,19 +17,18 @@ redacted, text is truncated, and full content is kept only when content capture 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from coda_otel import env
+
 CAPTURE_ENV_VARS: tuple[str, ...] = (
-    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-    "CODA_CAPTURE_CONTENT",
+    env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+    env.CODA_CAPTURE_CONTENT,
 )
-REDACT_ENV_VAR = "CODA_REDACT"
+REDACT_ENV_VAR = env.CODA_REDACT
 TRUNCATION_MARK = "... [truncated]"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 # Every pattern runs in linear time: a match can only start where its run of characters starts
 # (a look-behind rejects every later position at once) and runs are taken possessively, so no
@@ -59,16 +58,6 @@ _CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}(?!\w)"
 )
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """Read a boolean environment variable; anything unrecognised keeps ``default``."""
-    raw = os.environ.get(name, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    return default
 
 
 def luhn_valid(digits: str) -> bool:
@@ -242,8 +231,8 @@ class Sanitizer:
     @classmethod
     def from_env(cls, max_length: int = 1000) -> Sanitizer:
         """Capture on when either capture variable is true; redaction off only by CODA_REDACT."""
-        capture = any(env_flag(name, False) for name in CAPTURE_ENV_VARS)
-        return cls(max_length, redact=env_flag(REDACT_ENV_VAR, True), capture_content=capture)
+        capture = any(env.flag(name, False) for name in CAPTURE_ENV_VARS)
+        return cls(max_length, redact=env.flag(REDACT_ENV_VAR, True), capture_content=capture)
 
     def text(self, value: str, limit: int | None = None) -> str:
         """Redact (when on) then truncate to ``limit`` (default ``max_length``) characters."""

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from coda_otel import testing
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
@@ -216,21 +218,25 @@ def wait_until(
     *processes: ManagedProcess,
     interval: float = 0.5,
 ) -> Any:
-    """Call ``check`` until it returns something truthy; fail with the processes' logs."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """Call ``check`` until it returns something truthy; fail early if a process died, and
+    with the processes' logs on timeout."""
+
+    def attempt() -> Any:
         for proc in processes:
             proc.check_alive()
-        try:
-            result = check()
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        time.sleep(interval)
-    logs = "\n".join(f"--- {p.argv[0]} log:\n{p.tail()}" for p in processes)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} ({last_error})\n{logs}")
+        return check()
+
+    try:
+        return testing.wait_until(
+            attempt,
+            timeout,
+            interval=interval,
+            what=what,
+            ignore=(OSError, urllib.error.URLError, ValueError),
+        )
+    except AssertionError as exc:
+        logs = "\n".join(f"--- {p.argv[0]} log:\n{p.tail()}" for p in processes)
+        raise TimeoutError(f"{exc}\n{logs}") from None
 
 
 def http_json(url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:

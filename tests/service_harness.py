@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import free_port
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
+from tests.support import free_port
 
 START_TIMEOUT_S = 120.0
 

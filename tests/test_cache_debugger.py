@@ -115,7 +115,7 @@ def test_bad_input_gets_clear_errors() -> None:
 
 def test_keys_are_never_logged_in_clear(caplog: pytest.LogCaptureFixture) -> None:
     d = CacheDebugger()
-    with caplog.at_level(logging.DEBUG, logger="coda.cache.debugger"):
+    with caplog.at_level(logging.DEBUG, logger="coda_otel"):
         d.record_cache_access("embedding", "my secret question", hit=False)
     assert caplog.records and "my secret question" not in caplog.text
 

@@ -13,7 +13,7 @@ import pytest
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.metrics import CodaMetrics
-from tests.conftest import require_module
+from tests.support import require_module
 
 
 class STAdapter:

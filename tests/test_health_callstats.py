@@ -11,7 +11,7 @@ from coda_lite.components import CallStats, InputError, malformed_text
 from coda_lite.embedder import HashingEmbedder
 from coda_lite.llm import EchoLLM
 from coda_lite.tts import EspeakTTS
-from tests.conftest import require_tool
+from tests.support import require_tool
 
 LONE_SURROGATE = "hello \ud800 there"  # what a JSON body's "\ud800" escape decodes to
 

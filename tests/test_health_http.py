@@ -12,7 +12,7 @@ from aiohttp import web
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.web.health_routes import add_health_routes
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 class Stage:
@@ -58,8 +58,12 @@ class Service:
             return resp.status, await resp.json()
 
     async def codes(self) -> tuple[int, int, int]:
-        return ((await self.get("/health"))[0], (await self.get("/health/live"))[0],
-                (await self.get("/health/ready"))[0])  # fmt: skip
+        """The three health routes' status codes; every 503 must carry the one error shape."""
+        answers = [await self.get(path) for path in ("/health", "/health/live", "/health/ready")]
+        for code, body in answers:
+            if code >= 400:
+                assert set(body["error"]) >= {"code", "message"}, body
+        return answers[0][0], answers[1][0], answers[2][0]
 
 
 async def serve(allow_faults: bool, max_restarts: int = 0) -> AsyncIterator[Service]:

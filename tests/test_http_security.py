@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from coda_otel.web.security import debug_security
-from tests.conftest import free_port
+from tests.support import free_port
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -10,7 +10,7 @@ from coda_lite.cli import default_script, main
 from coda_lite.conversation import STAGES
 from coda_otel.cli.main import main as otel_main
 from coda_otel.tracing.file_exporter import read_otlp_json_lines
-from tests.conftest import require_module, require_tool
+from tests.support import require_module, require_tool
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from coda_lite.config import LlmConfig
 from coda_lite.llm import EchoLLM, LLMError, make_llm
 from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
-from tests.conftest import free_port
+from tests.support import free_port
 
 CTX = [{"id": "1", "content": "I live in Lisbon.", "score": 0.5, "topics": ["location"]}]
 

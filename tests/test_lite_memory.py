@@ -19,7 +19,7 @@ from coda_lite.memory import (
     extract_facts,
 )
 from coda_otel.protocols import Component, MemoryStateSource
-from tests.conftest import require_module
+from tests.support import require_module
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from coda_lite.conversation import STAGES, ConversationManager, StageError
 from coda_lite.factory import Pipeline, build_pipeline
 from coda_lite.llm import EchoLLM, LLMResult
 from coda_otel.protocols import Component
-from tests.conftest import free_port, require_module, require_tool
+from tests.support import free_port, require_module, require_tool
 
 
 class RecordingObserver:

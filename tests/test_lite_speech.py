@@ -14,7 +14,7 @@ from coda_lite.config import SttConfig, TtsConfig
 from coda_lite.stt import PocketSphinxSTT, make_stt
 from coda_lite.tts import EspeakTTS, make_tts
 from coda_otel.protocols import Component
-from tests.conftest import require_module, require_tool
+from tests.support import require_module, require_tool
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.web.metrics_route import add_metrics_route, wants_gzip
-from tests.conftest import free_port, require_tool
+from tests.support import free_port, require_tool
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

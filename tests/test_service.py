@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,9 +21,9 @@ import aiohttp
 import pytest
 import requests
 
-from tests.conftest import require_tool
 from tests.otlp_receivers import HttpReceiver, attributes
 from tests.service_harness import coda_service
+from tests.support import require_tool
 
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
 
@@ -275,3 +276,39 @@ def test_browser_tricks_are_refused(service: Service) -> None:
     )
     assert rebound.status_code == 403
     assert rebound.json()["error"]["code"] == "forbidden_host"
+
+
+def test_every_error_answer_has_the_one_shape(service: Service) -> None:
+    base = service.base
+    answers = [
+        requests.post(
+            f"{base}/v1/turns",
+            data=b"{not json",
+            timeout=30,
+            headers={"Content-Type": "application/json"},
+        ),
+        requests.post(
+            f"{base}/v1/turns",
+            data=b"text=hi",
+            timeout=30,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        requests.post(f"{base}/v1/turns", json={"text": ""}, timeout=30),
+        requests.get(f"{base}/no/such/route", timeout=30),
+        requests.get(f"{base}/v1/turns", timeout=30),
+        requests.post(f"{base}/debug/components/nope/reset", json={}, timeout=30),
+        requests.post(
+            f"{base}/debug/faults", json={"component": "llm", "fault": "melt"}, timeout=30
+        ),
+        requests.get(f"{base}/ws", timeout=30),
+        requests.get(f"{base}/ws", headers={"Origin": "http://evil.example"}, timeout=30),
+        requests.get(f"{base}/health", headers={"Host": "evil.example"}, timeout=30),
+    ]
+    statuses = [r.status_code for r in answers]
+    assert all(400 <= s < 600 for s in statuses), statuses
+    for r in answers:
+        body = r.json()
+        assert r.headers["Content-Type"].startswith("application/json"), r.url
+        error = body["error"]
+        assert isinstance(error["code"], str) and re.fullmatch(r"[a-z_]+", error["code"]), body
+        assert isinstance(error["message"], str) and error["message"], body

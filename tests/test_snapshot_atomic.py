@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from coda_otel.snapshots.store import SnapshotStore
+from coda_otel.testing import wait_until
 
 CHILD = textwrap.dedent(
     """
@@ -55,13 +55,14 @@ def check_whole_generation(store: SnapshotStore) -> int:
     return int(g)
 
 
-def wait_for_write_in_progress(folder: Path, deadline: float) -> None:
+def wait_for_write_in_progress(folder: Path, timeout: float) -> None:
     """Return once a temporary snapshot file exists (a write is under way)."""
-    while time.monotonic() < deadline:
-        if any(name.startswith(".") for name in os.listdir(folder)):
-            return
-        time.sleep(0.0002)
-    raise AssertionError("the child never started a write")
+    wait_until(
+        lambda: any(name.startswith(".") for name in os.listdir(folder)),
+        timeout,
+        interval=0.0002,
+        what="the child to start a write",
+    )
 
 
 def test_sigkill_mid_write_never_leaves_a_corrupt_snapshot(tmp_path):
@@ -76,7 +77,7 @@ def test_sigkill_mid_write_never_leaves_a_corrupt_snapshot(tmp_path):
         )
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-            wait_for_write_in_progress(tmp_path, deadline=time.monotonic() + 30)
+            wait_for_write_in_progress(tmp_path, timeout=30)
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait(30)

@@ -11,15 +11,15 @@ import pytest
 
 from coda_otel.cli.main import main
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
-from tests.conftest import require_module
-from tests.test_snapshot_helpers import LockedMemory
+from coda_otel.testing import InMemoryMemory
+from tests.support import require_module
 
 
 @pytest.fixture(scope="module")
 def snap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three snapshots: 'first', then a clear ('cleared'), then new facts ('later')."""
     folder = tmp_path_factory.mktemp("snaps")
-    memory = LockedMemory()
+    memory = InMemoryMemory()
     memory.add_turn("user", "I like tea")
     memory.add_memory("m1", "likes tea", 0.4, ["drinks"])
     memory.add_memory("m2", "lives in Oslo", 0.9, ["home"])

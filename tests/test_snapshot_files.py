@@ -12,13 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coda_otel.files import (
-    RetentionIndex,
-    atomic_write_json,
-    enforce_retention,
-    json_chunks,
-    remove_stale_temp_files,
-)
+from coda_otel.files import atomic_write_json, json_chunks
+from coda_otel.retention import RetentionIndex, enforce_retention, remove_stale_temp_files
 
 
 class Opaque:

@@ -16,12 +16,12 @@ from coda_otel.files import InvalidIdError
 from coda_otel.metrics import CodaMetrics
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import SnapshotStore
-from tests.test_snapshot_helpers import LockedMemory
+from coda_otel.testing import InMemoryMemory
 
 
 @pytest.fixture
-def memory() -> LockedMemory:
-    mem = LockedMemory()
+def memory() -> InMemoryMemory:
+    mem = InMemoryMemory()
     mem.add_turn("user", "hello")
     mem.add_memory("m1", "likes tea", 0.4, ["drinks"])
     return mem
@@ -113,7 +113,7 @@ def test_snapshot_file_keeps_the_spec_shape(memory, metrics, tmp_path):
     emitter.close()
 
 
-class GatedMemory(LockedMemory):
+class GatedMemory(InMemoryMemory):
     """Reads block until ``gate`` is set: the span that triggered the snapshot can end first."""
 
     def __init__(self) -> None:
@@ -222,7 +222,7 @@ def test_hostile_ids_are_refused_and_nothing_is_written(memory, tmp_path, bad):
 
 
 def test_snapshots_stay_consistent_under_concurrent_writes(tmp_path):
-    memory = LockedMemory()
+    memory = InMemoryMemory()
     emitter, seen = make(memory, tmp_path, interval=10, queue_size=256, max_files=None)
     per_thread = 100
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, require_module, require_tool
 from tests.prometheus_harness import (
     ALERTMANAGER_YML,
     ALERTS_TEST_YML,
@@ -36,6 +35,7 @@ from tests.prometheus_harness import (
     load_yaml,
     template_variables,
 )
+from tests.support import IN_CI, require_module, require_tool
 
 REQUIRED_ALERTS = {
     "CodaComponentDown",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import free_port, require_tool
 from tests.prometheus_harness import (
     ALERTS_YML,
     SCRAPE_JOB,
@@ -32,6 +31,7 @@ from tests.prometheus_harness import (
     variable_queries,
     wait_until,
 )
+from tests.support import free_port, require_tool
 
 pytestmark = pytest.mark.slow
 

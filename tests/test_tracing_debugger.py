@@ -22,6 +22,7 @@ from coda_otel.pipeline.conversation_log import latest_log, read_log
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.scopes import STACK_LIMIT
 from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer
+from coda_otel.testing import RecordingListener
 from tests.otlp_receivers import STAGES, fake_turn
 
 
@@ -45,18 +46,6 @@ def dbg(provider: TracerProvider, tmp_path: Path) -> Iterator[ConversationPipeli
     )
     yield debugger
     debugger.close()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.stages: list[StageEvent] = []
-        self.conversations: list[ConversationEvent] = []
-
-    def on_stage_end(self, event: StageEvent) -> None:
-        self.stages.append(event)
-
-    def on_conversation_end(self, event: ConversationEvent) -> None:
-        self.conversations.append(event)
 
 
 class Broken:
@@ -91,7 +80,7 @@ async def test_json_log_round_trip(
 
 
 async def test_error_turn_in_log_and_listeners(dbg: ConversationPipelineDebugger) -> None:
-    recorder = Recorder()
+    recorder = RecordingListener()
     dbg.add_listener(Broken())
     dbg.add_listener(recorder)
     with pytest.raises(RuntimeError):
@@ -130,7 +119,7 @@ async def test_cancelled_stage_is_not_an_error(
 async def test_disabled_debugger_records_nothing(
     dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, tmp_path: Path
 ) -> None:
-    recorder = Recorder()
+    recorder = RecordingListener()
     dbg.add_listener(recorder)
     dbg.enabled = False
     conv = await fake_turn(dbg)
@@ -311,7 +300,7 @@ class WrappedStageError(RuntimeError):
 async def test_a_wrapped_stage_failure_is_recorded_once(
     dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
 ) -> None:
-    recorder = Recorder()
+    recorder = RecordingListener()
     dbg.add_listener(recorder)
     with pytest.raises(WrappedStageError), dbg.conversation(turn=1) as conv:
         try:

@@ -23,8 +23,8 @@ from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.tracing.file_exporter import FileSpanExporter, read_otlp_json_lines, trace_files
 from coda_otel.tracing.setup import configure
-from tests.conftest import free_port
 from tests.otlp_receivers import STAGES, GrpcReceiver, HttpReceiver, attributes, fake_turn
+from tests.support import free_port
 
 ERROR = 2  # STATUS_CODE_ERROR in the OTLP proto
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
+from coda_otel.health.state import WatchdogSettings
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
 
@@ -146,10 +147,14 @@ async def test_leak_fault_is_flagged_and_restarts_only_when_configured(
 async def test_backoff_doubles_up_to_the_cap() -> None:
     clock = FakeClock()
     widget = Widget("stt", clock, broken=True)
-    watchdog = CodaWatchdog(
-        [widget], 1.0, failure_threshold=1, max_restarts=50, restart_period=1e6,
-        backoff_initial=0.5, backoff_max=4.0, clock=clock,
+    settings = WatchdogSettings(
+        check_interval=1.0, failure_threshold=1, max_restarts=50, restart_period=1e6,
+        backoff_initial=0.5, backoff_max=4.0,
     )  # fmt: skip
+    watchdog = CodaWatchdog([widget], settings=settings, clock=clock)
+    assert watchdog.settings is settings
+    with pytest.raises(AttributeError):
+        settings.max_restarts = 1  # type: ignore[misc]  # frozen: one source of truth
     waiting = set()
     for _ in range(100):
         status = await watchdog.check_health()
@@ -343,6 +348,8 @@ async def test_recover_component_on_demand_and_bad_configuration() -> None:
         CodaWatchdog([Widget("a")], required=["b"])
     with pytest.raises(ValueError, match="heartbeat_timeout"):
         CodaWatchdog([Widget("a")], heartbeat_timeout=0)
+    with pytest.raises(ValueError, match="backoff_max"):
+        WatchdogSettings(backoff_initial=2.0, backoff_max=1.0)
     with pytest.raises(TypeError, match="lacks"):
         CodaWatchdog([object()])  # type: ignore[list-item]
 

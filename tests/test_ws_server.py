@@ -24,11 +24,11 @@ from prometheus_client import CollectorRegistry
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.files import new_id
 from coda_otel.metrics import STAGES, CodaMetrics
+from coda_otel.testing import eventually, free_port
 from coda_otel.ws.hub import DebugHub
 from coda_otel.ws.protocol import COMMANDS
 from coda_otel.ws.schema import validator_for
 from coda_otel.ws.server import add_debug_ws_route
-from tests.conftest import free_port
 
 TOKEN = "test-token-0123456789abcdef"
 SERVER_MESSAGE = validator_for("server_message")
@@ -235,15 +235,8 @@ async def test_hello_lists_the_protocol(server: Server, session: aiohttp.ClientS
     assert hub.client_count == 1
     assert metrics.registry.get_sample_value("coda_debug_ws_clients") == 1
     await ws.close()
-    await wait_for(lambda: hub.client_count == 0)
+    await eventually(lambda: hub.client_count == 0, WAIT)
     assert metrics.registry.get_sample_value("coda_debug_ws_clients") == 0
-
-
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def test_text_input_runs_a_turn_whose_stage_events_stream(
@@ -430,7 +423,7 @@ async def test_a_frame_beyond_the_transport_limit_closes_with_1009(
     await c.ws.send_str("x" * 20_000)
     msg = await asyncio.wait_for(c.ws.receive(), WAIT)
     assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
-    await wait_for(lambda: hub.client_count == 0)
+    await eventually(lambda: hub.client_count == 0, WAIT)
 
 
 async def test_a_client_sending_too_fast_is_rate_limited(

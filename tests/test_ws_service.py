@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from coda_otel.ws.schema import validator_for
-from tests.conftest import require_tool
 from tests.service_harness import coda_service
+from tests.support import require_tool
 
 SERVER_MESSAGE = validator_for("server_message")
 WAIT = 60.0  # hang guard only; nothing asserts on time

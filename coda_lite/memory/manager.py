@@ -26,7 +26,7 @@ from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_at
 from coda_lite.memory.long_term import Embedder, LongTermMemory
 from coda_lite.memory.short_term import ShortTermMemory
 
-log = logging.getLogger("coda.memory")
+log = logging.getLogger(__name__)
 
 OPERATIONS = ("add", "retrieve", "add_interaction", "clear", "import", "export")
 

@@ -2,10 +2,10 @@
 
     from coda_otel.cache import CacheDebugger, CachedEmbedder
 
-    caches = CacheDebugger(metrics)
+    caches = CacheDebugger(metrics=metrics)
     embedder = CachedEmbedder(model, debugger=caches)   # any object with encode(texts)
     vectors = embedder.encode(["hello"])
-    caches.stats()["embeddings"]["hit_rate"]
+    caches.get_stats()["cache_types"]                   # hit ratio, time saved, evictions
 
 Modules: ``debugger`` (:class:`CacheDebugger`), ``recommendations`` (the rules that turn
 statistics into advice), ``embedder`` (an embedding cache), ``observed`` (a TTL cache that

@@ -40,7 +40,7 @@ __all__ = [
     "key_digest",
 ]
 
-logger = logging.getLogger("coda.cache.debugger")
+logger = logging.getLogger(__name__)
 _debug_enabled = logger.isEnabledFor  # bound once: the hot path checks it on every access
 _DEBUG = logging.DEBUG
 
@@ -125,7 +125,7 @@ class CacheDebugger:
 
     Thread-safe. ``metrics`` defaults to a private :class:`CodaMetrics` (nothing exported).
     When ``enabled`` is False every ``record_*`` call returns at once and the readers answer
-    empty, as in the spec.
+    empty.
     """
 
     def __init__(
@@ -241,7 +241,10 @@ class CacheDebugger:
 
     # --- readers ------------------------------------------------------------------------
     def get_stats(self) -> dict[str, Any]:
-        """Counts since the last :meth:`reset_stats`, overall and per cache (spec keys kept)."""
+        """Counts since the last :meth:`reset_stats`, overall and per cache.
+
+        Keys: ``total_requests``, ``hit_rate``, ``cache_types`` (by cache), ...
+        """
         if not self.enabled:
             return {}
         with self._lock:

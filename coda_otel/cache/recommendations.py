@@ -22,7 +22,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class RecommendationThresholds:
-    """When :meth:`CacheDebugger.get_recommendations` speaks up (defaults follow the spec)."""
+    """When :meth:`CacheDebugger.get_recommendations` speaks up (the defaults below)."""
 
     low_overall_hit_rate: float = 0.5
     critical_overall_hit_rate: float = 0.3

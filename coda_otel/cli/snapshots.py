@@ -2,7 +2,7 @@
 
     coda-otel snapshots list [--json]
     coda-otel snapshots show ID [--json]
-    coda-otel snapshots diff A B [--json]        # readable table; --json keeps the spec keys
+    coda-otel snapshots diff A B [--json]        # readable table; --json keeps every key
     coda-otel snapshots plot --out memory.png    # needs the plot extra (matplotlib)
     coda-otel snapshots --dir /tmp/snaps list    # default: $CODA_HOME/snapshots (~/.coda)
 

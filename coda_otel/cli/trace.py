@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from coda_otel import env
 from coda_otel.pipeline.conversation_log import latest_log
 from coda_otel.tracing.file_exporter import trace_files
-from coda_otel.tracing.setup import default_coda_home
 from coda_otel.tracing.waterfall import Waterfall, load, render
 
 
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def _latest(folder: Path | None, traces: bool) -> Path:
-    home = default_coda_home()
+    home = env.coda_home()
     if traces:
         folder = folder or home / "traces"
         files = trace_files(folder) if folder.is_dir() else []

@@ -2,10 +2,10 @@
 
     from coda_otel.health import CodaWatchdog
 
-    watchdog = CodaWatchdog(metrics)
-    watchdog.register("llm", llm)           # any object with an async heartbeat() -> dict
-    await watchdog.start()
-    watchdog.report()                       # what /health answers
+    watchdog = CodaWatchdog([stt, llm, tts], check_interval=5.0, metrics=metrics)
+    task = asyncio.create_task(watchdog.start())     # components: coda_otel.protocols.Component
+    watchdog.get_health_status()["overall_health"]   # what /health answers
+    watchdog.stop(); await task
 
 Modules: ``watchdog`` (the supervisor), ``state`` (one component's figures), ``status``
 (reports, listeners and the up gauges), ``recovery`` (restart limits and backoff), ``leak``

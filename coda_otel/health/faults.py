@@ -58,10 +58,6 @@ class FaultInjector:
         self._wrapped: dict[str, Component] = {}
         self._faults: dict[str, _Fault] = {}
 
-    @property
-    def component_names(self) -> tuple[str, ...]:
-        return tuple(self._wrapped)
-
     def wrap(self, component: Component) -> Component:
         """A component that behaves like ``component`` until a fault is injected into it."""
         if not isinstance(component, Component):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import (
     ComponentState,
     WatchdogSettings,
@@ -30,19 +31,20 @@ from coda_otel.health.state import (
 from coda_otel.health.status import HealthReport
 from coda_otel.metrics import CodaMetrics
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 
 #: Checks a component's heartbeat now; returns (healthy, error).
 Verify = Callable[[ComponentState], Awaitable[tuple[bool, str | None]]]
 
 
 class Recovery:
-    """Supervised restarts for the watchdog's components (``settings`` is read live)."""
+    """Supervised restarts for the watchdog's components."""
 
     def __init__(
         self,
         settings: WatchdogSettings,
         report: HealthReport,
+        leak_detector: LeakDetector | None,
         *,
         verify: Verify,
         metrics: CodaMetrics | None,
@@ -50,6 +52,7 @@ class Recovery:
     ) -> None:
         self._settings = settings
         self._report = report
+        self._leak_detector = leak_detector
         self._verify = verify
         self._metrics = metrics
         self._clock = clock
@@ -102,8 +105,8 @@ class Recovery:
         st.next_retry_at = self._clock() + delay
         if ok:
             st.failures, st.last_error = 0, None
-            if cfg.leak_detector is not None:
-                cfg.leak_detector.reset(name)
+            if self._leak_detector is not None:
+                self._leak_detector.reset(name)
             logger.info("recovered %s", name)
             self._report.set_status(st, "healthy")
         self._report.update_up(st)

@@ -20,25 +20,50 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from coda_otel.health.leak import PROCESS, LeakDetector, is_memory_figure
 from coda_otel.protocols import Component
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 HISTORY = 20  # figures kept per component; the status shows the last five
 _abandoned: set[asyncio.Future[Any]] = set()
 
 
-class WatchdogSettings(Protocol):
-    """The supervision settings recovery and reporting read live (a ``CodaWatchdog`` has them)."""
+@dataclass(frozen=True, slots=True)
+class WatchdogSettings:
+    """How the watchdog supervises, validated once (times in seconds).
 
-    restart_timeout: float
-    max_restarts: int
-    restart_period: float
-    backoff_initial: float
-    backoff_max: float
-    leak_detector: LeakDetector | None
+        settings = WatchdogSettings(check_interval=5.0, max_restarts=3, restart_period=60.0)
+        CodaWatchdog(components, settings=settings)
+
+    A component fails a check when its heartbeat raises, says unhealthy or takes longer than
+    ``heartbeat_timeout``; after ``failure_threshold`` failures in a row it is restarted, at
+    most ``max_restarts`` times within ``restart_period``, waiting ``backoff_initial`` doubling
+    up to ``backoff_max`` between attempts; a restart may take ``restart_timeout``.
+    """
+
+    check_interval: float = 30.0
+    heartbeat_timeout: float = 5.0
+    restart_timeout: float = 120.0
+    failure_threshold: int = 2
+    max_restarts: int = 3
+    restart_period: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        for label in (
+            "check_interval", "heartbeat_timeout", "restart_timeout", "restart_period",
+            "backoff_initial",
+        ):  # fmt: skip
+            value = getattr(self, label)
+            if not value > 0:
+                raise ValueError(f"{label} must be positive, got {value}")
+        if self.failure_threshold < 1 or self.max_restarts < 0:
+            raise ValueError("failure_threshold must be >= 1 and max_restarts >= 0")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must be >= backoff_initial")
 
 
 def now_iso() -> str:

@@ -19,10 +19,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import ComponentState, WatchdogSettings, describe_process, now_iso
 from coda_otel.metrics import CodaMetrics
 
-logger = logging.getLogger("coda_otel.health.watchdog")
+logger = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
 HealthListener = Callable[[dict[str, Any]], None]
@@ -31,7 +32,7 @@ HealthListener = Callable[[dict[str, Any]], None]
 class HealthReport:
     """The status document and its change notifications over the watchdog's component states.
 
-    ``settings`` is read live (the restart period and the leak detector); ``metrics``, when
+    ``settings`` gives the restart period, ``leak_detector`` the leak verdicts; ``metrics``, when
     given, gets each component's series registered plus its ``up`` and heartbeat-age gauges.
     """
 
@@ -39,12 +40,14 @@ class HealthReport:
         self,
         states: Mapping[str, ComponentState],
         settings: WatchdogSettings,
+        leak_detector: LeakDetector | None,
         *,
         metrics: CodaMetrics | None,
         clock: Callable[[], float],
     ) -> None:
         self._states = states
         self._settings = settings
+        self._leak_detector = leak_detector
         self._metrics = metrics
         self._clock = clock
         self._listeners: list[HealthListener] = []
@@ -62,7 +65,10 @@ class HealthReport:
         self._listeners.append(listener)
 
     def status(self) -> dict[str, Any]:
-        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        """Overall and per-component health as JSON-able data.
+
+        Keys: ``overall_health``, ``ready``, ``components`` (by name) and ``process``.
+        """
         now = self._clock()
         components = {name: self._describe_state(st, now) for name, st in self._states.items()}
         return {
@@ -70,7 +76,7 @@ class HealthReport:
             "ready": self.ready,
             "failed": [n for n, st in self._states.items() if st.status == "failed"],
             "components": components,
-            "process": describe_process(self._settings.leak_detector),
+            "process": describe_process(self._leak_detector),
             "timestamp": now_iso(),
         }
 
@@ -115,7 +121,7 @@ class HealthReport:
 
     def _describe_state(self, st: ComponentState, now: float) -> dict[str, Any]:
         leak = None
-        detector = self._settings.leak_detector
+        detector = self._leak_detector
         if detector is not None:
             report = detector.report(st.name)
             leak = report.to_dict() if report is not None else None

@@ -44,6 +44,7 @@ from coda_otel.health.leak import PROCESS, LeakDetector
 from coda_otel.health.recovery import Recovery
 from coda_otel.health.state import (
     ComponentState,
+    WatchdogSettings,
     call_with_timeout,
     clean_heartbeat,
     describe_error,
@@ -75,22 +76,22 @@ class CodaWatchdog:
         restart_period: float = 60.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        settings: WatchdogSettings | None = None,
         required: Iterable[str] | None = None,
         metrics: CodaMetrics | None = None,
         leak_detector: LeakDetector | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        for label, value in (("check_interval", check_interval),
-                             ("heartbeat_timeout", heartbeat_timeout),
-                             ("restart_timeout", restart_timeout),
-                             ("restart_period", restart_period),
-                             ("backoff_initial", backoff_initial)):  # fmt: skip
-            if not value > 0:
-                raise ValueError(f"{label} must be positive, got {value}")
-        if failure_threshold < 1 or max_restarts < 0:
-            raise ValueError("failure_threshold must be >= 1 and max_restarts >= 0")
-        if backoff_max < backoff_initial:
-            raise ValueError("backoff_max must be >= backoff_initial")
+        self.settings = settings or WatchdogSettings(  # validates; a given ``settings`` wins
+            check_interval=check_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            restart_timeout=restart_timeout,
+            failure_threshold=failure_threshold,
+            max_restarts=max_restarts,
+            restart_period=restart_period,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+        )
         comps = list(components)
         for comp in comps:
             if not isinstance(comp, Component):
@@ -103,14 +104,6 @@ class CodaWatchdog:
         wanted = set(names) if required is None else set(required)
         if unknown := wanted - set(names):
             raise ValueError(f"required components {sorted(unknown)} are not watched: {names}")
-        self.check_interval = check_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        self.restart_timeout = restart_timeout
-        self.failure_threshold = failure_threshold
-        self.max_restarts = max_restarts
-        self.restart_period = restart_period
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
         self.leak_detector = leak_detector
         self._metrics = metrics
         self._clock = clock
@@ -118,9 +111,16 @@ class CodaWatchdog:
         self.running = False
         now = clock()
         self._states = {c.name: ComponentState(c, c.name in wanted, now) for c in comps}
-        self._report = HealthReport(self._states, self, metrics=metrics, clock=clock)
+        self._report = HealthReport(
+            self._states, self.settings, leak_detector, metrics=metrics, clock=clock
+        )
         self._recovery = Recovery(
-            self, self._report, verify=self._heartbeat, metrics=metrics, clock=clock
+            self.settings,
+            self._report,
+            leak_detector,
+            verify=self._heartbeat,
+            metrics=metrics,
+            clock=clock,
         )
 
     # --- public API -------------------------------------------------------------------------
@@ -189,14 +189,17 @@ class CodaWatchdog:
         self._report.set_status(st, "unknown")
 
     def get_health_status(self) -> dict[str, Any]:
-        """Overall and per-component health as JSON-able data (the spec's keys, and more)."""
+        """Overall and per-component health as JSON-able data.
+
+        Keys: ``overall_health``, ``ready``, ``components`` (by name) and ``process``.
+        """
         return self._report.status()
 
     # --- checking ---------------------------------------------------------------------------
     async def _watch(self, st: ComponentState) -> None:
         while self.running:
             await self._safe_check(st)
-            delay = self.check_interval
+            delay = self.settings.check_interval
             if st.status == "recovering" and st.next_retry_at is not None:
                 delay = min(delay, max(0.0, st.next_retry_at - self._clock()))
             await asyncio.sleep(delay)
@@ -204,7 +207,7 @@ class CodaWatchdog:
     async def _watch_process(self) -> None:
         while self.running:
             self._sample_process()
-            await asyncio.sleep(self.check_interval)
+            await asyncio.sleep(self.settings.check_interval)
 
     def _sample_process(self) -> None:
         if self.leak_detector is not None:
@@ -241,7 +244,7 @@ class CodaWatchdog:
                 st.failures += 1
                 st.last_error = error
                 logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
-                if st.failures >= self.failure_threshold:
+                if st.failures >= self.settings.failure_threshold:
                     await self._recovery.recover_if_due(st, error or "unhealthy")
                 else:
                     self._report.set_status(st, "unhealthy")
@@ -252,7 +255,7 @@ class CodaWatchdog:
         name = st.component.name
         try:
             raw = await call_with_timeout(
-                st.component.get_heartbeat, self.heartbeat_timeout, f"{name} heartbeat"
+                st.component.get_heartbeat, self.settings.heartbeat_timeout, f"{name} heartbeat"
             )
         except Exception as exc:
             return False, describe_error(exc)

@@ -23,11 +23,8 @@ A record (schema ``coda.pipeline_log/1``)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,15 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coda_otel.background import lower_thread_priority
+from coda_otel.background import BackgroundWriter
 from coda_otel.events import Status
-from coda_otel.files import (
-    InvalidIdError,
-    RetentionIndex,
-    atomic_write_json,
-    new_id,
-    validate_id,
-)
+from coda_otel.files import InvalidIdError, atomic_write_json, new_id, validate_id
+from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
 
 logger = logging.getLogger(__name__)
@@ -51,7 +43,6 @@ logger = logging.getLogger(__name__)
 SCHEMA = "coda.pipeline_log/1"
 LOG_PATTERN = "pipeline-*.json"
 RecordFactory = Callable[[], Mapping[str, Any]]
-_STOP = object()
 
 
 def _iso(epoch_s: float) -> str:
@@ -100,7 +91,7 @@ class StageRecord:
         return entry
 
     def error_entry(self, sanitizer: Sanitizer, conversation_id: str) -> dict[str, Any]:
-        """The spec's ``error`` stage record for a failed stage (message and traceback)."""
+        """The ``error`` stage record for a failed stage (message and traceback)."""
         ended = self.started_at + self.duration_s
         return {
             "conversation_id": conversation_id,
@@ -165,78 +156,44 @@ class ConversationLogWriter:
         self._root: Path | None = None
         self.max_files = max_files
         self.max_bytes = max_bytes
-        self.dropped = 0
         self.written = 0
         self.last_path: Path | None = None
         self._retention = RetentionIndex(
             self.folder, LOG_PATTERN, max_files=max_files, max_bytes=max_bytes,
             relist_every=relist_every,
         )  # fmt: skip
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._closed = False
+        self._writer: BackgroundWriter[RecordFactory | Mapping[str, Any]] = BackgroundWriter(
+            "coda-conversation-log", self._write, queue_size=queue_size
+        )
+
+    @property
+    def dropped(self) -> int:
+        return self._writer.dropped
 
     def submit(self, record: RecordFactory | Mapping[str, Any]) -> bool:
         """Queue a record (or a function building it, run on the writer thread)."""
-        if self._closed:
+        if self._writer.closed:
             return False
-        self._ensure_thread()
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
-                self.dropped += 1
+        if not self._writer.submit(record):
             logger.warning("conversation log queue full; dropping a log")
             return False
         return True
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every submitted record is written; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
+        return self._writer.flush(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> bool:
         """Write what is queued (bounded by ``timeout_s``) and stop the thread."""
-        done = self.flush(timeout_s)
-        self._closed = True
-        if self._thread is not None:
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(_STOP)
-            self._thread.join(timeout_s if done else 0.1)
-        return done
+        return self._writer.close(timeout_s)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="coda-conversation-log", daemon=True
-                )
-                self._thread.start()
+    def _write(self, item: RecordFactory | Mapping[str, Any]) -> None:
+        try:
+            self._write_one(item)
+        except Exception:
+            logger.exception("could not write a conversation log in %s", self.folder)
 
-    def _run(self) -> None:
-        lower_thread_priority()  # nobody waits for this thread: the turn goes first
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            try:
-                self._write(item)
-            except Exception:
-                logger.exception("could not write a conversation log in %s", self.folder)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
-
-    def _write(self, item: object) -> None:
+    def _write_one(self, item: RecordFactory | Mapping[str, Any]) -> None:
         record = item() if callable(item) else item
         if not isinstance(record, Mapping):
             raise TypeError(f"a conversation log record must be a mapping, got {type(record)}")

@@ -11,7 +11,7 @@ composition root passes it where the pipeline expects an observer::
             st.set_llm_usage(model="llama3", input_tokens=812, output_tokens=64)
     conv.conversation_id, conv.trace_id                            # trace_id: 32 hex or None
 
-``with conv.stage(...)`` also works synchronously (in a worker thread). The spec's API keeps
+``with conv.stage(...)`` also works synchronously (in a worker thread). The reported-stage API keeps
 one current conversation: ``start_conversation()``, ``log_stage(name, input, output,
 {"duration_ms": ...})``, ``end_conversation()``. ``dbg.enabled = False`` makes every scope a
 shared no-op; ``dbg.capture_content = True`` puts (redacted) content previews on spans.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,61 +28,16 @@ from typing import Any
 
 from opentelemetry import trace
 
+from coda_otel import env
 from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
 from coda_otel.pipeline.conversation_log import ConversationLogWriter, StageRecord, build_log
-from coda_otel.pipeline.scopes import Conversation, DisabledConversation, unreadable
-from coda_otel.sanitize import Sanitizer, size_of
-from coda_otel.tracing.setup import default_coda_home
+from coda_otel.pipeline.reported import report_stage
+from coda_otel.pipeline.scopes import Conversation, DisabledConversation
+from coda_otel.sanitize import Sanitizer
 
-logger = logging.getLogger("coda.pipeline.debugger")
+logger = logging.getLogger(__name__)
 
 __all__ = ["ConversationPipelineDebugger"]
-
-
-def _record_reported_stage(
-    conv: Conversation, name: str, inputs: Any, output: Any, metadata: dict[str, Any]
-) -> StageRecord:
-    """The spec API: a stage reported after it ran (``metadata['duration_ms']``)."""
-    end_ns = time.time_ns()
-    try:
-        duration = max(0.0, float(metadata.get("duration_ms") or 0.0) / 1000)
-    except (TypeError, ValueError):
-        duration = 0.0
-    start_ns = end_ns - int(duration * 1e9)
-    try:
-        in_size = size_of(inputs)
-    except Exception:  # content that cannot be measured never fails the caller
-        inputs, in_size = unreadable(inputs), 0
-    try:
-        out_size = size_of(output)
-    except Exception:
-        output, out_size = unreadable(output), 0
-    record = StageRecord(
-        name, "ok", start_ns / 1e9, duration, inputs, output, in_size, out_size,
-        conv.trace_id, conv.span_id, metadata,
-    )  # fmt: skip
-    if name == "error":  # the spec's error record: mark the root, no span of its own
-        source = inputs.get("error") if isinstance(inputs, Mapping) else inputs
-        record.status, record.error_type = "error", str(metadata.get("error_type") or "Error")
-        record.error_message = conv.dbg.sanitizer.text(str(source))
-        conv.span.add_event(
-            "exception",
-            {"exception.type": record.error_type, "exception.message": record.error_message},
-        )
-        with conv.lock:
-            conv.error = conv.error or record
-    else:
-        attrs = conv.start_attributes(name, inputs, in_size)
-        attrs.update({"coda.output.size": out_size, "coda.stage.status": "ok"})
-        if name == "llm" and "model" in metadata:
-            attrs["gen_ai.request.model"] = str(metadata["model"])
-        span = conv.dbg.tracer.start_span(
-            name, context=conv.context, attributes=attrs, start_time=start_ns
-        )
-        record.span_id = conv.span_hex(span)
-        span.end(end_time=end_ns)
-    conv.add(record)
-    return record
 
 
 class ConversationPipelineDebugger:
@@ -92,7 +46,6 @@ class ConversationPipelineDebugger:
     def __init__(
         self,
         enabled: bool = True,
-        log_level: str | int = "INFO",
         output_dir: Path | str | None = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
@@ -106,11 +59,9 @@ class ConversationPipelineDebugger:
 
         self.enabled = enabled
         self.logger = logger
-        try:
-            self.logger.setLevel(log_level.upper() if isinstance(log_level, str) else log_level)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"log_level {log_level!r} is not a logging level: {exc}") from exc
-        self.output_dir = Path(output_dir) if output_dir else default_coda_home() / "pipeline_logs"
+        self.output_dir = (
+            Path(output_dir) if output_dir else env.coda_home() / env.PIPELINE_LOGS_DIR
+        )
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
         self.tracer = trace.get_tracer("coda_otel.pipeline", __version__, tracer_provider)
         self.listeners: tuple[PipelineListener, ...] = tuple(listeners)
@@ -152,7 +103,7 @@ class ConversationPipelineDebugger:
             return DisabledConversation(cid)
         return Conversation(self, cid, session_id, turn)
 
-    # --- spec API (one current conversation) -------------------------------------------------
+    # --- reported-stage API (one current conversation) ---------------------------------------
     def start_conversation(self, conversation_id: str | None = None) -> str:
         """Start tracking a new conversation (ends an unfinished one first) and return its id."""
         cid = conversation_id or uuid.uuid4().hex
@@ -187,9 +138,7 @@ class ConversationPipelineDebugger:
                 conv = self._current
             if conv is None:
                 return None
-        record = _record_reported_stage(
-            conv, stage_name, input_data, output_data, dict(metadata or {})
-        )
+        record = report_stage(conv, stage_name, input_data, output_data, dict(metadata or {}))
         self.logger.info(
             "Stage: %s | Duration: %.1fms | Input size: %d | Output size: %d",
             stage_name,
@@ -241,7 +190,7 @@ class ConversationPipelineDebugger:
         return self.log_writer.flush(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> bool:
-        """End the spec API's current conversation, write queued logs, stop the writer."""
+        """End the reported-stage API's current conversation, write queued logs, stop the writer."""
         with self._lock:
             conv, self._current = self._current, None
         if conv is not None:

@@ -28,7 +28,7 @@ from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import CONVERSATION_STATUSES, STAGES, CodaMetrics, bounded
 from coda_otel.pipeline.genai import seconds
 
-logger = logging.getLogger("coda.otel.metrics")
+logger = logging.getLogger(__name__)
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -34,113 +34,26 @@ from coda_otel.pipeline.errors import (
     same_failure,
     status_of,
 )
-from coda_otel.pipeline.genai import latency_attributes, llm_attributes
+from coda_otel.pipeline.genai import latency_attributes
 from coda_otel.pipeline.noop import NOOP_STAGE, DisabledConversation
+from coda_otel.pipeline.stage import Stage, hex_id, unreadable
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
     from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 
-logger = logging.getLogger("coda.pipeline.debugger")
+logger = logging.getLogger(__name__)
 
-# NOOP_STAGE, DisabledConversation (noop_scopes) and STACK_LIMIT (stage_errors) are re-exported.
+# NOOP_STAGE, DisabledConversation (noop), STACK_LIMIT (errors) and Stage are re-exported.
 __all__ = [
-    "NOOP_STAGE", "STACK_LIMIT", "Conversation", "DisabledConversation", "Stage", "hex_id",
+    "NOOP_STAGE",
+    "STACK_LIMIT",
+    "Conversation",
+    "DisabledConversation",
+    "Stage",
+    "hex_id",
     "unreadable",
-]  # fmt: skip
-
-
-def hex_id(value: int, width: int) -> str | None:
-    return format(value, f"0{width}x") if value else None
-
-
-def unreadable(value: object) -> dict[str, str]:
-    """What a record keeps of content that cannot be measured or printed."""
-    return {"unreadable": type(value).__name__}
-
-
-class Stage:
-    """One stage span, opened by ``async with`` (or ``with``, in a worker thread)."""
-
-    __slots__ = (
-        "_conv", "_t0", "_token", "input_size", "inputs", "metadata", "name", "output", "span",
-        "started_at",
-    )  # fmt: skip
-
-    def __init__(self, conv: Conversation, name: str, inputs: Mapping[str, Any]) -> None:
-        self._conv = conv
-        self.name = name
-        self.inputs = inputs
-        self.output: Mapping[str, Any] | None = None
-        self.metadata: dict[str, Any] = {}
-
-    def set_output(self, output: Mapping[str, Any]) -> None:
-        self.output = output
-
-    def set_llm_usage(
-        self, *, model: str, input_tokens: int, output_tokens: int, **extra: Any
-    ) -> None:
-        """Usage, provider, streaming, time to first chunk (``llm_attributes`` keywords)."""
-        self.metadata.update(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
-        ttfc = extra.get("time_to_first_chunk_s")
-        if ttfc is not None:
-            self.metadata["time_to_first_chunk_s"] = ttfc
-        attrs = llm_attributes(
-            model=model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            sanitizer=self._conv.dbg.sanitizer,
-            **extra,
-        )
-        for key, value in attrs.items():
-            self.span.set_attribute(key, value)
-
-    def add_event(
-        self, name: str, attributes: Mapping[str, Any], content: str | None = None
-    ) -> None:
-        """A span event now; ``content`` (text) is kept, redacted, only with capture on."""
-        attrs = dict(attributes)
-        sanitizer = self._conv.dbg.sanitizer
-        if content is not None and sanitizer.capture_content:
-            attrs["coda.content"] = sanitizer.text(content)
-        self.span.add_event(name, attrs)
-
-    def __enter__(self) -> Stage:
-        conv = self._conv
-        try:
-            self.input_size = size_of(self.inputs)
-            attrs = conv.start_attributes(self.name, self.inputs, self.input_size)
-        except Exception:  # an input whose __len__/__str__ raises must not fail the stage
-            logger.warning("stage %s: could not describe its input", self.name, exc_info=True)
-            self.inputs, self.input_size = unreadable(self.inputs), 0
-            attrs = {"coda.stage": self.name}
-        # Nest under the current span when it is in this trace (a stage inside a stage).
-        current = trace.get_current_span().get_span_context()
-        parent = None if current.trace_id == conv.trace_int else conv.context
-        self.span = conv.dbg.tracer.start_span(self.name, context=parent, attributes=attrs)
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
-        self.started_at = time.time()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        duration = time.perf_counter() - self._t0
-        exc: BaseException | None = exc_info[1] if len(exc_info) > 1 else None
-        try:
-            self._conv.finish_stage(self, exc, duration)
-        except Exception:
-            logger.exception("could not record stage %s", self.name)
-        finally:
-            try:
-                otel_context.detach(self._token)
-            except Exception:
-                logger.debug("context detach failed for stage %s", self.name, exc_info=True)
-
-    async def __aenter__(self) -> Stage:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.__exit__(*exc_info)
+]
 
 
 class Conversation:
@@ -236,6 +149,17 @@ class Conversation:
                     logger.debug("context detach failed", exc_info=True)
 
     # --- spans and records ----------------------------------------------------------------
+    def start_stage_span(
+        self, name: str, attrs: Mapping[str, Any], start_time: int | None = None
+    ) -> trace.Span:
+        """A stage's span: a child of the current span when that span is in this trace (a
+        stage inside a stage), else of the root."""
+        current = trace.get_current_span().get_span_context()
+        parent = None if current.trace_id == self.trace_int else self.context
+        return self.dbg.tracer.start_span(
+            name, context=parent, attributes=attrs, start_time=start_time
+        )
+
     def start_attributes(self, name: str, inputs: Any, input_size: int) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             "coda.stage": name,
@@ -265,15 +189,29 @@ class Conversation:
         for key, value in attrs.items():  # set_attribute each: cheaper than set_attributes
             span.set_attribute(key, value)
         record = StageRecord(
-            st.name, status, st.started_at, duration, st.inputs, output, st.input_size,
-            attrs["coda.output.size"], self.trace_id, self.span_hex(span), st.metadata,
-        )  # fmt: skip
+            name=st.name,
+            status=status,
+            started_at=st.started_at,
+            duration_s=duration,
+            inputs=st.inputs,
+            output=output,
+            input_size=st.input_size,
+            output_size=attrs["coda.output.size"],
+            trace_id=self.trace_id,
+            span_id=self.span_hex(span),
+            metadata=st.metadata,
+        )
         if exc is not None and status == "error":
             self._record_error(span, exc, record)
         elif exc is not None:
             span.add_event("cancelled", {"exception.type": error_type(exc)})
         span.end()
         self.add(record)
+
+    def mark_error(self, record: StageRecord) -> None:
+        """Mark the turn failed by ``record`` (the first failure wins)."""
+        with self.lock:
+            self.error = self.error or record
 
     def _record_error(self, span: trace.Span, exc: BaseException, record: StageRecord) -> None:
         record_failure(span, exc, record, self.dbg.sanitizer)
@@ -286,11 +224,20 @@ class Conversation:
             self.records.append(record)
         if self.dbg.listeners:
             event = StageEvent(
-                self.conversation_id, self.session_id, self.turn, record.name,
-                record.status, record.started_at, record.duration_s, record.input_size,
-                record.output_size, record.trace_id, record.span_id, record.error_type,
-                record.error_message,
-            )  # fmt: skip
+                conversation_id=self.conversation_id,
+                session_id=self.session_id,
+                turn=self.turn,
+                stage=record.name,
+                status=record.status,
+                started_at=record.started_at,
+                duration_s=record.duration_s,
+                input_size=record.input_size,
+                output_size=record.output_size,
+                trace_id=record.trace_id,
+                span_id=record.span_id,
+                error_type=record.error_type,
+                error_message=record.error_message,
+            )
             self.events.append(event)
             self.dbg.emit_stage(event)
         if logger.isEnabledFor(logging.DEBUG):
@@ -299,7 +246,7 @@ class Conversation:
             )
 
     def finish(self, exc: BaseException | None, *, save: bool) -> dict[str, Any] | None:
-        """End the root span, tell listeners, queue the log (built now for the spec API)."""
+        """End the root span, tell listeners, queue the log (built now for reported stages)."""
         with self.lock:
             if self._finished:
                 return None
@@ -308,8 +255,18 @@ class Conversation:
         status = status_of(exc)
         span = self.span
         if exc is not None and status == "error" and not same_failure(exc, self._error_exc):
-            record = StageRecord("conversation", "error", time.time(), 0.0, {}, None, 0, 0,
-                                 self.trace_id, self.span_id)  # fmt: skip
+            record = StageRecord(
+                name="conversation",
+                status="error",
+                started_at=time.time(),
+                duration_s=0.0,
+                inputs={},
+                output=None,
+                input_size=0,
+                output_size=0,
+                trace_id=self.trace_id,
+                span_id=self.span_id,
+            )
             self._record_error(span, exc, record)
             self.records.append(record)
         if self.error is not None:
@@ -331,16 +288,16 @@ class Conversation:
         if self.dbg.listeners:
             self.dbg.emit_conversation(
                 ConversationEvent(
-                    self.conversation_id,
-                    self.session_id,
-                    self.turn,
-                    status,
-                    self.started_at,
-                    duration,
-                    self.trace_id,
-                    self.span_id,
-                    tuple(self.events),
-                    self.latency,
+                    conversation_id=self.conversation_id,
+                    session_id=self.session_id,
+                    turn=self.turn,
+                    status=status,
+                    started_at=self.started_at,
+                    duration_s=duration,
+                    trace_id=self.trace_id,
+                    span_id=self.span_id,
+                    stages=tuple(self.events),
+                    latency=self.latency,
                 )
             )
         logger.info(

@@ -3,8 +3,9 @@
     from coda_otel.snapshots import MemorySnapshotEmitter, SnapshotStore
 
     emitter = MemorySnapshotEmitter(memory)          # files under $CODA_HOME/snapshots
-    await emitter.take(trigger="manual")
-    SnapshotStore().list()                           # what `coda-otel snapshots list` shows
+    emitter.take_snapshot()                          # written off the caller's thread
+    emitter.flush(5.0)
+    SnapshotStore(emitter.snapshot_dir).list()       # what `coda-otel snapshots list` shows
 
 Modules: ``emitter`` (when and how snapshots are taken), ``store`` (the files and their
 shape), ``diff`` (what changed between two), ``plot`` (items per tier over time, a PNG),

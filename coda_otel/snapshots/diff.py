@@ -3,14 +3,14 @@
     from coda_otel.snapshots.diff import diff_snapshots, format_diff_table
 
     diff = diff_snapshots(store.load(a), store.load(b))
-    diff["new_memories"]          # memories in b, not in a (full records, spec key)
-    diff["removed_memories"]      # memories in a, not in b (spec key)
+    diff["new_memories"]          # memories in b, not in a (full records)
+    diff["removed_memories"]      # memories in a, not in b
     diff["changed_memories"]      # [{"id", "changes": {"content": {"before", "after"}, ...}}]
     print(format_diff_table(diff))
 
 Memories are matched by ``id``; turns by ``turn_id`` (or role, content and timestamp when a turn
 has no id), so a sliding short-term window reports the turns that really arrived, not just the
-change in length. The spec's count keys (``short_term.turn_count_diff``, ``turns_added``,
+change in length. The count keys (``short_term.turn_count_diff``, ``turns_added``,
 ``long_term.memory_count_diff``, ``topic_count_diff``) are kept.
 """
 
@@ -64,7 +64,7 @@ def _turn_key(turn: Any) -> str:
 def diff_snapshots(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that changed from snapshot ``a`` (older) to snapshot ``b`` (newer).
 
-    Raises :class:`ValueError` when either snapshot lacks the spec's shape.
+    Raises :class:`ValueError` when either lacks ``short_term``/``long_term``.
     """
     st_a, st_b = _section(a, "short_term"), _section(b, "short_term")
     lt_a, lt_b = _section(a, "long_term"), _section(b, "long_term")

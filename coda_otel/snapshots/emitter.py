@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,15 +46,16 @@ from typing import Any
 
 from opentelemetry import trace
 
-from coda_otel.background import lower_thread_priority
-from coda_otel.files import RetentionIndex, atomic_write_json, new_id, validate_id
+from coda_otel.background import BackgroundWriter
+from coda_otel.files import atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
+from coda_otel.retention import RetentionIndex
 from coda_otel.snapshots.diff import diff_snapshots
-from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document
+from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document, default_snapshot_dir
 from coda_otel.snapshots.trace import record_snapshot
 
-logger = logging.getLogger("coda.memory.snapshots")
+logger = logging.getLogger(__name__)
 
 SnapshotListener = Callable[[dict[str, Any]], None]
 #: Operations that always trigger a snapshot (named after the operation).
@@ -99,7 +99,7 @@ class MemorySnapshotEmitter:
                 raise ValueError(f"{name} must be >= 1 or None, got {limit!r}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
-        folder = Path(snapshot_dir) if snapshot_dir else Path.home() / ".coda" / "memory_snapshots"
+        folder = Path(snapshot_dir) if snapshot_dir else default_snapshot_dir()
         self.store = SnapshotStore(folder)
         self.snapshot_dir = self.store.folder
         self.interval = interval
@@ -118,11 +118,9 @@ class MemorySnapshotEmitter:
         )
         self._lock = threading.Lock()
         self._last_ts = datetime.min.replace(tzinfo=UTC)
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._writer: BackgroundWriter[_Job] = BackgroundWriter(
+            "coda-memory-snapshots", self._process_safely, queue_size=queue_size
+        )
         try:
             self.snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:  # writes will fail and be counted; the app keeps running
@@ -142,7 +140,7 @@ class MemorySnapshotEmitter:
     ) -> None:
         """Count one memory operation; snapshot on every ``interval``-th and on clear/import/export.
 
-        ``memory_id`` and ``query`` are accepted for the spec's signature and never recorded.
+        ``memory_id`` and ``query`` are accepted for callers that pass them and never recorded.
         """
         try:
             op = str(operation_type)
@@ -178,22 +176,13 @@ class MemorySnapshotEmitter:
     def _take(self, sid: str, trigger: str, count: int) -> Path | None:
         path = self.store.path_for(sid)
         job = _Job(sid, trigger, count, path, trace.get_current_span())
-        with self._idle:
-            if self._closed:
-                logger.warning("snapshot %s skipped: emitter is closed", sid)
-                return None
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="coda-memory-snapshots", daemon=True
-                )
-                self._thread.start()
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                logger.warning("snapshot %s dropped: writer queue full", sid)
-                self._fail("queue_full")
-                return None
-            self._pending += 1
+        if self._writer.closed:
+            logger.warning("snapshot %s skipped: emitter is closed", sid)
+            return None
+        if not self._writer.submit(job):
+            logger.warning("snapshot %s dropped: writer queue full", sid)
+            self._fail("queue_full")
+            return None
         return path
 
     # -- background writer ---------------------------------------------------------------
@@ -206,18 +195,12 @@ class MemorySnapshotEmitter:
             self._last_ts = now
         return now.isoformat(timespec="microseconds")
 
-    def _run(self) -> None:
-        lower_thread_priority()  # nobody waits for this thread: the turn goes first
-        while (job := self._queue.get()) is not None:
-            try:
-                self._process(job)
-            except Exception:  # a bug here must not stop the writer thread
-                logger.exception("snapshot %s failed", job.snapshot_id)
-                self._fail("write_error")
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+    def _process_safely(self, job: _Job) -> None:
+        try:
+            self._process(job)
+        except Exception:  # a bug here is counted; the writer goes on with the next job
+            logger.exception("snapshot %s failed", job.snapshot_id)
+            self._fail("write_error")
 
     def _process(self, job: _Job) -> None:
         t0, start_ns = time.perf_counter(), time.time_ns()
@@ -290,22 +273,11 @@ class MemorySnapshotEmitter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued snapshot is written; False if ``timeout`` ran out first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Write what is queued, then stop the writer thread. Later snapshots are skipped."""
-        with self._idle:
-            self._closed = True
-            thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            logger.warning("snapshot writer still busy after %ss; not waiting", timeout)
-            return
-        thread.join(timeout)
+        self._writer.close(timeout)
 
     def __enter__(self) -> MemorySnapshotEmitter:
         return self
@@ -315,7 +287,7 @@ class MemorySnapshotEmitter:
 
     # -- comparison ----------------------------------------------------------------------
     def compare_snapshots(self, snapshot_id1: str, snapshot_id2: str) -> dict[str, Any]:
-        """The full diff (spec keys included) from ``snapshot_id1`` to ``snapshot_id2``.
+        """The full diff (count keys included) from ``snapshot_id1`` to ``snapshot_id2``.
 
         Ids are validated; a missing or unreadable snapshot raises FileNotFoundError/ValueError.
         """

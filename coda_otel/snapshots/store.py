@@ -5,13 +5,13 @@
     store = SnapshotStore(default_snapshot_dir())      # $CODA_HOME/snapshots
     for info in store.list():                          # newest last
         print(info.snapshot_id, info.trigger, info.memory_count, info.size)
-    snap = store.load("snap-20261125T030102-3f9a1c2b7d4e")   # dict, spec shape
+    snap = store.load("snap-20261125T030102-3f9a1c2b7d4e")   # dict, the shape below
     store.load("../etc/passwd")                        # InvalidIdError (a ValueError)
 
 One snapshot is one file ``memory_<id>.json``. Ids from outside (CLI, WebSocket) go through
 :func:`coda_otel.files.safe_path`, so no id can name a file outside the folder. Temporary files
 left by an interrupted write start with ``.`` and are never listed. :func:`build_document` and
-:func:`summarise` define the file's JSON shape (the spec's: snapshot_id, timestamp, trigger,
+:func:`summarise` define the file's JSON shape (snapshot_id, timestamp, trigger,
 operation_count, short_term{turns, turn_count}, long_term{memories, memory_count, topics}).
 """
 
@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coda_otel.files import ID_PATTERN, enforce_retention, safe_path
+from coda_otel import env
+from coda_otel.files import ID_PATTERN, safe_path
+from coda_otel.retention import enforce_retention
 
 PREFIX = "memory_"
 SUFFIX = ".json"
@@ -35,8 +36,7 @@ PATTERN = f"{PREFIX}*{SUFFIX}"
 
 def default_snapshot_dir() -> Path:
     """``$CODA_HOME/snapshots`` (``CODA_HOME`` defaults to ``~/.coda``)."""
-    home = os.environ.get("CODA_HOME") or str(Path.home() / ".coda")
-    return Path(home).expanduser() / "snapshots"
+    return env.coda_home() / env.SNAPSHOTS_DIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ def _int_or(value: Any, default: int) -> int:
 def build_document(
     state: Mapping[str, Any], snapshot_id: str, trigger: str, operation_count: int, ts: str
 ) -> dict[str, Any]:
-    """The spec-shaped snapshot document for one ``read_memory_state()`` result."""
+    """The snapshot document for one ``read_memory_state()`` result."""
     if not isinstance(state, Mapping):
         raise TypeError(f"read_memory_state() returned {type(state).__name__}, not a mapping")
     st = state.get("short_term") or {}

@@ -68,10 +68,6 @@ class ExportStats:
         with self._lock:
             return self._drain()
 
-    def add_ended(self, count: int = 1) -> None:
-        with self._lock:
-            self.ended += count
-
     def track(self, span: ReadableSpan, exporters: int = 1) -> None:
         """A sampled span ended and goes to ``exporters`` counted exporters."""
         key = id(span)
@@ -132,12 +128,6 @@ class ExportStats:
             self._dropped += count
         if self._metrics is not None:
             self._metrics.spans_dropped.inc(count)
-
-    @property
-    def pending(self) -> int:
-        """Spans handed to the batch processors that no exporter has taken yet."""
-        with self._lock:
-            return sum(entry.remaining for entry in list(self._tracked.values()))
 
     def reconcile(self) -> int:
         """After shutdown: count every span still queued or mid-export as dropped (once)."""

@@ -29,7 +29,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from coda_otel.files import enforce_retention, new_id
+from coda_otel.files import new_id
+from coda_otel.retention import enforce_retention
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+from coda_otel import env
 from coda_otel.metrics import CodaMetrics
 from coda_otel.tracing.export_stats import CountingSpanExporter, EndedSpanCounter, ExportStats
 from coda_otel.tracing.file_exporter import FileSpanExporter
@@ -50,24 +50,13 @@ PROTOCOLS = ("grpc", "http/protobuf")
 DEFAULT_ATTRIBUTE_LENGTH = 4096
 
 
-def default_coda_home() -> Path:
-    """``$CODA_HOME`` or ``~/.coda``."""
-    return Path(os.environ.get("CODA_HOME") or Path.home() / ".coda").expanduser()
-
-
-def _env(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
 def exporter_names() -> list[str]:
     """The exporters ``OTEL_TRACES_EXPORTER`` asks for (with coda's default when unset)."""
-    raw = _env("OTEL_TRACES_EXPORTER")
+    raw = env.first(env.OTEL_TRACES_EXPORTER)
     if raw is None:
-        endpoint = _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+        endpoint = env.first(
+            env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, env.OTEL_EXPORTER_OTLP_ENDPOINT
+        )
         return ["otlp"] if endpoint else ["file"]
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in EXPORTERS]
@@ -82,7 +71,7 @@ def exporter_names() -> list[str]:
 
 
 def otlp_protocol() -> str:
-    raw = _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    raw = env.first(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, env.OTEL_EXPORTER_OTLP_PROTOCOL)
     protocol = (raw or "http/protobuf").lower()
     if protocol not in PROTOCOLS:
         raise ValueError(
@@ -94,10 +83,10 @@ def otlp_protocol() -> str:
 def _otlp_exporter(timeout_s: float) -> tuple[SpanExporter, str]:
     protocol = otlp_protocol()
     # An OTEL_*_TIMEOUT set by the user wins; otherwise keep exports short so exit stays prompt.
-    user_timeout = _env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    user_timeout = env.first(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, env.OTEL_EXPORTER_OTLP_TIMEOUT)
     timeout = None if user_timeout else timeout_s
-    traces_endpoint = _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    traces_endpoint = env.first(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    base = env.first(env.OTEL_EXPORTER_OTLP_ENDPOINT)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
@@ -124,7 +113,7 @@ def build_exporters(
         elif name == "console":
             built.append((ConsoleSpanExporter(), "console"))
         else:
-            folder = (coda_home or default_coda_home()) / "traces"
+            folder = (coda_home or env.coda_home()) / env.TRACES_DIR
             exporter = FileSpanExporter(folder)
             built.append((exporter, f"file {exporter.path}"))
     return built
@@ -136,7 +125,7 @@ def build_resource(service_name: str | None, service_version: str | None) -> Res
 
     return Resource.create(
         {
-            SERVICE_NAME: service_name or _env("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
+            SERVICE_NAME: service_name or env.first(env.OTEL_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
             SERVICE_VERSION: service_version or __version__,
             "host.name": socket.gethostname(),
         }
@@ -144,7 +133,9 @@ def build_resource(service_name: str | None, service_version: str | None) -> Res
 
 
 def _span_limits() -> SpanLimits:
-    limit_set = _env("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    limit_set = env.first(
+        env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT
+    )
     return SpanLimits() if limit_set else SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_LENGTH)
 
 

@@ -6,15 +6,16 @@
     app = web.Application()
     add_health_routes(app, watchdog, fault_injector=injector, allow_fault_injection=False)
 
-Routes (all JSON):
+Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
 
 * ``GET /health``: overall status, a ``components`` object keyed by name (status, last
   heartbeat, recent figures) and the ``process``'s memory. 200 while healthy or degraded (a
   component unknown, unhealthy or recovering); 503 once a required component has ``failed``
-  (passed its restart limit).
+  (passed its restart limit), with an ``error`` object beside the status.
 * ``GET /health/live``: 200 while the process answers.
 * ``GET /health/ready``: 200 once every required component passed a check with its models
-  loaded; 503 before that and while a required component is down.
+  loaded; 503 (with an ``error`` object naming what it waits for) before that and while a
+  required component is down.
 * ``POST /debug/components/{name}/reset``: operator action, :meth:`CodaWatchdog.reset`: the
   component's failures and restart count are forgotten and supervision resumes (its status is
   ``unknown`` until the next check). 200 with the component's status; 404 for an unknown name.
@@ -33,7 +34,7 @@ from aiohttp import web
 
 from coda_otel.health.faults import FAULTS, FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog
-from coda_otel.web.errors import error_response
+from coda_otel.web.errors import error_body, error_response
 
 MAX_FAULT_BODY = 4096
 
@@ -51,8 +52,11 @@ def add_health_routes(
 
     async def health(request: web.Request) -> web.Response:
         status = watchdog.get_health_status()
-        code = 503 if status["overall_health"] == "unhealthy" else 200
-        return web.json_response(status, status=code)
+        if status["overall_health"] != "unhealthy":
+            return web.json_response(status)
+        failed = sorted(n for n, c in status["components"].items() if c["status"] == "failed")
+        problem = error_body("unhealthy", f"required components failed: {', '.join(failed)}")
+        return web.json_response({**problem, **status}, status=503)
 
     async def live(request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -67,7 +71,11 @@ def add_health_routes(
                 for name, c in status["components"].items()
             },
         }
-        return web.json_response(body, status=200 if status["ready"] else 503)
+        if status["ready"]:
+            return web.json_response(body)
+        waiting = sorted(n for n, c in body["components"].items() if c["status"] != "healthy")
+        problem = error_body("not_ready", f"waiting for: {', '.join(waiting) or 'a first check'}")
+        return web.json_response({**problem, **body}, status=503)
 
     async def reset(request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -2,7 +2,7 @@
 
     from coda_otel.ws import DebugHub, add_debug_ws_route
 
-    hub = DebugHub(control)                    # control: what commands act on
+    hub = DebugHub(control, metrics=metrics)   # control: what commands act on
     debugger.add_listener(hub)                 # stage events reach every client
     add_debug_ws_route(app, hub, token=token)  # GET /ws
 

@@ -22,99 +22,26 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import CodaMetrics
+from coda_otel.ws.client import DebugClient, Item
+from coda_otel.ws.control import DebugControl
+from coda_otel.ws.payloads import conversation_data, stage_data
 from coda_otel.ws.protocol import (
     EVENT_TYPES,
     ClientMessage,
     ProtocolError,
     encode_data_safe,
-    encode_envelope,
-    epoch_iso,
     now_iso,
 )
 
 log = logging.getLogger(__name__)
 
-
-class DebugControl(Protocol):
-    """What the application lets a debug client do. Every method may take its time.
-
-    ``get_cache_stats`` returns ``{"stats": {...}, "recommendations": [...]}`` and
-    ``get_health_status`` the watchdog's status (``overall_health``, ``components``, ...).
-    ``reset_component`` re-enables a component the watchdog marked failed and returns its
-    status (``{"component": name, "status": ..., ...}``).
-    ``inject_fault``, ``run_text_turn`` and ``reset_component`` raise ``ValueError`` for bad
-    arguments such as an unknown component (the client gets ``invalid_params``);
-    ``inject_fault`` raises ``PermissionError`` when disabled.
-    """
-
-    async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]: ...
-
-    async def take_memory_snapshot(self) -> Mapping[str, Any]: ...
-
-    async def get_cache_stats(self) -> Mapping[str, Any]: ...
-
-    async def get_health_status(self) -> Mapping[str, Any]: ...
-
-    async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]: ...
-
-    async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]: ...
-
-    async def reset_component(self, component: str) -> Mapping[str, Any]: ...
-
-
-# (type, request id, ts, encoded data)
-_Item = tuple[str, str | int | None, str, str]
-
-
-class DebugClient:
-    """One connection's state: subscriptions, sequence numbers and its bounded queue.
-
-    Only touched on the hub's event loop.
-    """
-
-    def __init__(self, queue_size: int, on_drop: Callable[[], None]) -> None:
-        self.subscriptions: frozenset[str] = frozenset(EVENT_TYPES)
-        self.dropped = 0
-        self._items: deque[tuple[int, str, str | int | None, str, str]] = deque()
-        self._max = queue_size
-        self._on_drop = on_drop
-        self._seq = 0
-        self._wake = asyncio.Event()
-        self._closed = False
-
-    def put(self, item: _Item) -> None:
-        """Queue one message; its ``seq`` is fixed now, so a dropped message leaves a gap."""
-        if self._closed:
-            return
-        while len(self._items) >= self._max:
-            self._items.popleft()
-            self.dropped += 1
-            self._on_drop()
-        self._seq += 1
-        self._items.append((self._seq, *item))
-        self._wake.set()
-
-    async def next_frames(self) -> list[str]:
-        """Wait for queued messages and return them encoded; ``[]`` once the client is closed."""
-        while not self._items and not self._closed:
-            self._wake.clear()
-            await self._wake.wait()
-        frames = []
-        while self._items:
-            seq, mtype, rid, ts, data_json = self._items.popleft()
-            frames.append(encode_envelope(mtype, rid, seq, ts, data_json))
-        return frames
-
-    def close(self) -> None:
-        self._closed = True
-        self._items.clear()
-        self._wake.set()
+# DebugControl, DebugClient and the payload builders are re-exported for existing imports.
+__all__ = ["DebugClient", "DebugControl", "DebugHub", "conversation_data", "stage_data"]
 
 
 class DebugHub:
@@ -221,7 +148,7 @@ class DebugHub:
         except Exception:
             log.warning("debug hub could not publish %s", mtype, exc_info=True)
 
-    def _fanout(self, item: _Item) -> None:
+    def _fanout(self, item: Item) -> None:
         for client in self._clients:
             if item[0] in client.subscriptions:
                 client.put(item)
@@ -302,44 +229,3 @@ class DebugHub:
         if not isinstance(result, Mapping):
             raise ProtocolError("internal_error", f"{msg.type} returned no object")
         return f"{msg.type}_result", dict(result)
-
-
-def stage_data(event: StageEvent) -> dict[str, Any]:
-    """The ``pipeline_stage`` payload: timings, sizes and ids, never content."""
-    return {
-        "conversation_id": event.conversation_id,
-        "session_id": event.session_id,
-        "turn": max(0, event.turn),
-        "stage": event.stage,
-        "status": event.status,
-        "started_at": epoch_iso(event.started_at),
-        "duration_ms": round(max(0.0, event.duration_s) * 1000.0, 3),
-        "input_size": max(0, event.input_size),
-        "output_size": max(0, event.output_size),
-        "trace_id": event.trace_id,
-        "span_id": event.span_id,
-        "error_type": event.error_type,
-    }
-
-
-def conversation_data(event: ConversationEvent) -> dict[str, Any]:
-    """The ``conversation_end`` payload."""
-    return {
-        "conversation_id": event.conversation_id,
-        "session_id": event.session_id,
-        "turn": max(0, event.turn),
-        "status": event.status,
-        "started_at": epoch_iso(event.started_at),
-        "duration_ms": round(max(0.0, event.duration_s) * 1000.0, 3),
-        "trace_id": event.trace_id,
-        "span_id": event.span_id,
-        "stages": [
-            {
-                "stage": s.stage,
-                "status": s.status,
-                "duration_ms": round(max(0.0, s.duration_s) * 1000.0, 3),
-            }
-            for s in event.stages
-        ],
-        "latency": dict(event.latency) if event.latency else None,
-    }

@@ -1,0 +1,43 @@
+"""The commands a debug WebSocket client may send, as the protocol the application implements.
+
+class MyControl:                      # structural: no base class needed
+    async def get_health_status(self) -> Mapping[str, Any]:
+        return watchdog.get_health_status()
+    ...
+
+hub = DebugHub(MyControl(), metrics=metrics)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = ["DebugControl"]
+
+
+class DebugControl(Protocol):
+    """What the application lets a debug client do. Every method may take its time.
+
+    ``get_cache_stats`` returns ``{"stats": {...}, "recommendations": [...]}`` and
+    ``get_health_status`` the watchdog's status (``overall_health``, ``components``, ...).
+    ``reset_component`` re-enables a component the watchdog marked failed and returns its
+    status (``{"component": name, "status": ..., ...}``).
+    ``inject_fault``, ``run_text_turn`` and ``reset_component`` raise ``ValueError`` for bad
+    arguments such as an unknown component (the client gets ``invalid_params``);
+    ``inject_fault`` raises ``PermissionError`` when disabled.
+    """
+
+    async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]: ...
+
+    async def take_memory_snapshot(self) -> Mapping[str, Any]: ...
+
+    async def get_cache_stats(self) -> Mapping[str, Any]: ...
+
+    async def get_health_status(self) -> Mapping[str, Any]: ...
+
+    async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]: ...
+
+    async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]: ...
+
+    async def reset_component(self, component: str) -> Mapping[str, Any]: ...
