@@ -45,6 +45,9 @@ from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
+from coda_otel.tracing.waterfall import latency_lines
+
+__all__ = ["App", "CachedLLM", "build_app", "latency_lines"]  # latency_lines: for the demo
 from coda_otel.ws.hub import DebugHub
 
 log = logging.getLogger(__name__)
