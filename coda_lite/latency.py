@@ -68,6 +68,7 @@ class TurnLatency:
     time_to_first_audio_us: int  # the model was asked -> the first audio
     time_to_first_token_us: int | None  # the model was asked -> its first text
     output_tokens_per_second: float | None  # decoding rate after the first token
+    output_tokens: int
     streamed: bool
     breakdown_us: dict[str, int] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ def measure(clock: TurnClock, *, output_tokens: int, streamed: bool) -> TurnLate
         time_to_first_audio_us=_between(m, "llm_start", "first_audio"),
         time_to_first_token_us=ttft,
         output_tokens_per_second=rate,
+        output_tokens=output_tokens,
         streamed=streamed,
         breakdown_us=breakdown,
     )

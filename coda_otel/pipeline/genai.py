@@ -34,15 +34,21 @@ LATENCY_ATTRIBUTES: dict[str, str] = {
 }
 
 
-def _messages(items: Sequence[Mapping[str, str]], sanitizer: Sanitizer) -> str:
-    """The GenAI message shape: ``[{"role", "parts": [{"type": "text", "content"}]}]``."""
-    out = [
-        {
+def _messages(
+    items: Sequence[Mapping[str, str]], sanitizer: Sanitizer, finish_reason: str | None = None
+) -> str:
+    """The GenAI message shape: ``[{"role", "parts": [{"type": "text", "content"}]}]``
+    (output messages also carry ``finish_reason``)."""
+    out: list[dict[str, Any]] = []
+    for m in items:
+        text = sanitizer.text(str(m.get("content", "")))
+        message: dict[str, Any] = {
             "role": str(m.get("role", "user")),
-            "parts": [{"type": "text", "content": sanitizer.text(str(m.get("content", "")))}],
+            "parts": [{"type": "text", "content": text}],
         }
-        for m in items
-    ]
+        if finish_reason is not None:
+            message["finish_reason"] = finish_reason
+        out.append(message)
     return json.dumps(out, ensure_ascii=False)
 
 
@@ -76,7 +82,7 @@ def llm_attributes(
             attrs["gen_ai.input.messages"] = _messages(messages, sanitizer)
         if response is not None:
             out = [{"role": "assistant", "content": response}]
-            attrs["gen_ai.output.messages"] = _messages(out, sanitizer)
+            attrs["gen_ai.output.messages"] = _messages(out, sanitizer, finish_reason="stop")
     return attrs
 
 
