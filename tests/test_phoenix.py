@@ -78,7 +78,7 @@ async def _turns(
             "CODA_LLM_BACKEND": "echo",
             "CODA_CAPTURE_CONTENT": "1",
             "CODA_TTS_BACKEND": "none",
-        }  # fmt: skip
+        }
     )
     app = build_app(config)
     try:
