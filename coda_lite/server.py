@@ -11,12 +11,14 @@
     POST /debug/faults    only with --allow-fault-injection
     POST /debug/components/{name}/reset   an operator re-enables a component marked failed
     GET  /ws              the debug WebSocket (docs/websocket.md)
+    GET  /debug/          the debug console page (docs/console.md)
 
 Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
 Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
-to start and says why. With a token, every route but ``/metrics`` and ``/health*`` needs
-``Authorization: Bearer <token>``; without one, only loopback ``Host`` names are served (DNS
-rebinding). POSTs must be ``application/json`` (see :mod:`coda_otel.web.security`).
+to start and says why. With a token, every route but ``/metrics``, ``/health*`` and the
+console page's own files needs ``Authorization: Bearer <token>``; without one, only loopback
+``Host`` names are served (DNS rebinding). POSTs must be ``application/json`` (see
+:mod:`coda_otel.web.security`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
 from coda_lite.conversation import StageError
+from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 from coda_otel.web.errors import error_response
 from coda_otel.web.health_routes import add_health_routes
 from coda_otel.web.metrics_route import add_metrics_route
-from coda_otel.web.security import InsecureBindError, check_bind_security, debug_security
+from coda_otel.web.security import (
+    OPEN_PATHS,
+    InsecureBindError,
+    check_bind_security,
+    debug_security,
+)
 from coda_otel.ws.server import add_debug_ws_route
 
 log = logging.getLogger(__name__)
@@ -144,7 +152,11 @@ async def post_turn(request: web.Request) -> web.Response:
 def make_web_app(app: App) -> web.Application:
     """The aiohttp application for ``app`` (also used by tests on a free port)."""
     server = app.config.server
-    security = debug_security(token=server.debug_token, allowed_origins=server.allowed_origins)
+    security = debug_security(
+        token=server.debug_token,
+        allowed_origins=server.allowed_origins,
+        open_paths=(*OPEN_PATHS, *CONSOLE_OPEN_PATHS),
+    )
     web_app = web.Application(
         middlewares=[json_errors, security], client_max_size=server.max_body_bytes
     )
@@ -159,6 +171,20 @@ def make_web_app(app: App) -> web.Application:
     )
     add_debug_ws_route(
         web_app, app.hub, token=server.debug_token, allowed_origins=server.allowed_origins
+    )
+    add_console_routes(
+        web_app,
+        ConsoleSettings(
+            snapshots=app.snapshots.store,
+            token_required=bool(server.debug_token),
+            allow_fault_injection=server.allow_fault_injection,
+            sanitizer=app.debugger.sanitizer,
+            debug_state=lambda: {
+                "tracing": app.debugger.enabled,
+                "snapshots": app.snapshots.enabled,
+                "cache": app.cache_debugger.enabled,
+            },
+        ),
     )
 
     async def start_watchdog(_: web.Application) -> None:

@@ -29,6 +29,10 @@ CODA_REDACT: Final = "CODA_REDACT"
 CODA_DEBUG_TOKEN: Final = "CODA_DEBUG_TOKEN"
 """Bearer token the debug routes and ``/ws`` require (16+ characters). Unset: loopback only."""
 
+CODA_JAEGER_URL: Final = "CODA_JAEGER_URL"
+"""Jaeger UI base URL (e.g. ``http://localhost:16686``): the debug console links each trace id
+to ``<url>/trace/<trace_id>``. Unset: trace ids are shown, not linked."""
+
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: Final = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 )
@@ -67,6 +71,14 @@ OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: Final = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 
 OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: Final = "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 """The same limit for span attributes only."""
+
+CODA_TRACE_SAMPLE_PERCENT: Final = "CODA_TRACE_SAMPLE_PERCENT"
+"""Set to tail-sample in the process: keep every turn with an error, interrupted or over its
+latency budget, and this percent of the rest. Unset: every turn is kept (a Collector, when there
+is one, samples with the same variable)."""
+
+CODA_TURN_LATENCY_BUDGET_MS: Final = "CODA_TURN_LATENCY_BUDGET_MS"
+"""A turn's latency budget for tail sampling, in milliseconds. Default 15000."""
 
 #: Sub-folders of :func:`coda_home` that the package writes by default.
 TRACES_DIR: Final = "traces"

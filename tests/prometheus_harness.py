@@ -41,7 +41,6 @@ GRAFANA = REPO / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 DATASOURCES_DIR = GRAFANA / "provisioning" / "datasources"
 DASHBOARD_PROVIDERS_DIR = GRAFANA / "provisioning" / "dashboards"
-COMPOSE_SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
 
 SCRAPE_JOB = "coda-lite"
 DASHBOARD_UIDS = {"coda-pipeline", "coda-memory", "coda-cache", "coda-health"}
@@ -74,19 +73,25 @@ def template_variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
 
 
-def substitute(expr: str, dashboard: dict[str, Any]) -> str:
-    """Replace Grafana variables the way Grafana would with "All" selected.
+def substitute(expr: str, dashboard: dict[str, Any], values: dict[str, str] | None = None) -> str:
+    """Replace Grafana variables the way Grafana would with its defaults selected.
 
-    Raises KeyError for a variable the dashboard does not define.
+    A variable with "All" stands for its ``allValue``; a single-value one (``$job``) for its
+    default; ``values`` overrides either (``{"instance": "127.0.0.1:8765"}``). Raises KeyError
+    for a variable the dashboard does not define.
     """
     variables = template_variables(dashboard)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
+        if values and name in values:
+            return values[name]
         if name in GRAFANA_BUILTINS:
             return GRAFANA_BUILTINS[name]
         var = variables[name]
-        return str(var.get("allValue") or ".*")
+        if var.get("includeAll"):
+            return str(var.get("allValue") or ".*")
+        return str(var["current"]["value"])
 
     return _VARIABLE.sub(value, expr)
 
@@ -104,7 +109,7 @@ class PanelQuery:
         return f"{self.dashboard}:{self.panel}:{self.ref_id}"
 
 
-def dashboard_queries() -> list[PanelQuery]:
+def dashboard_queries(values: dict[str, str] | None = None) -> list[PanelQuery]:
     """Every PromQL expression of every dashboard panel, variables substituted."""
     out = []
     for dashboard in load_dashboards().values():
@@ -116,7 +121,7 @@ def dashboard_queries() -> list[PanelQuery]:
                             dashboard["uid"],
                             panel["title"],
                             target["refId"],
-                            substitute(target["expr"], dashboard),
+                            substitute(target["expr"], dashboard, values),
                             bool(target.get("exemplar")),
                         )
                     )
@@ -135,7 +140,8 @@ def variable_queries() -> list[tuple[str, str, str, str]]:
             match = _LABEL_VALUES.match(query.strip())
             if match is None:
                 raise ValueError(f"{dashboard['uid']}: ${name} is not label_values(): {query!r}")
-            out.append((dashboard["uid"], name, match["selector"], match["label"]))
+            selector = substitute(match["selector"], dashboard)
+            out.append((dashboard["uid"], name, selector, match["label"]))
     return out
 
 
@@ -155,8 +161,13 @@ def rules_with_short_for(src: Path, dest: Path, duration: str = "0s") -> Path:
     return dest
 
 
-def prometheus_test_config(dest: Path, *, target: str, rules: Path) -> Path:
-    """The committed prometheus.yml aimed at ``target``: 1 s scrapes, no Alertmanager."""
+def prometheus_test_config(
+    dest: Path, *, target: str | None = None, file_sd: Path | None = None, rules: Path
+) -> Path:
+    """The committed prometheus.yml aimed at ``target`` or at the targets listed in the
+    ``file_sd`` file (see :func:`write_file_sd`): 1 s scrapes, no Alertmanager."""
+    if (target is None) == (file_sd is None):
+        raise ValueError("give one of target and file_sd")
     doc = load_yaml(PROMETHEUS_YML)
     doc["global"].update(scrape_interval="1s", evaluation_interval="1s")
     doc.pop("alerting", None)
@@ -165,9 +176,21 @@ def prometheus_test_config(dest: Path, *, target: str, rules: Path) -> Path:
     if len(jobs) != 1:
         raise ValueError(f"{PROMETHEUS_YML}: expected one {SCRAPE_JOB!r} job, found {len(jobs)}")
     jobs[0]["scrape_interval"] = "1s"
-    jobs[0]["static_configs"] = [{"targets": [target]}]
+    if file_sd is not None:
+        del jobs[0]["static_configs"]
+        jobs[0]["file_sd_configs"] = [{"files": [str(file_sd)], "refresh_interval": "1s"}]
+    else:
+        jobs[0]["static_configs"] = [{"targets": [target]}]
     doc["scrape_configs"] = jobs
     dest.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+def write_file_sd(dest: Path, targets: list[str]) -> Path:
+    """A Prometheus file-based discovery file listing ``targets`` (written atomically)."""
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{"targets": targets, "labels": {}}]), encoding="utf-8")
+    tmp.replace(dest)
     return dest
 
 

@@ -27,15 +27,19 @@ def coda_service(
     *,
     config: str = "",
     env: Mapping[str, str | None] | None = None,
+    started: list[ManagedProcess] | None = None,
     fault_injection: bool = True,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
+    The process is appended to ``started`` when given (to kill it from a test).
     Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
+    ``port`` (default: a free one) lets a test restart a service where its clients expect it.
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
-    port = free_port()
+    port = port or free_port()
     merged: dict[str, str | None] = {
         **os.environ,
         "CODA_HOME": str(home),
@@ -51,6 +55,8 @@ def coda_service(
         argv.append("--allow-fault-injection")
     base = f"http://127.0.0.1:{port}"
     with ManagedProcess(argv, home / "serve.log", env=full_env) as proc:
+        if started is not None:
+            started.append(proc)
         wait_until(
             lambda: http_json(f"{base}/health/ready", timeout=2)[0] == 200,
             START_TIMEOUT_S,

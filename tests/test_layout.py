@@ -20,7 +20,7 @@ from coda_otel import env
 from coda_otel.testing import InMemoryMemory, capture_pipeline_events
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ["cache", "cli", "health", "pipeline", "snapshots", "tracing", "web", "ws"]
+SUBPACKAGES = ["cache", "cli", "console", "health", "pipeline", "snapshots", "tracing", "web", "ws"]
 
 
 def test_every_top_level_name_imports() -> None:

@@ -9,6 +9,7 @@ as the pipeline debugger does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -523,6 +524,21 @@ async def test_a_token_is_required_when_configured(
     by_query = await connect(session, f"{url}?token={TOKEN}")
     for c in (by_header, by_query):
         assert (await c.request("get_health_status"))["type"] == "get_health_status_result"
+
+
+async def test_a_browser_can_send_the_token_as_a_subprotocol(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """What the console page does: the WebSocket API cannot set Authorization."""
+    url, *_ = await server(token=TOKEN)
+    encoded = base64.urlsafe_b64encode(TOKEN.encode()).decode().rstrip("=")
+    for offered in ("coda-token.d3Jvbmc", "coda-token.!!!", f"coda-token.{encoded}x"):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(url, protocols=("coda-debug", offered))
+        assert info.value.status == 401
+    client = await connect(session, url, protocols=("coda-debug", f"coda-token.{encoded}"))
+    assert client.ws.protocol == "coda-debug"  # the token is never echoed back
+    assert (await client.request("get_health_status"))["type"] == "get_health_status_result"
 
 
 async def test_browser_origins_are_checked(server: Server, session: aiohttp.ClientSession) -> None:

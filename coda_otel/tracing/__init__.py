@@ -8,8 +8,9 @@
     telemetry.shutdown()             # flushes, bounded in time
 
 Modules: ``setup`` (:func:`configure` and :class:`Telemetry`), ``file_exporter`` (OTLP/JSON
-lines on disk), ``export_stats`` (spans exported and dropped, counted), ``waterfall`` (a text
-waterfall of one trace, from a log or an OTLP file).
+lines on disk), ``export_stats`` (spans exported and dropped, counted), ``tail_sampling``
+(whole turns kept by the Collector's policies, in the process, when ``CODA_TRACE_SAMPLE_PERCENT``
+is set), ``waterfall`` (a text waterfall of one trace, from a log or an OTLP file).
 """
 
 from __future__ import annotations

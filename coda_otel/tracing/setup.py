@@ -14,6 +14,10 @@ Exporter choice (standard variables, read at ``configure`` time):
   ``file``: OTLP JSON lines under ``CODA_HOME/traces/`` (``CODA_HOME`` defaults to ``~/.coda``).
 * ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``: ``http/protobuf`` (default, as the OTel spec says)
   or ``grpc``; endpoints and headers are read by the OTLP exporters themselves.
+* ``CODA_TRACE_SAMPLE_PERCENT`` (and ``CODA_TURN_LATENCY_BUDGET_MS``) turn on tail sampling
+  in the process, with the Collector's policies (:mod:`coda_otel.tracing.tail_sampling`).
+* ``OTEL_RESOURCE_ATTRIBUTES`` adds resource attributes and may set ``service.instance.id``
+  (default: a random UUID per process); see :func:`build_resource`.
 * ``OTEL_TRACES_SAMPLER`` / ``_ARG``, ``OTEL_BSP_*`` and ``OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT``
   are honoured by the SDK.
 
@@ -27,12 +31,20 @@ import atexit
 import logging
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.resources import (
+    HOST_NAME,
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
@@ -40,6 +52,7 @@ from coda_otel import env
 from coda_otel.metrics import CodaMetrics
 from coda_otel.tracing.export_stats import CountingSpanExporter, EndedSpanCounter, ExportStats
 from coda_otel.tracing.file_exporter import FileSpanExporter
+from coda_otel.tracing.tail_sampling import TailPolicy, TailSamplingProcessor, describe
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +133,26 @@ def build_exporters(
 
 
 def build_resource(service_name: str | None, service_version: str | None) -> Resource:
-    """service.name (argument > OTEL_SERVICE_NAME > 'coda-lite'), service.version, host.name."""
+    """The resource every span carries, one per process::
+
+        service.name         argument > OTEL_SERVICE_NAME > 'coda-lite'
+        service.version      argument > the package version
+        service.instance.id  OTEL_RESOURCE_ATTRIBUTES > a random UUID (new at each start)
+        host.name            OTEL_RESOURCE_ATTRIBUTES > the host name
+
+    Any other ``OTEL_RESOURCE_ATTRIBUTES`` entry is kept as given: on Kubernetes the pod's
+    name, namespace and node, filled in from the downward API (deploy/kubernetes/).
+    """
     from coda_otel import __version__
 
+    from_env = OTELResourceDetector().detect().attributes
     return Resource.create(
         {
+            SERVICE_INSTANCE_ID: str(uuid.uuid4()),
+            HOST_NAME: socket.gethostname(),
+            **from_env,
             SERVICE_NAME: service_name or env.first(env.OTEL_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
             SERVICE_VERSION: service_version or __version__,
-            "host.name": socket.gethostname(),
         }
     )
 
@@ -240,11 +265,18 @@ def configure(
         span_limits=_span_limits(),
     )
     stats = ExportStats(metrics)
+    processors: list[SpanProcessor] = []
     if exporters:
-        provider.add_span_processor(EndedSpanCounter(stats, per_span=len(exporters)))
+        processors.append(EndedSpanCounter(stats, per_span=len(exporters)))
     for exporter, _ in exporters:
-        provider.add_span_processor(BatchSpanProcessor(CountingSpanExporter(exporter, stats)))
+        processors.append(BatchSpanProcessor(CountingSpanExporter(exporter, stats)))
     description = ", ".join(d for _, d in exporters) or "none"
+    policy = TailPolicy.from_env()
+    if policy is not None and processors:  # sampled-out turns are neither exported nor dropped
+        processors = [TailSamplingProcessor(policy, processors)]
+        description += f"; {describe(policy)}"
+    for processor in processors:
+        provider.add_span_processor(processor)
     telemetry = Telemetry(
         provider,
         description,

@@ -16,6 +16,8 @@ The rules, for every route except the read-only ones (``/metrics``, ``/health*``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
@@ -27,6 +29,8 @@ from aiohttp.typedefs import Middleware
 from coda_otel.web.errors import error_response
 
 MIN_TOKEN_CHARS = 16
+#: Routes readable (GET/HEAD) without a token by default: scrapes and probes.
+OPEN_PATHS: tuple[str, ...] = ("/metrics", "/health", "/health/live", "/health/ready")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -91,6 +95,26 @@ def bearer_ok(request: web.Request, token: bytes, *, allow_query: bool = False) 
     return hmac.compare_digest(supplied.encode("utf-8"), token)
 
 
+#: The subprotocol a browser client asks for; the server echoes it when offered.
+SUBPROTOCOL = "coda-debug"
+#: A browser sends its token as the subprotocol ``coda-token.<base64url(utf-8 token)>``: the
+#: WebSocket API cannot set ``Authorization``, and a header stays out of URLs and access logs.
+TOKEN_SUBPROTOCOL_PREFIX = "coda-token."
+
+
+def subprotocol_token(request: web.Request) -> bytes | None:
+    """The token a client offered in ``Sec-WebSocket-Protocol``, decoded; None if none."""
+    for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        offered = offered.strip()
+        if offered.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            encoded = offered[len(TOKEN_SUBPROTOCOL_PREFIX) :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (binascii.Error, ValueError):
+                return None
+    return None
+
+
 def origin_allowed(request: web.Request, allowed: set[str]) -> bool:
     """No ``Origin`` (not a browser), the service's own, or one of ``allowed`` (normalised)."""
     origin = request.headers.get("Origin")
@@ -116,7 +140,7 @@ def debug_security(
     *,
     token: str | None,
     allowed_origins: Iterable[str] = (),
-    open_paths: Iterable[str] = ("/metrics", "/health", "/health/live", "/health/ready"),
+    open_paths: Iterable[str] = OPEN_PATHS,
     self_authenticating: Iterable[str] = ("/ws",),
 ) -> Middleware:
     """An aiohttp middleware applying the module's rules.

@@ -6,8 +6,10 @@ Secure by default. At startup, refuse to expose the API beyond loopback without 
     add_debug_ws_route(app, hub, token=config.server.debug_token,
                        allowed_origins=config.server.allowed_origins)
 
-With a token, a client must present it at connect (``Authorization: Bearer <token>`` or
-``?token=<token>``; 401 otherwise); without one, a ``Host`` that is not a loopback name is
+With a token, a client must present it at connect (``Authorization: Bearer <token>``, or
+from a browser, which cannot set that header, the subprotocols ``coda-debug`` and
+``coda-token.<base64url of the token>``; ``?token=<token>`` also works but lands in access
+logs; 401 otherwise); without one, a ``Host`` that is not a loopback name is
 refused (403: a page that rebinds its domain to 127.0.0.1 still sends its own name). A
 browser's ``Origin`` must be the service's own host or listed in ``allowed_origins`` (403
 otherwise). Each connection gets a token bucket (``rate``) and a frame size limit; anything
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import weakref
@@ -28,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from coda_otel.web.errors import error_response
 from coda_otel.web.security import (
+    SUBPROTOCOL,
     InsecureBindError,
     bearer_ok,
     check_bind_security,
@@ -36,6 +40,7 @@ from coda_otel.web.security import (
     is_loopback,
     normalise_origins,
     origin_allowed,
+    subprotocol_token,
 )
 from coda_otel.ws.hub import DebugClient, DebugHub
 from coda_otel.ws.protocol import (
@@ -98,7 +103,10 @@ class _DebugWsHandler:
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def _authorized(self, request: web.Request) -> bool:
-        return self.token is None or bearer_ok(request, self.token, allow_query=True)
+        if self.token is None or bearer_ok(request, self.token, allow_query=True):
+            return True
+        offered = subprotocol_token(request)
+        return offered is not None and hmac.compare_digest(offered, self.token)
 
     def _origin_allowed(self, request: web.Request) -> bool:
         return origin_allowed(request, self.allowed_origins)
@@ -108,7 +116,8 @@ class _DebugWsHandler:
             return error_response(
                 401,
                 "unauthorized",
-                "a valid debug token is required (Authorization: Bearer <token> or ?token=<token>)",
+                "a valid debug token is required (Authorization: Bearer <token>, the "
+                "coda-token.<base64url> subprotocol, or ?token=<token>)",
                 headers={"WWW-Authenticate": 'Bearer realm="coda-debug"'},
             )
         if self.token is None and not host_header_is_loopback(request):
@@ -120,7 +129,9 @@ class _DebugWsHandler:
                 403, "forbidden_origin", "origin not allowed; add it to server.allowed_origins"
             )
         ws = web.WebSocketResponse(
-            max_msg_size=self.max_bytes * TRANSPORT_LIMIT_FACTOR, heartbeat=self.heartbeat
+            max_msg_size=self.max_bytes * TRANSPORT_LIMIT_FACTOR,
+            heartbeat=self.heartbeat,
+            protocols=(SUBPROTOCOL,),
         )
         if not ws.can_prepare(request).ok:
             return error_response(426, "upgrade_required", "WebSocket upgrade expected")

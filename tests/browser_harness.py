@@ -1,0 +1,87 @@
+"""A real headless Chromium (Debian's ``chromium``) driven by Playwright, for page tests.
+
+    with chromium() as browser:
+        page = ConsolePage.open(browser, f"{base}/debug/")
+        page.page.click("text=Send turn")
+        assert not page.errors            # console errors and uncaught exceptions
+
+Playwright is told where the browser is (``/usr/bin/chromium``): nothing is downloaded.
+Without the browser or the Python package the test skips, and fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support import require_module, require_tool
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "console"
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched Playwright ``Browser`` on the system Chromium; closed on exit."""
+    require_module("playwright")
+    path = shutil.which("chromium") or require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class ConsolePage:
+    """One browser context and page on the console, recording errors and request URLs."""
+
+    context: Any
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, browser: Any, url: str, viewport: dict[str, int] | None = None) -> ConsolePage:
+        context = browser.new_context(viewport=viewport or VIEWPORT)
+        page = context.new_page()
+        cp = cls(context, page)
+        page.on("console", lambda m: m.type == "error" and cp.errors.append(m.text))
+        page.on("pageerror", lambda exc: cp.errors.append(f"uncaught: {exc}"))
+        page.on("request", lambda r: cp.urls.append(r.url))
+        page.on("websocket", lambda ws: cp.urls.append(ws.url))
+        page.goto(url)
+        return cp
+
+    def wait_live(self, timeout_ms: float = 15000) -> None:
+        self.page.wait_for_selector("#conn[data-state=open]", timeout=timeout_ms)
+
+    def view(self, name: str) -> None:
+        self.page.click(f"#tab-{name}")
+        self.page.wait_for_selector(f"#view-{name}:not([hidden])")
+
+    def screenshot(self, name: str) -> Path:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        path = DOCS / f"{name}.png"
+        self.page.wait_for_timeout(400)  # one render tick after the last change
+        self.page.screenshot(path=str(path), full_page=False)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
