@@ -138,6 +138,15 @@ class App:
     ) -> TurnResult:
         return await self.pipeline.manager.process_user_input(user_input, session_id=session_id)
 
+    async def warm_up(self) -> bool:
+        """Load the local model now (it loads on first use otherwise); True when one loaded."""
+        for component in self.pipeline.components:
+            load = getattr(component, "load", None) if component.name == "llm" else None
+            if load is not None:
+                await load()
+                return True
+        return False
+
     async def aclose(self) -> None:
         self.watchdog.stop()
         await self.hub.aclose()

@@ -58,15 +58,6 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
 
-async def _warm_up(app: Any, out: Any) -> None:
-    """Load the model before the first turn, so its latency is a turn's, not a load's."""
-    for component in app.pipeline.components:
-        load = getattr(component, "load", None) if component.name == "llm" else None
-        if load is not None:
-            print("loading the model (the first run converts it once) ...", file=out, flush=True)
-            await load()
-
-
 async def run_demo(
     config: Config, turns: list[str | Path], out: Any = None, *, typed: bool = False
 ) -> int:
@@ -83,7 +74,9 @@ async def run_demo(
     backend, why = app.pipeline.llm_choice
     print(f"llm: {backend} ({why})", file=out)
     try:
-        await _warm_up(app, out)
+        if config.llm.backend != "echo" and backend == "local":
+            print("loading the model (the first run converts it once) ...", file=out, flush=True)
+            await app.warm_up()  # the first turn's latency is a turn's, not a load's
         for i, turn in enumerate(turns, 1):
             spoken = isinstance(turn, str) and not typed
             kind = "audio" if isinstance(turn, Path) else "spoken" if spoken else "text"

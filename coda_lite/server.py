@@ -149,6 +149,15 @@ async def post_turn(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def _warm_up(app: App) -> None:
+    """Load the local model in the background; a failure is logged, and turns say it too."""
+    try:
+        if await app.warm_up():
+            log.info("llm model loaded")
+    except Exception as exc:
+        log.error("llm model could not be loaded: %s", exc)
+
+
 def make_web_app(app: App) -> web.Application:
     """The aiohttp application for ``app`` (also used by tests on a free port)."""
     server = app.config.server
@@ -189,12 +198,14 @@ def make_web_app(app: App) -> web.Application:
 
     async def start_watchdog(_: web.Application) -> None:
         web_app["watchdog_task"] = asyncio.create_task(app.watchdog.start())
+        web_app["warm_up_task"] = asyncio.create_task(_warm_up(app))
 
     async def shutdown(_: web.Application) -> None:
-        task = web_app.get("watchdog_task")
         app.watchdog.stop()
-        if task is not None:
-            task.cancel()
+        for name in ("watchdog_task", "warm_up_task"):
+            task = web_app.get(name)
+            if task is not None:
+                task.cancel()
         await app.aclose()
 
     web_app.on_startup.append(start_watchdog)
