@@ -54,7 +54,7 @@ class LlmConfig:
     timeout: float = 60.0
     connect_timeout: float = 5.0
     temperature: float = 0.7
-    max_tokens: int = 256
+    max_tokens: int = 96  # a spoken answer is short; the prompt asks for one or two sentences
     system_prompt: str = (
         "You are Coda, an offline voice assistant. Your words are spoken aloud: answer in one "
         "or two short sentences, without lists or markdown. Use the remembered facts when "
