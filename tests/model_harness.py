@@ -3,6 +3,7 @@
     llm = local_llm(models_dir)                 # LocalLLM (SmolLM2-135M-Instruct), greedy
     with openai_server(models_dir, log) as (url, model):   # a real `transformers serve`
         ...
+    async with ollama_server(llm) as url:       # ollama's NDJSON API, the real model behind
 
 ``models_dir`` (the fixture in the modules that use it) is one folder per pytest session, so
 the GGUF is converted once; on a laptop without the model package the tests skip with the
@@ -11,15 +12,18 @@ reason, and under ``CI=true`` they fail.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from coda_lite.config import LlmConfig
+from coda_lite.llm import LLMResult
 from coda_lite.llm_local import LocalLLM, load_model, local_model_problem, packaged_gguf
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
 from tests.support import IN_CI, free_port
@@ -74,3 +78,36 @@ def openai_server(models_dir: Path, log: Path) -> Iterator[tuple[str, str]]:
             interval=0.5,
         )
         yield base, model
+
+
+@asynccontextmanager
+async def ollama_server(llm: LocalLLM) -> AsyncIterator[str]:
+    """A loopback server speaking ollama's streaming ``/api/chat`` (NDJSON), answered by the
+    real local model token by token; yields its base URL."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        query = body["messages"][-1]["content"]
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        async for item in llm.stream(query, []):
+            if isinstance(item, LLMResult):
+                line = {"done": True, "message": {"role": "assistant", "content": ""},
+                        "prompt_eval_count": item.input_tokens,
+                        "eval_count": item.output_tokens}  # fmt: skip
+            else:
+                line = {"done": False, "message": {"role": "assistant", "content": item}}
+            await resp.write(json.dumps(line).encode() + b"\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/api/chat", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

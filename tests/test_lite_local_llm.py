@@ -16,8 +16,8 @@ import pytest
 from coda_lite import llm_local
 from coda_lite.config import LlmConfig
 from coda_lite.llm import LLMError, LLMResult, select_backend
-from coda_lite.llm_http import OpenAICompatLLM
-from tests.model_harness import local_llm, openai_server, require_local_model
+from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
+from tests.model_harness import local_llm, ollama_server, openai_server, require_local_model
 
 QUESTION = "What is the capital of France?"
 
@@ -114,3 +114,16 @@ async def test_openai_backend_streams_sse_from_a_real_server(
             assert (await llm.get_heartbeat())["healthy"] is True
         finally:
             await llm.aclose()
+
+
+async def test_ollama_backend_streams_ndjson_of_the_real_model(models_dir: Path) -> None:
+    require_local_model()
+    async with ollama_server(local_llm(models_dir)) as url:
+        llm = OllamaLLM(LlmConfig(backend="ollama", url=url, model="smollm2", temperature=0))
+        try:
+            pieces, result = await collect(llm, QUESTION)
+        finally:
+            await llm.aclose()
+    assert len(pieces) >= 3 and pieces[0][0] < pieces[-1][0]
+    assert "Paris" in result.text and result.provider == "ollama"
+    assert result.output_tokens > 0 and result.input_tokens > 10  # the counts the server sent
