@@ -22,11 +22,13 @@ import pytest
 import requests
 
 from coda_otel.pipeline.conversation_log import read_log
+from coda_otel.ws.schema import validator_for
 from tests.model_harness import converted_dir
 from tests.otlp_receivers import HttpReceiver, attributes
 from tests.service_harness import coda_service
 from tests.support import require_tool
 
+SERVER_MESSAGE = validator_for("server_message")
 SESSION = "voice-1"
 TYPED = ["My name is Ada and I live in Lisbon.", "Tell me three facts about Paris."]
 SPOKEN = "where do i live"
@@ -70,6 +72,7 @@ async def _turns(run: Run) -> None:
         while len(run.ws_ends) < len(bodies):
             msg = await ws.receive_json(timeout=30)
             if msg["type"] == "conversation_end":
+                SERVER_MESSAGE.validate(msg)  # the published schema, latency included
                 run.ws_ends.append(msg["data"])
 
 

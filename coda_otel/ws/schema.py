@@ -52,6 +52,25 @@ def _obj(
     }
 
 
+_US: Final = {"type": "integer", "minimum": 0}
+_NULLABLE_US: Final = {"type": ["integer", "null"], "minimum": 0}
+#: A turn's measures (microseconds); the breakdown's parts add up to voice_to_voice_us.
+_LATENCY: Final = {
+    **_obj(
+        {
+            "voice_to_voice_us": _US,
+            "time_to_first_audio_us": _US,
+            "time_to_first_token_us": _NULLABLE_US,
+            "output_tokens_per_second": {"type": ["number", "null"], "minimum": 0},
+            "output_tokens": _COUNT,
+            "streamed": {"type": "boolean"},
+            "breakdown_us": {"type": "object", "additionalProperties": _US},
+        },
+        ["voice_to_voice_us", "breakdown_us"],
+        extra=True,
+    ),
+    "type": ["object", "null"],
+}
 _STAGE_BRIEF = _obj({"stage": {"type": "string"}, "status": _STATUS, "duration_ms": _MS})
 #: Every ``conversation_end`` field but ``latency`` (null or absent when nothing was spoken).
 _CONVERSATION_END_REQUIRED: Final = [
@@ -96,7 +115,7 @@ SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
             "trace_id": _HEX32,
             "span_id": _HEX16,
             "stages": {"type": "array", "items": _STAGE_BRIEF},
-            "latency": {"type": ["object", "null"]},
+            "latency": _LATENCY,
         },
         _CONVERSATION_END_REQUIRED,
     ),
