@@ -114,6 +114,7 @@ def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
     assert "memory_retrieval" in shown
     assert "voice-to-voice" in shown and "recognition" in shown and "handoffs" in shown
     assert otel_main(["trace", "show", "--last", "--traces"]) == 0
-    assert "voice-to-voice" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "voice-to-voice" in shown and "    sentence 0 " in shown  # the tts span's sentences
     assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list"]) == 0
     assert "manual" in capsys.readouterr().out

@@ -6,6 +6,7 @@ Reads either a JSON conversation log or the OTLP JSON-lines traces file::
 
     print(render(load(Path("pipeline-....json"))))
     print(render(load(Path("~/.coda/traces/traces.jsonl").expanduser())))   # the last trace
+                                                  # (+ a bar per synthesized sentence)
 
     conversation 7da626de  trace f02ca3db…  ok  total 1234.5 ms
       stt               |██████                                            |  150.2 ms
@@ -143,9 +144,32 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
         for s in sorted(mine, key=lambda s: int(s["startTimeUnixNano"]))
         if s is not root
     ]
+    bars = [b for bar in bars for b in (bar, *_sentences(_span_of(mine, bar), origin, bar.depth))]
     total = (int(root["endTimeUnixNano"]) - origin) / 1e6
     cid = _attr(root, "coda.conversation.id") or root.get("name")
     return Waterfall(str(cid), total, status(root), trace_id, bars, _span_latency(root))
+
+
+def _span_of(spans: list[Mapping[str, Any]], bar: Bar) -> Mapping[str, Any] | None:
+    """The span a bar was drawn from (stage names are unique within a turn's trace)."""
+    for span in spans:
+        if span.get("name") == bar.name:
+            return span
+    return None
+
+
+def _sentences(span: Mapping[str, Any] | None, origin: int, depth: int) -> list[Bar]:
+    """One bar per ``tts.sentence`` event: the synthesis that ended at the event's time."""
+    out = []
+    for event in (span or {}).get("events", []):
+        if event.get("name") != "tts.sentence":
+            continue
+        seconds = float(_attr(event, "coda.tts.sentence.synthesis_seconds") or 0.0)
+        index = _attr(event, "coda.tts.sentence.index")
+        end_ms = (int(event["timeUnixNano"]) - origin) / 1e6
+        out.append(Bar(f"sentence {index}", max(0.0, end_ms - seconds * 1e3), seconds * 1e3,
+                       depth=depth + 1))  # fmt: skip
+    return out
 
 
 def _span_latency(root: Mapping[str, Any]) -> dict[str, Any] | None:
