@@ -62,6 +62,7 @@ class SlowEcho(EchoLLM):
     def __init__(self, pause: float) -> None:
         super().__init__()
         self.pause = pause
+        self.last_word_at = 0.0  # loop time when the last word was written
 
     async def stream(
         self, query: str, context: Sequence[Mapping[str, Any]]
@@ -69,6 +70,7 @@ class SlowEcho(EchoLLM):
         async for item in super().stream(query, context):
             if isinstance(item, str):
                 await asyncio.sleep(self.pause)
+                self.last_word_at = asyncio.get_running_loop().time()
             yield item
 
 
@@ -96,20 +98,19 @@ class Timeline:
 async def test_speech_starts_at_the_first_sentence_only_when_streaming(streaming: bool) -> None:
     require_tool("espeak-ng")
     tts = Timeline(EspeakTTS(TtsConfig()))
-    manager = ConversationManager(None, NoMemory(), SlowEcho(0.05), tts, streaming=streaming)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    llm = SlowEcho(0.05)
+    manager = ConversationManager(None, NoMemory(), llm, tts, streaming=streaming)  # type: ignore[arg-type]
     result = await manager.process_user_input("Tell me what I said.")
-    ended = loop.time()
     assert result.latency is not None and result.latency.streamed is streaming
     assert sum(result.latency.breakdown_us.values()) == result.latency.voice_to_voice_us
     with wave.open(io.BytesIO(result.audio)) as w:
         assert w.getnframes() > 0  # one WAV, all sentences
-    first_at = tts.spoken[0][0] - started
+    first_at = tts.spoken[0][0]
     if streaming:
         assert len(tts.spoken) >= 2  # "Noted: ..." then "I also remember ..."
-        assert first_at < (ended - started) / 2  # speaking long before the model finished
+        assert first_at < llm.last_word_at - 0.2  # speaking while the model still writes
     else:
+        assert first_at >= llm.last_word_at  # not a word spoken before the answer was whole
         assert [text for _, text in tts.spoken] == [result.response]
         gap = (
             result.latency.breakdown_us["llm_first_sentence"]
