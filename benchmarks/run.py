@@ -24,7 +24,17 @@ from typing import Any
 from benchmarks.common import Result, fmt_value
 from coda_otel.files import atomic_write_json
 
-MODULES = ("stage", "cache", "scrape", "snapshots", "turn", "exporter", "memory_growth", "voice")
+MODULES = (
+    "stage",
+    "cache",
+    "scrape",
+    "scrape_load",
+    "snapshots",
+    "turn",
+    "exporter",
+    "memory_growth",
+    "voice",
+)
 RESULTS_DIR = Path(__file__).parent / "results"
 
 

@@ -36,6 +36,8 @@ from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
+from coda_otel.events import ListenerBase, StageEvent
+from coda_otel.health.disk import DiskSpace
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.watchdog import CodaWatchdog
@@ -46,9 +48,10 @@ from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
 from coda_otel.tracing.waterfall import latency_lines
+from coda_otel.write_guard import WriteGuard
+from coda_otel.ws.hub import DebugHub
 
 __all__ = ["App", "CachedLLM", "build_app", "latency_lines"]  # latency_lines: for the demo
-from coda_otel.ws.hub import DebugHub
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,11 @@ class CachedLLM:
 
 
 def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
-    """Read memory item counts at scrape time.
+    """Read memory item counts at scrape time, from counters kept in memory.
 
     The snapshot emitter sets these gauges too, but only every N operations; with a function
-    attached, the scrape-time value is the one exported.
+    attached, the scrape-time value is the one exported. No lock and no SQL: a scrape never
+    waits behind a turn (or behind another process holding the database).
     """
 
     def reader(read: Callable[[], int]) -> Callable[[], float]:
@@ -107,10 +111,36 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
 
         return value
 
-    short_term, long_term = pipeline.memory.short_term, pipeline.long_term
+    memory, long_term = pipeline.memory, pipeline.long_term
     items = metrics.memory_items
-    items.labels(tier="short_term").set_function(reader(lambda: len(short_term.turns)))
-    items.labels(tier="long_term").set_function(reader(lambda: long_term.memory_count))
+    items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
+    items.labels(tier="long_term").set_function(reader(lambda: long_term.approx_count))
+
+
+#: Which component a stage's deadline speaks about.
+STAGE_COMPONENTS = {
+    "stt": "stt",
+    "memory_retrieval": "memory_store",
+    "llm": "llm",
+    "memory_update": "memory_store",
+    "tts": "tts",
+}
+
+
+class StageDeadlines(ListenerBase):
+    """A stage past its deadline is evidence against its component: it turns unhealthy
+    (whatever its own probe says) until one of its calls succeeds again."""
+
+    def __init__(self, components: Sequence[Any]) -> None:
+        self.by_name = {c.name: c for c in components}
+
+    def on_stage_end(self, event: StageEvent) -> None:
+        if event.status != "error" or not (event.error_type or "").endswith("StageTimeoutError"):
+            return
+        component = self.by_name.get(STAGE_COMPONENTS.get(event.stage, ""))
+        stats = getattr(component, "stats", None)
+        if stats is not None:
+            stats.record_timeout(event.error_message or f"{event.stage} stage deadline passed")
 
 
 @dataclass
@@ -134,9 +164,16 @@ class App:
         return self.metrics.registry
 
     async def run_turn(
-        self, user_input: str | bytes, *, session_id: str | None = None
+        self,
+        user_input: str | bytes,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> TurnResult:
-        return await self.pipeline.manager.process_user_input(user_input, session_id=session_id)
+        """One turn; memory is ``user_id``'s (else ``session_id``'s, else the default owner's)."""
+        return await self.pipeline.manager.process_user_input(
+            user_input, session_id=session_id, user_id=user_id
+        )
 
     async def warm_up(self) -> bool:
         """Load the local model now (it loads on first use otherwise); True when one loaded."""
@@ -166,23 +203,34 @@ def build_app(
     config.ensure_dirs()
     tel = config.telemetry
     metrics = CodaMetrics(registry, version=__version__)
+    disk = DiskSpace(
+        config.home,
+        low_bytes=tel.disk_low_bytes,
+        reserve_bytes=tel.disk_reserve_bytes,
+        metrics=metrics,
+    )
     telemetry = configure(
         service_version=__version__,
         coda_home=config.home,
         metrics=metrics,
         set_global=set_global_tracer,
+        write_room=disk.telemetry_may_write,
     )
     capture = tel.capture_content or env.flag(
         env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False
     )
+    sanitizer = Sanitizer(capture_content=capture)
     debugger = ConversationPipelineDebugger(
         enabled=tel.enabled,
         output_dir=config.pipeline_logs_dir,
         tracer_provider=telemetry.tracer_provider,
-        listeners=[PipelineMetrics(metrics)],
-        sanitizer=Sanitizer(capture_content=capture),
+        listeners=[PipelineMetrics(metrics)],  # StageDeadlines added once the pipeline exists
+        sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
+    )
+    debugger.log_writer.guard = WriteGuard(
+        "conversation_logs", metrics=metrics, room=disk.telemetry_may_write
     )
     caches = CacheDebugger(enabled=tel.enabled, metrics=metrics)
 
@@ -212,7 +260,11 @@ def build_app(
         wrap_llm=wrap_llm,
         wrap_stt=lambda stt: faults.guard("stt", stt, ["transcribe"]),
         wrap_tts=lambda tts: faults.guard("tts", tts, ["synthesize"]),
+        wrap_memory_store=lambda store: faults.guard(
+            "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
+        ),
     )
+    debugger.add_listener(StageDeadlines(pipeline.components))
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,
         snapshot_dir=config.snapshots_dir,
@@ -222,13 +274,17 @@ def build_app(
         max_files=tel.snapshot_max_files,
         max_bytes=tel.snapshot_max_bytes,
         tracer_provider=telemetry.tracer_provider,
+        sanitizer=sanitizer,  # snapshot files are redacted like spans and logs
     )
+    snapshots.guard = WriteGuard("snapshots", metrics=metrics, room=disk.telemetry_may_write)
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
+    pipeline.long_term.on_evict = lambda _owner, n: metrics.memory_evictions.inc(n)
     backend, why = pipeline.llm_choice
     log.info("llm backend: %s (%s)", backend, why)
     watch_memory_size(metrics, pipeline)
     watchdog = CodaWatchdog(
-        faults.wrap_all(pipeline.components),
+        [*faults.wrap_all(pipeline.components), disk],
+        required=[c.name for c in pipeline.components],  # a low disk degrades, never fails
         check_interval=tel.health_interval,
         heartbeat_timeout=tel.heartbeat_timeout,
         failure_threshold=tel.failure_threshold,

@@ -2,20 +2,29 @@
 
     from coda_lite.audio import load_pcm16, wav_bytes
 
-    pcm = load_pcm16("turn.wav", rate=16000)     # bytes of int16 mono samples, or AudioError
+    pcm = to_pcm16_mono(data, rate=16000, max_seconds=120)  # int16 mono samples, or AudioError
     data = wav_bytes(pcm, rate=16000)              # a complete, valid WAV file in memory
+    wav_info(data).seconds                         # from the header alone: nothing decoded
 
 Errors say what was wrong (empty, silent, truncated, not a WAV, missing file) and are
 :class:`AudioError` (an :class:`~coda_lite.components.InputError`).
+
+Hostile headers are refused before anything is decoded: the sample rate must lie within
+:data:`MIN_RATE`..:data:`MAX_RATE`, at most :data:`MAX_CHANNELS` channels, 8/16/32-bit, and
+the duration the header and data imply must fit ``max_seconds``; so the decoded and resampled
+audio is bounded by ``max_seconds`` at the target rate, whatever the input claims. A file is
+not read past :data:`MAX_FILE_BYTES`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import subprocess
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +33,13 @@ from coda_lite.components import InputError
 
 #: Sizes at or above this in a RIFF header mean "unknown length" (a WAV written to a pipe).
 _STREAMED_SIZE = 0x7FFF0000
+#: Sample rates accepted (Hz): telephone-band speech up to studio audio.
+MIN_RATE, MAX_RATE = 8000, 192_000
+MAX_CHANNELS = 8
+#: An audio file larger than this is refused before it is read.
+MAX_FILE_BYTES = 64 * 2**20
+#: Longest audio decoded when the caller sets no limit (seconds).
+DEFAULT_MAX_SECONDS = 600.0
 
 
 class AudioError(InputError):
@@ -39,6 +55,9 @@ def read_audio(audio: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
         raise AudioError(f"audio file not found: {path}")
     if not path.is_file():
         raise AudioError(f"audio path is not a file: {path}")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise AudioError(f"audio file {path} is {size} bytes; at most {MAX_FILE_BYTES}")
     return path.read_bytes(), f"audio file {path}"
 
 
@@ -55,8 +74,27 @@ def _data_chunk(data: bytes, label: str) -> tuple[int, int]:
     raise AudioError(f"{label} is truncated: no audio data chunk after the WAV header")
 
 
-def decode_wav(data: bytes, label: str = "audio") -> tuple[np.ndarray, int]:
-    """Samples as float32 in [-1, 1], shape (frames, channels), and the sample rate."""
+@dataclass(frozen=True)
+class WavInfo:
+    """What a WAV header says, checked against the bytes present; nothing decoded."""
+
+    channels: int
+    width: int  # bytes per sample
+    rate: int
+    offset: int  # of the sample data
+    data_bytes: int  # whole frames present
+
+    @property
+    def frames(self) -> int:
+        return self.data_bytes // (self.width * self.channels)
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+
+def wav_info(data: bytes, label: str = "audio") -> WavInfo:
+    """Read and check the header of a PCM WAV (see the module docstring for the limits)."""
     if not data:
         raise AudioError(f"{label} is empty (0 bytes)")
     offset, declared = _data_chunk(data, label)
@@ -67,25 +105,46 @@ def decode_wav(data: bytes, label: str = "audio") -> tuple[np.ndarray, int]:
             f"only {present} are present"
         )
     try:
-        with wave.open(io.BytesIO(data), "rb") as w:
+        with wave.open(io.BytesIO(data), "rb") as w:  # parses the header, reads no frames
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
     except (wave.Error, EOFError) as exc:
         raise AudioError(f"{label} is not a readable PCM WAV file: {exc}") from None
-    if channels < 1 or rate <= 0 or width not in (1, 2, 4):
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(
+            f"{label} declares a sample rate of {rate} Hz; accepted: {MIN_RATE}..{MAX_RATE} Hz"
+        )
+    if not 1 <= channels <= MAX_CHANNELS or width not in (1, 2, 4):
         raise AudioError(
             f"{label} has an unsupported format ({channels} channels, {width * 8}-bit, {rate} Hz)"
         )
-    raw = data[offset : offset + min(present, declared)]
-    raw = raw[: len(raw) - len(raw) % (width * channels)]
-    if not raw:
+    size = min(present, declared)
+    size -= size % (width * channels)
+    if size <= 0:
         raise AudioError(f"{label} holds no audio samples")
+    return WavInfo(channels, width, rate, offset, size)
+
+
+def check_duration(info: WavInfo, max_seconds: float, label: str = "audio") -> None:
+    """Refuse audio longer than ``max_seconds`` (known from the header, before decoding)."""
+    if info.seconds > max_seconds:
+        raise AudioError(f"{label} is {info.seconds:.0f} s long; at most {max_seconds:.0f} s")
+
+
+def decode_wav(
+    data: bytes, label: str = "audio", *, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> tuple[np.ndarray, int]:
+    """Samples as float32 in [-1, 1], shape (frames, channels), and the sample rate."""
+    info = wav_info(data, label)
+    check_duration(info, max_seconds, label)
+    raw = data[info.offset : info.offset + info.data_bytes]
+    width, channels = info.width, info.channels
     if width == 1:
         samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
         samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
     else:
         samples = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
-    return samples.reshape(-1, channels), rate
+    return samples.reshape(-1, channels), info.rate
 
 
 def _resample_sox(pcm: bytes, rate: int, target: int) -> bytes | None:
@@ -112,14 +171,27 @@ def _to_int16(samples: np.ndarray) -> bytes:
     return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
-def to_pcm16_mono(data: bytes, *, rate: int = 16000, label: str = "audio") -> bytes:
-    """Decode a WAV and return int16 mono PCM at ``rate`` (sox resamples; numpy if no sox)."""
-    samples, src_rate = decode_wav(data, label)
+def to_pcm16_mono(
+    data: bytes,
+    *,
+    rate: int = 16000,
+    label: str = "audio",
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> bytes:
+    """Decode a WAV and return int16 mono PCM at ``rate`` (sox resamples; numpy if no sox).
+
+    The result holds at most ``max_seconds`` of audio at ``rate`` (longer input is refused
+    from its header, before decoding).
+    """
+    samples, src_rate = decode_wav(data, label, max_seconds=max_seconds)
     mono = samples.mean(axis=1)
+    del samples
     if src_rate == rate:
         return _to_int16(mono)
     pcm = _to_int16(mono)
-    return _resample_sox(pcm, src_rate, rate) or _to_int16(_resample_numpy(mono, src_rate, rate))
+    out = _resample_sox(pcm, src_rate, rate) or _to_int16(_resample_numpy(mono, src_rate, rate))
+    bound = 2 * (math.ceil(max_seconds * rate) + 1)
+    return out[:bound]
 
 
 def rms_int16(pcm: bytes) -> float:

@@ -15,6 +15,11 @@ Only the component's own failures count in the error rate. The caller's are coun
 (so ``UnicodeError``) or ``AttributeError`` raised while one of the inputs handed to ``track``
 is malformed text (not a string, or not valid Unicode: see :func:`malformed_text`).
 
+A real call that timed out (:meth:`CallStats.record_timeout`: the stage's deadline passed, or
+the backend's own timeout) makes the heartbeat unhealthy whatever the component's own probe
+says, until a real call succeeds again; a restart does not wipe that evidence (a restarted
+component whose server still hangs is still hung).
+
 A heartbeat carries ``memory_usage`` only when the component passes its own figure (bytes);
 the process's resident memory is the watchdog's to sample, once, not every component's.
 """
@@ -71,6 +76,8 @@ class CallStats:
         self.errors_total = 0
         self.input_errors_total = 0
         self.restarts = 0
+        self.timeouts_total = 0
+        self.last_timeout: str | None = None  # set by a timed-out call, cleared by a success
 
     @contextmanager
     def track(self, *inputs: object) -> Iterator[None]:
@@ -84,6 +91,8 @@ class CallStats:
                 self._record_input_error(seconds)
             else:
                 self._record(seconds, f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, TimeoutError):
+                    self.record_timeout(f"{type(exc).__name__}: {exc}")
             raise
         else:
             self._record(time.perf_counter() - start, None)
@@ -110,6 +119,14 @@ class CallStats:
             if error is not None:
                 self.errors_total += 1
                 self.last_error = error[:300]
+            else:
+                self.last_timeout = None  # a real call works again
+
+    def record_timeout(self, why: str) -> None:
+        """A real call timed out: unhealthy until a call succeeds (restarts do not clear it)."""
+        with self._lock:
+            self.timeouts_total += 1
+            self.last_timeout = why[:300]
 
     @property
     def error_rate(self) -> float:
@@ -127,8 +144,9 @@ class CallStats:
         """The heartbeat figures; ``extra`` adds the component's own (``memory_usage=...``)."""
         rate = self.error_rate
         with self._lock:
+            timed_out = self.last_timeout
             beat: dict[str, Any] = {
-                "healthy": healthy,
+                "healthy": healthy and timed_out is None,
                 "models_loaded": models_loaded,
                 "response_time": self.last_response_time or 0.0,
                 "error_rate": rate,
@@ -137,6 +155,10 @@ class CallStats:
                 "input_errors": self.input_errors_total,
                 "restarts": self.restarts,
                 "last_error": self.last_error,
+                "timeouts": self.timeouts_total,
             }
         beat.update(extra)
+        if timed_out is not None:
+            beat["healthy"] = False
+            beat["last_error"] = f"real calls time out (whatever the probe says): {timed_out}"
         return beat

@@ -76,6 +76,8 @@ class MemoryConfig:
     db_path: Path | None = None  # None: <home>/data/memory.sqlite3
     retrieve_k: int = 3
     min_score: float = 0.3
+    max_memories_per_owner: int = 200  # beyond it the least important, oldest are evicted
+    busy_timeout: float = 10.0  # s a write waits while another process holds the database
 
 
 @dataclass
@@ -112,6 +114,31 @@ class TelemetryConfig:
     leak_window: int = 60
     leak_min_samples: int = 10
     leak_slope_bytes_per_s: float = 16 * 1024.0  # = coda_otel.health.leak.DEFAULT_SLOPE_THRESHOLD
+    # free space of CODA_HOME: health degrades below disk_low_bytes; telemetry files (traces,
+    # logs, snapshots) stop at disk_reserve_bytes, leaving the rest to the memory store
+    disk_low_bytes: int = 200 * MiB
+    disk_reserve_bytes: int = 50 * MiB
+
+
+@dataclass
+class PipelineConfig:
+    """End-to-end deadline of each stage, in seconds: past it the stage fails (HTTP 504) and
+    the stage's component is marked unhealthy until one of its calls succeeds again."""
+
+    stt_timeout: float = 60.0
+    memory_retrieval_timeout: float = 15.0
+    llm_timeout: float = 65.0  # above llm.timeout, so the backend's own error shows first
+    memory_update_timeout: float = 15.0  # above memory.busy_timeout
+    tts_timeout: float = 35.0  # above tts.timeout
+
+    def stage_timeouts(self) -> dict[str, float]:
+        return {
+            "stt": self.stt_timeout,
+            "memory_retrieval": self.memory_retrieval_timeout,
+            "llm": self.llm_timeout,
+            "memory_update": self.memory_update_timeout,
+            "tts": self.tts_timeout,
+        }
 
 
 @dataclass
@@ -122,6 +149,8 @@ class ServerConfig:
     max_body_bytes: int = 10 * MiB
     debug_token: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    # s a connection may take to send a request's headers (and may stay idle between requests)
+    header_timeout: float = 15.0
 
 
 @dataclass
@@ -134,6 +163,7 @@ class Config:
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -156,8 +186,12 @@ class Config:
         return self.memory.db_path or self.data_dir / "memory.sqlite3"
 
     def ensure_dirs(self) -> None:
+        """Create the folders under ``home``; they hold conversation data, so only for the user."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for d in (self.data_dir, self.pipeline_logs_dir, self.snapshots_dir, self.traces_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if d.parent == self.home:
+                d.chmod(0o700)  # tighten a folder an older version created 0755
 
 
 _SHORT_ENV = {
@@ -278,6 +312,9 @@ def load_config(
             _apply(config, data, "")
     _env_overrides(config, env)
     _check_supervision(config.telemetry)
+    for stage, limit in config.pipeline.stage_timeouts().items():
+        if limit <= 0:
+            raise ConfigError(f"pipeline.{stage}_timeout must be positive")
     return config
 
 

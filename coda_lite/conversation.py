@@ -2,6 +2,7 @@
 
     manager = ConversationManager(stt, memory, llm, tts)          # observer: NULL_OBSERVER
     result = await manager.process_user_input("Where do I live?", session_id="s1")
+    await manager.process_user_input("Where do I live?", session_id="s2", user_id="ada")
     result.response, result.timings["llm"], result.conversation_id
     result.latency.voice_to_voice_us, result.latency.breakdown_us   # see coda_lite.latency
 
@@ -13,8 +14,13 @@ answer, then speaks it in one piece (the baseline the benchmarks compare with).
 Text input skips recognition (the stt stage says ``skipped: True``); ``bytes`` or a path is
 audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(name, inputs)``
 (see :mod:`coda_lite.observer`), so whoever observes sees the stage boundaries; this module
-has no telemetry of its own. A failing stage raises :class:`StageError` naming the stage; the
-next turn is unaffected.
+has no telemetry of its own. Memory is read and written for one owner: ``user_id``, else
+``session_id``, else ``"default"`` (:func:`memory_owner`). A failing stage raises
+:class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
+(a full disk, a locked database) does not fail the turn: the answer is returned with a
+warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
+``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
+long as the model writes, so its deadline is the llm's plus its own.
 """
 
 from __future__ import annotations
@@ -30,11 +36,16 @@ from typing import Any, Protocol, TypeVar
 from cachetools import LRUCache
 
 from coda_lite.latency import TurnClock, TurnLatency, measure
+from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
 from coda_lite.reply import LLMLike, Reply, TTSLike
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
+
+
+class StageTimeoutError(TimeoutError):
+    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
 
 
 class StageError(RuntimeError):
@@ -57,6 +68,7 @@ class TurnResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     memories_used: list[dict[str, Any]] = field(default_factory=list)
     latency: TurnLatency | None = None  # None when the turn produced no speech
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the turn
 
 
 class _STT(Protocol):
@@ -64,9 +76,14 @@ class _STT(Protocol):
 
 
 class _Memory(Protocol):
-    async def get_context(self, query: str) -> list[dict[str, Any]]: ...
+    async def get_context(self, query: str, *, owner: str) -> list[dict[str, Any]]: ...
 
-    async def add_interaction(self, user: str, assistant: str) -> Any: ...
+    async def add_interaction(self, user: str, assistant: str, *, owner: str) -> Any: ...
+
+
+def memory_owner(user_id: str | None, session_id: str | None) -> str:
+    """Whose memory a turn reads and writes: the user, else the session, else the default."""
+    return user_id or session_id or DEFAULT_OWNER
 
 
 class ConversationManager:
@@ -80,6 +97,7 @@ class ConversationManager:
         *,
         max_sessions: int = 10_000,
         streaming: bool = True,
+        stage_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.stt = stt
         self.memory = memory
@@ -87,6 +105,7 @@ class ConversationManager:
         self.tts = tts
         self.observer = observer
         self.streaming = streaming  # speak sentence by sentence while the model still writes
+        self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
 
@@ -98,7 +117,11 @@ class ConversationManager:
             return n
 
     async def process_user_input(
-        self, user_input: str | bytes | os.PathLike[str], *, session_id: str | None = None
+        self,
+        user_input: str | bytes | os.PathLike[str],
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> TurnResult:
         if not isinstance(user_input, (str, bytes, bytearray, os.PathLike)):
             raise TypeError(
@@ -107,13 +130,14 @@ class ConversationManager:
             )
         clock = TurnClock()  # the input is complete: the user stopped speaking
         turn = self._next_turn(session_id)
+        owner = memory_owner(user_id, session_id)
         timings: dict[str, float] = {}
         with self.observer.conversation(session_id=session_id, turn=turn) as conv:
 
             async def stage(
                 name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
             ) -> T:
-                return await _run_stage(conv, name, inputs, work, timings)
+                return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
 
             transcript = await stage(
                 "stt", _stt_inputs(user_input), self._stt_work(user_input, clock)
@@ -121,7 +145,7 @@ class ConversationManager:
 
             async def retrieve(st: StageScope) -> list[dict[str, Any]]:
                 clock.mark("retrieval_start")
-                ctx = await self.memory.get_context(transcript)
+                ctx = await self.memory.get_context(transcript, owner=owner)
                 clock.mark("retrieval_end")
                 st.set_output({"memories": len(ctx), "context": ctx})
                 return ctx
@@ -139,14 +163,20 @@ class ConversationManager:
                 )
 
                 async def update(st: StageScope) -> None:
-                    added = await self.memory.add_interaction(transcript, answer.text)
+                    added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
                     st.set_output({"success": True, "memories_added": len(added or [])})
 
-                await stage(
-                    "memory_update",
-                    {"user_message": transcript, "assistant_message": answer.text},
-                    update,
-                )
+                warnings: list[str] = []
+                try:
+                    await stage(
+                        "memory_update",
+                        {"user_message": transcript, "assistant_message": answer.text},
+                        update,
+                    )
+                except StageError as exc:
+                    # The answer exists: the user gets it. The stage's own scope has recorded
+                    # the failure (its span's status, the stage error count); the result says so.
+                    warnings.append(f"not remembered: {exc}")
                 audio = await speaking
             finally:
                 if not speaking.done():  # the llm or memory stage failed: stop speaking
@@ -167,7 +197,15 @@ class ConversationManager:
                 timings={name: timings[name] for name in STAGES if name in timings},
                 memories_used=context,
                 latency=latency,
+                warnings=warnings,
             )
+
+    def _deadline(self, stage: str) -> float | None:
+        """A stage's deadline; streamed speech lasts as long as the model writes, plus its own."""
+        deadline = self.stage_timeouts.get(stage)
+        if stage == "tts" and self.streaming and deadline is not None:
+            deadline += self.stage_timeouts.get("llm", 0.0)
+        return deadline
 
     def _stt_work(
         self, user_input: str | bytes | os.PathLike[str], clock: TurnClock
@@ -205,11 +243,22 @@ async def _run_stage(
     inputs: Mapping[str, Any],
     work: Callable[[StageScope], Awaitable[T]],
     timings: dict[str, float],
+    deadline: float | None = None,
 ) -> T:
     start = time.perf_counter()
     try:
         async with conv.stage(name, inputs) as st:
-            return await work(st)
+            if deadline is None:
+                return await work(st)
+            try:
+                async with asyncio.timeout(deadline):
+                    return await work(st)
+            except TimeoutError as exc:
+                if time.perf_counter() - start < deadline:
+                    raise  # the stage's own timeout, not the deadline
+                raise StageTimeoutError(
+                    f"{name} did not finish within its {deadline:g} s deadline"
+                ) from exc
     except StageError:
         raise
     except Exception as exc:  # CancelledError is a BaseException: it passes untouched

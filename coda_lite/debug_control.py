@@ -11,7 +11,9 @@ Implements coda-otel's ``DebugControl`` protocol over the parts it acts on::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from coda_lite.conversation import TurnResult
@@ -26,6 +28,7 @@ RunTurn = Callable[..., Awaitable[TurnResult]]
 
 FEATURES = ("tracing", "snapshots", "cache", "all")
 MAX_TEXT_CHARS = 4000
+SNAPSHOT_WAIT_S = 10.0  # a manual snapshot is answered once written, or fails after this
 
 
 class AppDebugControl:
@@ -69,12 +72,26 @@ class AppDebugControl:
             },
         }
 
-    async def take_memory_snapshot(self) -> Mapping[str, Any]:
-        path = await asyncio.to_thread(self.snapshots.take_snapshot)
+    async def take_memory_snapshot(self, *, user_id: str | None = None) -> Mapping[str, Any]:
+        """``user_id``'s memory (else the default owner's) to a file; answers once written."""
+        emitter = self.snapshots
+
+        def take() -> Path | None:  # a busy writer queue: wait for room rather than drop
+            deadline = time.monotonic() + SNAPSHOT_WAIT_S
+            while (path := emitter.take_snapshot(owner=user_id)) is None:
+                if time.monotonic() > deadline:
+                    return None
+                emitter.flush(0.5)
+            return path
+
+        path = await asyncio.to_thread(take)
         if path is None:
             raise RuntimeError("the snapshot could not be taken (see the service log)")
+        written = await asyncio.to_thread(emitter.flush, SNAPSHOT_WAIT_S)
+        if not written or not path.is_file():
+            raise RuntimeError("the snapshot was not written (disk full or writer busy)")
         snapshot_id = path.name.removeprefix(PREFIX).removesuffix(SUFFIX)
-        return {"snapshot_id": snapshot_id, "path": str(path)}
+        return {"snapshot_id": snapshot_id, "path": str(path), "bytes": path.stat().st_size}
 
     async def get_cache_stats(self) -> Mapping[str, Any]:
         caches = self.caches
@@ -83,12 +100,14 @@ class AppDebugControl:
     async def get_health_status(self) -> Mapping[str, Any]:
         return self.watchdog.get_health_status()
 
-    async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]:
+    async def run_text_turn(
+        self, text: str, session_id: str | None, *, user_id: str | None = None
+    ) -> Mapping[str, Any]:
         if not text.strip():
             raise ValueError("text is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        result = await self.run_turn(text, session_id=session_id)
+        result = await self.run_turn(text, session_id=session_id, user_id=user_id)
         return {
             "conversation_id": result.conversation_id,
             "trace_id": result.trace_id,

@@ -6,9 +6,9 @@
     pipeline.components        # [stt, embedder, memory_store, llm, tts] health Components
     await pipeline.aclose()
 
-``wrap_embedder`` / ``wrap_llm`` / ``wrap_stt`` / ``wrap_tts`` let the composition root wrap a
-stage (with a cache, or a fault guard) before it is handed to memory and the conversation
-manager; the health components stay the unwrapped stage objects.
+``wrap_embedder`` / ``wrap_llm`` / ``wrap_stt`` / ``wrap_tts`` / ``wrap_memory_store`` let the
+composition root wrap a stage (with a cache, or a fault guard) before it is handed to memory
+and the conversation manager; the health components stay the unwrapped stage objects.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def build_pipeline(
     wrap_llm: Callable[[Any], Any] | None = None,
     wrap_stt: Callable[[Any], Any] | None = None,
     wrap_tts: Callable[[Any], Any] | None = None,
+    wrap_memory_store: Callable[[Any], Any] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process)."""
     config.ensure_dirs()
@@ -65,10 +66,15 @@ def build_pipeline(
     stt = wrap_stt(stt_component) if wrap_stt else stt_component
     embedder_component = make_embedder(config.embeddings)
     embedder = wrap_embedder(embedder_component) if wrap_embedder else embedder_component
-    long_term = LongTermMemory(config.memory_db_path, embedder)
+    long_term = LongTermMemory(
+        config.memory_db_path,
+        embedder,
+        max_per_owner=config.memory.max_memories_per_owner,
+        busy_timeout=config.memory.busy_timeout,
+    )
     memory = MemoryManager(
         ShortTermMemory(config.memory.short_term_turns),
-        long_term,
+        wrap_memory_store(long_term) if wrap_memory_store else long_term,
         embedder,
         k=config.memory.retrieve_k,
         min_score=config.memory.min_score,
@@ -79,7 +85,15 @@ def build_pipeline(
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
     tts_component = make_tts(config.tts)
     tts = wrap_tts(tts_component) if wrap_tts else tts_component
-    manager = ConversationManager(stt, memory, llm, tts, observer, streaming=config.llm.stream)
+    manager = ConversationManager(
+        stt,
+        memory,
+        llm,
+        tts,
+        observer,
+        streaming=config.llm.stream,
+        stage_timeouts=config.pipeline.stage_timeouts(),
+    )
     return Pipeline(
         config=config,
         manager=manager,

@@ -40,6 +40,10 @@ class LLMError(RuntimeError):
     """The model could not answer; the message names the backend and what failed."""
 
 
+class LLMTimeoutError(LLMError, TimeoutError):
+    """The model did not answer within ``llm.timeout`` (the server may answer its probe)."""
+
+
 class LLM(Protocol):
     name: str
 

@@ -28,7 +28,7 @@ import aiohttp
 
 from coda_lite.components import CallStats
 from coda_lite.config import LlmConfig
-from coda_lite.llm import LLMError, LLMResult, build_messages, count_tokens
+from coda_lite.llm import LLMError, LLMResult, LLMTimeoutError, build_messages, count_tokens
 
 PROBE_TTL = 2.0  # s a probe's answer is reused: a fast watchdog does not hammer the server
 PROBE_TIMEOUT_MAX = 2.0  # s, upper bound on one probe (a lower connect_timeout lowers it)
@@ -108,7 +108,7 @@ class _HttpLLM:
                     raise LLMError(f"{where} returned HTTP {resp.status}: {body}")
                 yield resp
         except TimeoutError:
-            raise LLMError(f"{where} timed out after {self.config.timeout:g} s") from None
+            raise LLMTimeoutError(f"{where} timed out after {self.config.timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise LLMError(f"{where} failed: {exc}") from exc
         except ValueError as exc:

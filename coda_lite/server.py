@@ -2,10 +2,13 @@
 
     coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
 
-    POST /v1/turns        {"text": "...", "session_id": "s1"} or {"audio_wav_base64": "..."}
+    POST /v1/turns        {"text": "...", "session_id": "s1", "user_id": "ada"}
+                          or {"audio_wav_base64": "..."}
                           -> {"transcript", "response", "conversation_id", "trace_id", ...,
                               "latency": {"voice_to_voice_us", "time_to_first_token_us",
                                           "time_to_first_audio_us", "breakdown_us", ...}}
+                          memory is the user's (``user_id``, else ``session_id``, else
+                          "default"): nothing is read or written across owners
     GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
     GET  /health, /health/live, /health/ready
     POST /debug/faults    only with --allow-fault-injection
@@ -38,7 +41,7 @@ from aiohttp import web
 from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
-from coda_lite.conversation import StageError
+from coda_lite.conversation import StageError, StageTimeoutError
 from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
@@ -82,26 +85,33 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(500, "internal_error", f"{type(exc).__name__} (see the service log)")
 
 
-def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
-    """Validate a turn request; returns (text or WAV bytes, session id, return_audio)."""
+def _optional_id(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None:
+        try:
+            validate_id(value)
+        except InvalidIdError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return value
+
+
+def parse_turn(body: bytes) -> tuple[str | bytes, dict[str, Any], bool]:
+    """Validate a turn request; returns (text or WAV bytes, {session_id, user_id}, return_audio)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("body is nested too deeply to be a turn request") from None
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
-    unknown = set(data) - {"text", "audio_wav_base64", "session_id", "return_audio"}
+    unknown = set(data) - {"text", "audio_wav_base64", "session_id", "user_id", "return_audio"}
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
     text, audio = data.get("text"), data.get("audio_wav_base64")
     if (text is None) == (audio is None):
         raise ValueError("give exactly one of 'text' or 'audio_wav_base64'")
-    session_id = data.get("session_id")
-    if session_id is not None:
-        try:
-            validate_id(session_id)
-        except InvalidIdError as exc:
-            raise ValueError(f"session_id: {exc}") from None
+    ids = {"session_id": _optional_id(data, "session_id"), "user_id": _optional_id(data, "user_id")}
     return_audio = data.get("return_audio", False)
     if not isinstance(return_audio, bool):
         raise ValueError("return_audio must be true or false")
@@ -112,27 +122,29 @@ def parse_turn(body: bytes) -> tuple[str | bytes, str | None, bool]:
             raise ValueError("text is not valid Unicode (lone surrogate)")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        return text, session_id, return_audio
+        return text, ids, return_audio
     if not isinstance(audio, str):
         raise ValueError("audio_wav_base64 must be a base64 string")
     try:
         wav = base64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"audio_wav_base64 is not valid base64: {exc}") from None
-    return wav, session_id, return_audio
+    return wav, ids, return_audio
 
 
 async def post_turn(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     try:
-        user_input, session_id, return_audio = parse_turn(await request.read())
+        user_input, ids, return_audio = parse_turn(await request.read())
     except ValueError as exc:
         return error(400, "bad_request", str(exc))
     try:
-        result = await app.run_turn(user_input, session_id=session_id)
+        result = await app.run_turn(user_input, **ids)
     except StageError as exc:
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)
+        if isinstance(exc.__cause__, StageTimeoutError):
+            return error(504, "stage_timeout", str(exc), stage=exc.stage)
         return error(502, "stage_failed", str(exc), stage=exc.stage)
     body: dict[str, Any] = {
         "transcript": result.transcript,
@@ -144,6 +156,8 @@ async def post_turn(request: web.Request) -> web.Response:
         "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
         "latency": result.latency.to_dict() if result.latency else None,
     }
+    if result.warnings:
+        body["warnings"] = result.warnings  # e.g. the turn was answered but not remembered
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
     return web.json_response(body)
@@ -227,5 +241,14 @@ def main(args: argparse.Namespace, config: Config) -> int:
     app = build_app(config, set_global_tracer=True)
     print(f"coda-lite serve: http://{server.host}:{server.port} (traces: {app.outputs['traces']})")
     # No access log: a debug token given as ?token= must not reach the log.
-    web.run_app(make_web_app(app), host=server.host, port=server.port, access_log=None, print=None)
+    # keepalive_timeout also bounds how long a new connection may take to send its request
+    # headers (aiohttp arms it at connect): a slow-headers client is dropped after it.
+    web.run_app(
+        make_web_app(app),
+        host=server.host,
+        port=server.port,
+        access_log=None,
+        print=None,
+        keepalive_timeout=server.header_timeout,
+    )
     return 0

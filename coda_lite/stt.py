@@ -66,13 +66,10 @@ class PocketSphinxSTT:
         with self.stats.track():
             data, label = read_audio(audio)
             rate = self.config.sample_rate
-            pcm = to_pcm16_mono(data, rate=rate, label=label)
+            # the duration is checked from the header, before anything is decoded
+            limit = self.config.max_audio_seconds
+            pcm = to_pcm16_mono(data, rate=rate, label=label, max_seconds=limit)
             seconds = len(pcm) / 2 / rate
-            if seconds > self.config.max_audio_seconds:
-                raise AudioError(
-                    f"{label} is {seconds:.0f} s long; at most "
-                    f"{self.config.max_audio_seconds:.0f} s per turn"
-                )
             level = rms_int16(pcm)
             if level < self.config.silence_rms:
                 raise AudioError(f"{label} is silent (RMS level {level:.1f}, no speech to hear)")

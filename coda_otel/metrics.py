@@ -47,6 +47,9 @@ MEMORY_OPERATIONS: tuple[str, ...] = (
     "export",
 )
 RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
+#: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
+TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots")
+WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
 OTHER = "other"
 
 #: Voice-assistant latencies: from a cache lookup (ms) to a slow local LLM (tens of seconds).
@@ -243,6 +246,11 @@ class CodaMetrics:
         self.memory_operations = Counter(
             "coda_memory_operations", "Memory operations, by kind.", ["operation"], registry=r
         )
+        self.memory_evictions = Counter(
+            "coda_memory_evictions",
+            "Long-term memories evicted because their owner reached the per-owner cap.",
+            registry=r,
+        )
 
         # --- health ---------------------------------------------------------------------
         self.component_up = Gauge(
@@ -287,6 +295,24 @@ class CodaMetrics:
             registry=r,
         )
 
+        # --- disk and telemetry writers --------------------------------------------------
+        self.disk_free = Gauge(
+            "coda_disk_free_bytes",
+            "Free bytes on the filesystem holding the data folder (CODA_HOME).",
+            registry=r,
+        )
+        self.disk_low = Gauge(
+            "coda_disk_low_bytes",
+            "Free space below which the disk component is unhealthy (health degraded).",
+            registry=r,
+        )
+        self.telemetry_write_failures = Counter(
+            "coda_telemetry_write_failures",
+            "Telemetry writes that failed or were skipped to keep the disk reserve, by writer.",
+            ["writer", "reason"],
+            registry=r,
+        )
+
         # --- debug WebSocket ------------------------------------------------------------
         self.ws_clients = Gauge("coda_debug_ws_clients", "Connected debug WebSocket clients.",
                                 registry=r)  # fmt: skip
@@ -312,6 +338,9 @@ class CodaMetrics:
             self.memory_snapshot_failures.labels(reason=reason)
         for op in MEMORY_OPERATIONS:
             self.memory_operations.labels(operation=op)
+        for writer in TELEMETRY_WRITERS:
+            for reason in WRITE_FAILURE_REASONS:
+                self.telemetry_write_failures.labels(writer=writer, reason=reason)
 
     def register_cache(self, cache: str) -> None:
         """Initialise one cache's series at zero (call when the cache is created)."""

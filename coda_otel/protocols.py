@@ -24,7 +24,8 @@ class Component(Protocol):
 
     ``get_heartbeat`` returns at least ``{"healthy": bool}``; optional figures the watchdog
     keeps: ``memory_usage`` (bytes), ``response_time`` (seconds), ``error_rate`` (0..1),
-    ``models_loaded`` (bool, for readiness).
+    ``models_loaded`` (bool, for readiness). A component with ``restartable = False`` (a
+    condition such as free disk space) is reported unhealthy but never restarted.
     """
 
     name: str
@@ -47,6 +48,10 @@ class MemoryStateSource(Protocol):
          "long_term": {"memories": [{"id", "content", "importance", "topics", ...}, ...],
                        "memory_count": int,
                        "topics": [str, ...]}}
+
+    A source whose memory belongs to owners also accepts ``read_memory_state(owner)`` and
+    returns that owner's memory only (with ``"owner": owner``); snapshots use it to stay
+    within one owner.
     """
 
     def read_memory_state(self) -> Mapping[str, Any]: ...

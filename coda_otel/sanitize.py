@@ -52,7 +52,13 @@ _KNOWN_KEYS = re.compile(
     r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}+|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}+"
     r"|xox[abprs]-[A-Za-z0-9-]{10,}+|AIza[0-9A-Za-z_-]{35})"
 )
-# Runs of 32+ token characters; _opaque keeps only those mixing letters and digits.
+# Runs of 32+ token characters; _opaque redacts those mixing letters and digits, except ids:
+# hex strings (memory ids, trace ids, digests) and UUIDs are not secrets by their shape (a
+# secret in hex is still caught by its context: ``api_key=<hex>``).
+_HEX_ID = re.compile(
+    r"[0-9a-f]{32,}|[0-9A-F]{32,}"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 _TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{32,}+")
 _CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _PHONE = re.compile(
@@ -128,6 +134,8 @@ def _redact_key_values(text: str) -> str:
 def _opaque(match: re.Match[str]) -> str:
     token = match.group(0)
     core = token.strip("-")
+    if _HEX_ID.fullmatch(core):
+        return token  # an id, not a key
     if any(ch.isdigit() for ch in core) and any(ch.isalpha() for ch in core):
         lead = len(token) - len(token.lstrip("-"))
         return f"{token[:lead]}[API_KEY]{token[lead + len(core) :]}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,12 +30,15 @@ def coda_service(
     started: list[ManagedProcess] | None = None,
     fault_injection: bool = True,
     port: int | None = None,
+    launcher: Sequence[str] = ("-m", "coda_lite"),
 ) -> Iterator[str]:
     """Run ``coda-lite serve`` with ``CODA_HOME=home``; yields its base URL.
 
     The process is appended to ``started`` when given (to kill it from a test).
     Traces are off unless ``env`` says otherwise; a ``None`` value in ``env`` unsets a variable.
     ``port`` (default: a free one) lets a test restart a service where its clients expect it.
+    ``launcher`` is what python runs before ``serve ...`` (a wrapper script that sets process
+    limits, then runs ``coda_lite``).
     """
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
@@ -50,7 +53,7 @@ def coda_service(
         **(env or {}),
     }
     full_env = {k: v for k, v in merged.items() if v is not None}
-    argv = [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)]
+    argv = [sys.executable, *launcher, "serve", "--port", str(port)]
     if fault_injection:
         argv.append("--allow-fault-injection")
     base = f"http://127.0.0.1:{port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -52,12 +53,27 @@ async def test_guarded_calls_fail_while_crashed_and_work_after_restart() -> None
     assert await guarded.synthesize("back") == b"back"
 
 
-async def test_other_faults_do_not_fail_calls() -> None:
+async def test_heartbeat_only_faults_do_not_fail_calls() -> None:
     injector = FaultInjector()
     speaker = Speaker()
     injector.wrap_all([speaker])
     guarded = injector.guard("tts", speaker, ["synthesize"])
-    for fault in ("unhealthy", "leak", "hang"):
+    for fault in ("unhealthy", "leak"):
         injector.inject("tts", fault)
         assert await guarded.synthesize("ok") == b"ok"
     injector.clear("tts")
+
+
+async def test_a_hang_holds_calls_until_the_component_is_restarted() -> None:
+    injector = FaultInjector()
+    speaker = Speaker()
+    (component,) = injector.wrap_all([speaker])
+    guarded = injector.guard("tts", speaker, ["synthesize", "encode"])
+    injector.inject("tts", "hang")
+    call = asyncio.ensure_future(guarded.synthesize("late"))
+    blocked = asyncio.ensure_future(asyncio.to_thread(guarded.encode, "abcd"))
+    await asyncio.sleep(0.2)
+    assert not call.done() and not blocked.done()  # async and threaded calls both hang
+    await component.restart()
+    assert await asyncio.wait_for(call, 5) == b"late"
+    assert await asyncio.wait_for(blocked, 5) == 4

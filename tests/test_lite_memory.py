@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -149,8 +151,8 @@ def manager(embedder: SentenceTransformerEmbedder, tmp_path: Path) -> MemoryMana
 
 async def test_manager_remembers_and_reports_operations(manager: MemoryManager) -> None:
     ops: list[str] = []
-    manager.add_operation_listener(ops.append)
-    manager.add_operation_listener(lambda op: 1 / 0)  # a broken listener is logged, not raised
+    manager.add_operation_listener(lambda op, *, owner: ops.append(op))
+    manager.add_operation_listener(lambda op, *, owner: 1 / 0)  # logged, not raised
     assert await manager.get_context("Where do I live?") == []
     added = await manager.add_interaction("My name is Ada and I live in Lisbon.", "Noted.")
     assert [m["content"] for m in added] == ["My name is Ada.", "I live in Lisbon."]
@@ -179,7 +181,7 @@ async def test_manager_remembers_and_reports_operations(manager: MemoryManager) 
 
 async def test_export_clear_import_round_trip(manager: MemoryManager, tmp_path: Path) -> None:
     ops: list[str] = []
-    manager.add_operation_listener(ops.append)
+    manager.add_operation_listener(lambda op, *, owner: ops.append(op))
     await manager.add_interaction("I love green tea.", "Noted.")
     path = await manager.export(tmp_path / "out" / "memory.json")
     await manager.clear()
@@ -260,9 +262,85 @@ def test_reading_all_memories_agrees_with_sqlite_through_writes_from_anywhere(
     assert [m["id"] for m in store.get_all_memories()] == ["c", "a", "b", "d"]
     assert store.retrieve("I have a dog.", k=1)[0]["id"] == "d"  # the vector index too
     other.clear()
-    assert store.read_state() == {"memories": [], "memory_count": 0, "topics": []}
+    assert store.read_state() == {"memories": [], "memory_count": 0, "topics": [],
+                                  "max_memories": 200, "evicted_count": 0}  # fmt: skip
     store.add("I love green tea.", topics=["drinks"], memory_id="e")
     store.clear()
     assert store.get_all_memories() == from_sqlite() == []
     store.close()
     other.close()
+
+
+async def test_owners_never_read_or_write_each_others_memory(
+    manager: MemoryManager, tmp_path: Path
+) -> None:
+    await manager.add_interaction("I live in Lisbon.", "Noted.", owner="ada")
+    await manager.add_interaction("I live in Oslo.", "Noted.", owner="bob")
+    ada = await manager.get_context("Where do I live?", owner="ada")
+    assert [m["content"] for m in ada] == ["I live in Lisbon."]
+    assert await manager.get_context("Where do I live?", owner="carol") == []
+    # the same fact told by two owners is stored for each
+    assert len(await manager.add_interaction("I live in Oslo.", "Noted.", owner="ada")) == 1
+
+    exported = await manager.export(tmp_path / "ada.json", owner="ada")
+    data = json.loads(exported.read_text())
+    assert {m["content"] for m in data["long_term"]["memories"]} == {
+        "I live in Lisbon.",
+        "I live in Oslo.",
+    }
+    # importing Ada's file (same memory ids) into Carol copies, never moves or replaces
+    assert await manager.import_(exported, owner="carol") == 2
+    assert len(manager.read_memory_state("ada")["long_term"]["memories"]) == 2
+    carol = manager.read_memory_state("carol")
+    assert carol["owner"] == "carol" and carol["long_term"]["memory_count"] == 2
+    bob = manager.read_memory_state("bob")
+    assert [m["content"] for m in bob["long_term"]["memories"]] == ["I live in Oslo."]
+    assert [t["content"] for t in bob["short_term"]["turns"]] == ["I live in Oslo.", "Noted."]
+    await manager.clear(owner="carol")
+    assert manager.read_memory_state("carol")["long_term"]["memory_count"] == 0
+    assert manager.read_memory_state("ada")["long_term"]["memory_count"] == 2
+
+
+def test_memories_per_owner_are_capped_and_evictions_counted(tmp_path: Path) -> None:
+    evicted: list[tuple[str, int]] = []
+    store = LongTermMemory(
+        tmp_path / "m.sqlite3",
+        HashingEmbedder(64),
+        max_per_owner=3,
+        on_evict=lambda owner, n: evicted.append((owner, n)),
+    )
+    store.add("I like tea.", importance=0.9, owner="ada")
+    for i in range(4):
+        store.add(f"Fact number {i}.", importance=0.5, owner="ada")
+    store.add("Bob's only fact.", owner="bob")
+    ada = store.read_state(owner="ada")
+    assert ada["memory_count"] == 3 and ada["max_memories"] == 3
+    assert ada["evicted_count"] == 2 and evicted == [("ada", 1), ("ada", 1)]
+    # least important first, then oldest: the important one and the newest stay
+    assert [m["content"] for m in ada["memories"]] == [
+        "I like tea.",
+        "Fact number 2.",
+        "Fact number 3.",
+    ]
+    assert store.read_state(owner="bob")["memory_count"] == 1
+    assert stat.S_IMODE((tmp_path / "m.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_database_from_before_owners_opens_with_its_memories_under_default(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE memories (id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL"
+        " NOT NULL, topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,"
+        " embedding BLOB, dim INTEGER, model TEXT);"
+        "INSERT INTO memories VALUES ('m1', 'I live in Lisbon.', 0.8, '[]', 1.0, 'user',"
+        " NULL, NULL, NULL);"
+    )
+    old.commit()
+    old.close()
+    store = LongTermMemory(path, HashingEmbedder(64))
+    assert [m["id"] for m in store.get_all_memories()] == ["m1"]  # the default owner's
+    assert store.get_all_memories(owner="ada") == []
+    assert store.approx_count == 1

@@ -75,10 +75,10 @@ class SlowEcho(EchoLLM):
 
 
 class NoMemory:
-    async def get_context(self, query: str) -> list[dict[str, Any]]:
+    async def get_context(self, query: str, *, owner: str) -> list[dict[str, Any]]:
         return [{"content": "I live in Lisbon. I like tea. My name is Ada."}]
 
-    async def add_interaction(self, user: str, assistant: str) -> list[Any]:
+    async def add_interaction(self, user: str, assistant: str, *, owner: str) -> list[Any]:
         return []
 
 

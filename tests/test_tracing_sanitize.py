@@ -25,10 +25,10 @@ from coda_otel.tracing.waterfall import Bar, Waterfall, render
         ("password: 'hunter2'", "password: [SECRET]"),
         ("use sk-proj1234567890abcdefXYZ", "use [API_KEY]"),
         ("aws AKIAIOSFODNN7EXAMPLE", "aws [API_KEY]"),
-        (
-            "digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-            "digest [API_KEY]",
-        ),
+        ("key 9f86d081884c7d659a2feaa0c55ad015: x", "key 9f86d081884c7d659a2feaa0c55ad015: x"),
+        ("api_key=9f86d081884c7d659a2feaa0c55ad015", "api_key=[SECRET]"),  # by its context
+        ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "gh [API_KEY]"),  # by its shape
+        ("opaque Xy7Qk2LmN9pR4sT6vW8zA1bC3dE5fG7hJ9", "opaque [API_KEY]"),
         # keys after a prefix ("_" is a word character, so a leading \b never matched) ...
         ("OPENAI_API_KEY=hunter2secret", "OPENAI_API_KEY=[SECRET]"),
         ("export GITHUB_TOKEN=abc123def", "export GITHUB_TOKEN=[SECRET]"),
@@ -55,6 +55,11 @@ def test_redacts_personal_data_and_secrets(text: str, expected: str) -> None:
         "max_tokens=256, input_tokens: 812",
         "The token is here: it works",
         "ratio=3:2 and key: value",
+        # ids are not keys: memory ids, trace ids, digests, UUIDs
+        "{'id': '3fb1da67ff1b4364a3f55c901d4cbdfc', 'score': 0.5}",
+        "trace 177d0010346cf417a286bde897ff4424 span 9f86d081884c7d65",
+        "digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "conversation 3FB1DA67-FF1B-4364-A3F5-5C901D4CBDFC",
     ],
 )
 def test_leaves_ordinary_text_alone(text: str) -> None:

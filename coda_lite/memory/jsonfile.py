@@ -2,6 +2,7 @@
 
 write_json_atomic(Path("memory.json"), {"version": 1, "memories": [...]})
 data = read_json(Path("memory.json"))     # MemoryStoreError if missing or not JSON
+private_file(Path("memory.sqlite3"))       # exists, 0600, in a 0700 folder (conversation data)
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (if missing) readable by its owner only; a new folder is 0700.
+
+    Conversation data (the memory database, exports) must not be world-readable; an existing
+    file is tightened too (an existing folder is left alone: it may be shared, like /tmp).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 def read_json(path: Path) -> Any:

@@ -1,14 +1,16 @@
 """Long-term memory: a persistent SQLite store of memories with embeddings, retrieved by cosine.
 
-    store = LongTermMemory(home / "data" / "memory.sqlite3", embedder)
-    store.add("My name is Ada.", importance=0.9, topics=["name"])
-    store.retrieve("What is my name?", k=3)   # [{'id', 'content', 'score', 'topics', ...}]
-    store.get_all_memories()                  # no embeddings unless include_embeddings=True
-    store.export("memories.json"); store.import_("memories.json")
+    store = LongTermMemory(home / "data" / "memory.sqlite3", embedder, max_per_owner=200)
+    store.add("My name is Ada.", importance=0.9, topics=["name"], owner="ada")
+    store.retrieve("What is my name?", k=3, owner="ada")  # [{'id', 'content', 'score', ...}]
+    store.retrieve("What is my name?", k=3, owner="bob")  # []: every call names its owner
+    store.get_all_memories(owner="ada")       # no embeddings unless include_embeddings=True
+    store.export("ada.json", owner="ada"); store.import_("ada.json", owner="carol")
 
 Methods are synchronous and thread-safe (one lock; call them with ``asyncio.to_thread`` from
 async code). The store is a health Component (name ``"memory_store"``): ``restart`` closes and
-reopens the database file.
+reopens the database file. Writes that find the file locked by another connection wait with
+the lock released (:mod:`coda_lite.memory.sqlite_db`), so reads never queue behind them.
 
 SQLite is the source of truth. Reading every memory (``get_all_memories``, ``read_state``, the
 snapshot path) is served from a decoded in-memory mirror built by the first such read and kept
@@ -27,22 +29,24 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from cachetools import LRUCache
 
 from coda_lite.components import CallStats
-from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_atomic
+from coda_lite.memory.jsonfile import MemoryStoreError
+from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
+from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
+from coda_lite.memory.transfer import MemoryTransfer
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS memories (
-    id TEXT PRIMARY KEY, content TEXT NOT NULL, importance REAL NOT NULL,
-    topics TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL,
-    embedding BLOB, dim INTEGER, model TEXT);
-"""
-_COLS = "id, content, importance, topics, created_at, source"
+_COLS = COLS
+#: Embedding matrices kept for this many owners (the most recently retrieved from).
+INDEX_OWNERS = 256
+#: At most this many long-term memories per owner; the least important, oldest go first.
+DEFAULT_MAX_PER_OWNER = 200
 
 
 class Embedder(Protocol):
@@ -52,7 +56,8 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-_Mirrored = tuple[str, str, float, tuple[str, ...], float, str]  # id .. source, as in _COLS
+_T = TypeVar("_T")
+_Mirrored = tuple[str, str, float, tuple[str, ...], float, str, str]  # _COLS, then owner
 
 
 def _order(m: _Mirrored) -> tuple[float, str]:
@@ -70,16 +75,39 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-class LongTermMemory:
+class LongTermMemory(MemoryTransfer):
+    """Memories belong to one owner each; every read and write names the owner it acts for.
+
+    ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
+    important, then oldest, memory; ``evictions`` counts them and ``on_evict(owner, n)`` hears.
+    """
+
     name = "memory_store"
 
-    def __init__(self, path: str | os.PathLike[str], embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        embedder: Embedder | None = None,
+        *,
+        max_per_owner: int = DEFAULT_MAX_PER_OWNER,
+        on_evict: Callable[[str, int], None] | None = None,
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if max_per_owner < 1:
+            raise ValueError(f"max_per_owner must be at least 1, got {max_per_owner}")
         self.path = Path(path)
         self.embedder = embedder
+        self.max_per_owner = max_per_owner
+        self.on_evict = on_evict
+        self.evictions: dict[str, int] = {}  # owner -> memories evicted since start
+        self.busy_timeout = busy_timeout
+        #: Memories of every owner, kept without SQL (a scrape reads it, never waiting on a lock)
+        self.approx_count = 0
         self.lock = threading.RLock()
         self.stats = CallStats()
         self._conn: sqlite3.Connection | None = None
-        self._index: tuple[list[str], np.ndarray] | None = None  # cached embedding matrix
+        # owner -> embedding matrix, for the owners retrieved from most recently (bounded)
+        self._index: LRUCache[str, tuple[list[str], np.ndarray]] = LRUCache(INDEX_OWNERS)
         self._mirror: dict[str, _Mirrored] | None = None  # decoded rows, built on first read
         self._ordered: list[_Mirrored] | None = None  # the mirror by (created_at, id)
         self._data_version: int | None = None
@@ -90,12 +118,7 @@ class LongTermMemory:
         with self.lock:
             self.close()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-            except sqlite3.Error as exc:
-                raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
+            conn, self.approx_count = open_database(self.path)
             self._conn = conn
 
     def close(self) -> None:
@@ -106,16 +129,18 @@ class LongTermMemory:
             self._drop_caches()
 
     def _drop_caches(self) -> None:
-        self._index = None
+        self._index.clear()
         self._mirror = self._ordered = None
         self._data_version = None
 
     def _check_external_writes(self) -> None:
         """Drop the caches if another connection committed since they were built."""
-        version = int(self._db().execute("PRAGMA data_version").fetchone()[0])
+        db = self._db()
+        version = int(db.execute("PRAGMA data_version").fetchone()[0])
         if version != self._data_version:
             self._drop_caches()
             self._data_version = version
+            self.approx_count = int(db.execute("SELECT count(*) FROM memories").fetchone()[0])
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -136,8 +161,13 @@ class LongTermMemory:
         source: str = "user",
         memory_id: str | None = None,
         created_at: float | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> dict[str, Any]:
-        """Store one memory (embedding computed with the embedder when not given)."""
+        """Store one memory of ``owner`` (embedding computed with the embedder when not given).
+
+        A ``memory_id`` that another owner already uses gets a fresh id instead: an import
+        never replaces someone else's memory.
+        """
         content = content.strip()
         if not content:
             raise ValueError("memory content is empty")
@@ -159,11 +189,16 @@ class LongTermMemory:
         blob = None if embedding is None else np.asarray(embedding, np.float32).tobytes()
         dim = None if embedding is None else int(np.asarray(embedding).size)
         model = self.embedder.model_name if self.embedder is not None else None
-        with self.lock, self.stats.track(content):
-            db = self._db()
+
+        def insert(db: sqlite3.Connection) -> int:
+            taken = db.execute("SELECT owner FROM memories WHERE id = ?", (memory["id"],))
+            row_owner = taken.fetchone()
+            if row_owner is not None and row_owner[0] != owner:
+                memory["id"] = uuid.uuid4().hex
+                row_owner = None
             with db:
                 db.execute(
-                    "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO memories VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         memory["id"],
                         content,
@@ -174,13 +209,18 @@ class LongTermMemory:
                         blob,
                         dim,
                         model,
+                        owner,
                     ),
                 )
-            self._index = None
-            if self._mirror is not None:
+                evicted = evict_beyond(db, owner, self.max_per_owner)
+            self.approx_count += (row_owner is None) - evicted
+            self._index.pop(owner, None)
+            if evicted:
+                self._mirror = self._ordered = None
+            elif self._mirror is not None:
                 row: _Mirrored = (
                     str(memory["id"]), content, float(importance), tuple(sorted_topics),
-                    float(created), source,
+                    float(created), source, owner,
                 )  # fmt: skip
                 replaced = self._mirror.get(row[0])
                 self._mirror[row[0]] = row
@@ -188,38 +228,66 @@ class LongTermMemory:
                     self._ordered = None
                 elif self._ordered is not None:
                     bisect.insort(self._ordered, row, key=_order)
+            return evicted
+
+        with self.stats.track(content):
+            evicted = self._write(insert)
+        if evicted:
+            self.evictions[owner] = self.evictions.get(owner, 0) + evicted
+            if self.on_evict is not None:
+                self.on_evict(owner, evicted)
         return memory
 
-    def clear(self) -> int:
-        with self.lock, self.stats.track():
-            db = self._db()
+    def clear(self, owner: str | None = DEFAULT_OWNER) -> int:
+        """Delete ``owner``'s memories (``None``: every owner's); returns how many."""
+
+        def delete(db: sqlite3.Connection) -> int:
             with db:
-                n = db.execute("DELETE FROM memories").rowcount
-            self._index = None
-            if self._mirror is not None:
-                self._mirror, self._ordered = {}, []
-            return int(n)
+                if owner is None:
+                    n = int(db.execute("DELETE FROM memories").rowcount)
+                else:
+                    n = int(db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount)
+            self.approx_count -= n
+            self._index.clear()
+            self._mirror = self._ordered = None
+            return n
+
+        with self.stats.track():
+            return self._write(delete)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work(db)`` under the lock, waiting for another connection's lock unlocked."""
+        return write_retrying(
+            self.lock, self._db, work, busy_timeout=self.busy_timeout, where=self.path
+        )
 
     # -- reads ------------------------------------------------------------------------------
-    def _matrix(self) -> tuple[list[str], np.ndarray]:
-        if self._index is None:
+    def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
+        found = self._index.get(owner)
+        if found is None:
             dim = self.embedder.dim if self.embedder is not None else None
             rows = self._db().execute(
-                "SELECT id, embedding FROM memories WHERE embedding IS NOT NULL AND dim = ?",
-                (dim,),
+                "SELECT id, embedding FROM memories "
+                "WHERE owner = ? AND embedding IS NOT NULL AND dim = ?",
+                (owner, dim),
             )
             ids, vecs = [], []
             for mid, blob in rows:
                 ids.append(mid)
                 vecs.append(np.frombuffer(blob, np.float32))
             matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
-            self._index = (ids, matrix)
-        return self._index
+            found = self._index[owner] = (ids, matrix)
+        return found
 
     def retrieve(
-        self, query: str | np.ndarray, k: int = 3, min_score: float = -1.0
+        self,
+        query: str | np.ndarray,
+        k: int = 3,
+        min_score: float = -1.0,
+        *,
+        owner: str = DEFAULT_OWNER,
     ) -> list[dict[str, Any]]:
-        """The ``k`` memories most similar to ``query`` (text or an embedding), best first."""
+        """``owner``'s ``k`` memories most similar to ``query`` (text or embedding), best first."""
         if k < 1:
             return []
         if isinstance(query, str):
@@ -230,7 +298,7 @@ class LongTermMemory:
         q = np.asarray(query, np.float32).reshape(-1)
         with self.lock, self.stats.track():
             self._check_external_writes()
-            ids, matrix = self._matrix()
+            ids, matrix = self._matrix(owner)
             if not ids or matrix.shape[1] != q.size:
                 return []
             scores = matrix @ (q / (np.linalg.norm(q) or 1.0))
@@ -239,67 +307,74 @@ class LongTermMemory:
             for i in order:
                 r = (
                     self._db()
-                    .execute(f"SELECT {_COLS} FROM memories WHERE id = ?", (ids[i],))
+                    .execute(
+                        f"SELECT {_COLS} FROM memories WHERE id = ? AND owner = ?",
+                        (ids[i], owner),
+                    )
                     .fetchone()
                 )
                 if r is not None:
                     out.append({**_row(r), "score": round(float(scores[i]), 4)})
             return out
 
-    def _sorted_rows(self) -> list[_Mirrored]:
-        """Every memory, decoded, by (created_at, id); from the mirror (built here if needed)."""
+    def _sorted_rows(self, owner: str | None) -> list[_Mirrored]:
+        """``owner``'s memories (``None``: all), decoded, by (created_at, id), from the mirror."""
         self._check_external_writes()
         if self._mirror is None:
-            rows = self._db().execute(f"SELECT {_COLS} FROM memories")
+            rows = self._db().execute(f"SELECT {_COLS}, owner FROM memories")
             self._mirror = {
-                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5])
+                r[0]: (r[0], r[1], float(r[2]), tuple(json.loads(r[3])), float(r[4]), r[5], r[6])
                 for r in rows
             }
             self._ordered = None
         if self._ordered is None:
             self._ordered = sorted(self._mirror.values(), key=_order)
-        return self._ordered
+        if owner is None:
+            return self._ordered
+        return [m for m in self._ordered if m[6] == owner]
 
-    def get_all_memories(self, include_embeddings: bool = False) -> list[dict[str, Any]]:
-        """Every memory, oldest first (``created_at``, then id); fresh dicts the caller owns."""
+    def get_all_memories(
+        self, include_embeddings: bool = False, *, owner: str | None = DEFAULT_OWNER
+    ) -> list[dict[str, Any]]:
+        """``owner``'s memories (``None``: every owner's, for the operator), oldest first."""
         with self.lock:
             if not include_embeddings:
                 return [
                     {"id": i, "content": c, "importance": imp, "topics": list(t),
                      "created_at": at, "source": src}
-                    for i, c, imp, t, at, src in self._sorted_rows()
+                    for i, c, imp, t, at, src, _ in self._sorted_rows(owner)
                 ]  # fmt: skip
-            cols = _COLS + (", embedding" if include_embeddings else "")
-            rows = self._db().execute(f"SELECT {cols} FROM memories ORDER BY created_at, id")
+            where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+            rows = self._db().execute(
+                f"SELECT {_COLS}, embedding FROM memories {where} ORDER BY created_at, id", args
+            )
             out = []
             for r in rows:
                 m = _row(r)
-                if include_embeddings:
-                    m["embedding"] = (
-                        None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
-                    )
+                m["embedding"] = None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
                 out.append(m)
             return out
 
-    def find(self, content: str) -> dict[str, Any] | None:
-        """The memory whose content equals ``content`` (case-insensitive), if any."""
+    def find(self, content: str, *, owner: str = DEFAULT_OWNER) -> dict[str, Any] | None:
+        """``owner``'s memory whose content equals ``content`` (case-insensitive), if any."""
         with self.lock:
             r = (
                 self._db()
                 .execute(
-                    f"SELECT {_COLS} FROM memories WHERE lower(content) = lower(?)",
-                    (content.strip(),),
+                    f"SELECT {_COLS} FROM memories WHERE owner = ? AND lower(content) = lower(?)",
+                    (owner, content.strip()),
                 )
                 .fetchone()
             )
             return None if r is None else _row(r)
 
-    def get_all_topics(self) -> list[str]:
+    def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
         with self.lock:
-            return sorted({t for m in self._sorted_rows() for t in m[3]})
+            return sorted({t for m in self._sorted_rows(owner) for t in m[3]})
 
     @property
     def memory_count(self) -> int:
+        """Memories of every owner (the size of the store)."""
         with self.lock:
             return int(self._db().execute("SELECT count(*) FROM memories").fetchone()[0])
 
@@ -312,47 +387,18 @@ class LongTermMemory:
                 "model": self.embedder.model_name if self.embedder is not None else None,
             }
 
-    def read_state(self) -> dict[str, Any]:
-        """Memories, count and topics as one consistent copy."""
+    def read_state(self, *, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
+        """``owner``'s memories, count, topics and evictions as one consistent copy."""
         with self.lock:
-            memories = self.get_all_memories()
+            memories = self.get_all_memories(owner=owner)
             topics = sorted({t for m in memories for t in m["topics"]})
-            return {"memories": memories, "memory_count": len(memories), "topics": topics}
-
-    # -- export / import --------------------------------------------------------------------
-    def export(self, path: str | os.PathLike[str]) -> int:
-        """Write all memories (without embeddings) to a JSON file atomically; returns the count."""
-        memories = self.get_all_memories()
-        write_json_atomic(Path(path), {"version": 1, "memories": memories})
-        return len(memories)
-
-    def import_(self, path: str | os.PathLike[str]) -> int:
-        """Add the memories of an exported file (embeddings recomputed); returns the count."""
-        p = Path(path)
-        data = read_json(p)
-        memories = data.get("memories") if isinstance(data, Mapping) else data
-        if not isinstance(memories, list):
-            raise MemoryStoreError(f"memory import file {p} holds no 'memories' list")
-        return self.import_data(memories, where=str(p))
-
-    def import_data(self, memories: Sequence[Any], where: str = "import") -> int:
-        items = []
-        for i, m in enumerate(memories):
-            if not isinstance(m, Mapping) or not str(m.get("content", "")).strip():
-                raise MemoryStoreError(f"{where}: memories[{i}] needs a non-empty 'content'")
-            items.append(m)
-        vecs = self._embed([str(m["content"]) for m in items]) if items else None
-        for i, m in enumerate(items):
-            self.add(
-                str(m["content"]),
-                importance=min(1.0, max(0.0, float(m.get("importance", 0.5)))),
-                topics=[str(t) for t in m.get("topics", [])],
-                embedding=None if vecs is None else vecs[i],
-                source=str(m.get("source", "import")),
-                memory_id=str(m["id"]) if m.get("id") else None,
-                created_at=float(m["created_at"]) if m.get("created_at") else None,
-            )
-        return len(items)
+            return {
+                "memories": memories,
+                "memory_count": len(memories),
+                "topics": topics,
+                "max_memories": self.max_per_owner,
+                "evicted_count": self.evictions.get(owner, 0),
+            }
 
     # -- health Component -------------------------------------------------------------------
     async def get_heartbeat(self) -> dict[str, Any]:

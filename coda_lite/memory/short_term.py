@@ -47,6 +47,11 @@ class ShortTermMemory:
             return [dict(t) for t in self._turns]
 
     @property
+    def size(self) -> int:
+        """Turns held now (no lock: ``len`` of a deque is atomic)."""
+        return len(self._turns)
+
+    @property
     def turn_count(self) -> int:
         with self.lock:
             return self._count

@@ -73,6 +73,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     st, lt = snap["short_term"], snap["long_term"]
     print(f"snapshot   {snap.get('snapshot_id')}\ntime       {snap.get('timestamp')}")
     print(f"trigger    {snap.get('trigger')} (after {snap.get('operation_count')} operations)")
+    if snap.get("owner") is not None:
+        print(f"owner      {snap['owner']}")
     print(f"turns      {counts['turn_count']}\nmemories   {counts['memory_count']}")
     print(f"topics     {counts['topic_count']}: {', '.join(map(str, lt.get('topics') or []))}")
     memories = list(lt.get("memories") or [])

@@ -10,6 +10,7 @@ coda-otel trace show --dir /var/coda/pipeline_logs --width 80
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def show_command(args: argparse.Namespace) -> int:
     if args.file is not None and args.last:
         raise ValueError("give a FILE or --last, not both")
     path = args.file if args.file is not None else _latest(args.dir, args.traces)
-    waterfall: Waterfall = load(path, args.trace_id)
+    skipped: list[str] = []
+    waterfall: Waterfall = load(path, args.trace_id, skipped=skipped)
     print(render(waterfall, width=args.width))
+    if skipped:
+        print(f"skipped {len(skipped)} bad line(s) in {path}; first: {skipped[0]}", file=sys.stderr)
     return 0

@@ -6,12 +6,15 @@
     components = injector.wrap_all([stt, embedder, llm, tts])  # hand these to the watchdog
     injector.inject("llm", "hang")        # heartbeat never answers until the llm is restarted
     injector.is_crashed("llm")            # the pipeline asks this to fail a crashed stage
-    llm = injector.guard("llm", llm, ["generate"])  # or let a guard ask: calls raise while crashed
+    llm = injector.guard("llm", llm, ["generate"])  # or let a guard act on the real calls
 
-Faults (each lasts until the component's ``restart`` or ``force_restart``, or :meth:`clear`):
+Faults (each lasts until the component's ``restart`` or ``force_restart``, or :meth:`clear`),
+felt by the heartbeat and by the guarded calls of the turn path, as the real failure would be:
 
-* ``crash``: the heartbeat raises and :meth:`FaultInjector.is_crashed` is True;
-* ``hang``: the heartbeat never answers;
+* ``crash``: the heartbeat raises and :meth:`FaultInjector.is_crashed` is True; guarded
+  calls raise :class:`InjectedFault`;
+* ``hang``: the heartbeat never answers, nor do guarded calls (async ones wait on the loop,
+  sync ones block their thread) until the fault ends;
 * ``unhealthy``: the heartbeat reports ``healthy: False``;
 * ``leak``: each heartbeat holds another chunk of real memory (``bytearray``, capped) and
   reports it in ``memory_usage``.
@@ -22,6 +25,7 @@ An unknown component or fault raises :class:`ValueError` naming the valid ones.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +44,7 @@ class InjectedFault(RuntimeError):
 class _Fault:
     kind: str
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    released: threading.Event = field(default_factory=threading.Event)  # for threads
     held: list[bytearray] = field(default_factory=list)
 
     @property
@@ -86,6 +91,7 @@ class FaultInjector:
         fault = self._faults.pop(component_name, None)
         if fault is not None:
             fault.release.set()
+            fault.released.set()
             fault.held.clear()
 
     def active(self, component_name: str) -> str | None:
@@ -173,9 +179,21 @@ class _Guarded:
         self._methods = methods
         self._injector = injector
 
-    def _check(self) -> None:
+    def _crash(self) -> None:
         if self._injector.is_crashed(self._name):
             raise InjectedFault(f"{self._name}: injected crash (until the watchdog restarts it)")
+
+    async def _check_async(self) -> None:
+        fault = self._injector._faults.get(self._name)
+        if fault is not None and fault.kind == "hang":
+            await fault.release.wait()  # a hung backend: the call answers when restarted
+        self._crash()
+
+    def _check(self) -> None:
+        fault = self._injector._faults.get(self._name)
+        if fault is not None and fault.kind == "hang":
+            fault.released.wait()  # blocks this worker thread, as a hung backend call does
+        self._crash()
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):  # not set yet (copy, pickle), or private: no recursion
@@ -186,7 +204,7 @@ class _Guarded:
         if asyncio.iscoroutinefunction(value):
 
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                self._check()
+                await self._check_async()
                 return await value(*args, **kwargs)
 
             return guarded_async

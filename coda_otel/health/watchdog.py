@@ -244,7 +244,9 @@ class CodaWatchdog:
                 st.failures += 1
                 st.last_error = error
                 logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
-                if st.failures >= self.settings.failure_threshold:
+                # a condition (free disk space), not a process: reported, never restarted
+                restartable = getattr(st.component, "restartable", True) is not False
+                if restartable and st.failures >= self.settings.failure_threshold:
                     await self._recovery.recover_if_due(st, error or "unhealthy")
                 else:
                     self._report.set_status(st, "unhealthy")

@@ -37,11 +37,14 @@ from coda_otel.events import Status
 from coda_otel.files import InvalidIdError, atomic_write_json, new_id, validate_id
 from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "coda.pipeline_log/1"
 LOG_PATTERN = "pipeline-*.json"
+#: Bytes one conversation log is expected to take (checked against the disk reserve).
+LOG_SIZE_HINT = 16 * 1024
 RecordFactory = Callable[[], Mapping[str, Any]]
 
 
@@ -149,6 +152,7 @@ class ConversationLogWriter:
         max_bytes: int = 50 * 2**20,
         queue_size: int = 256,
         relist_every: int = 100,
+        guard: WriteGuard | None = None,
     ) -> None:
         if max_files < 1 or max_bytes < 1:
             raise ValueError("max_files and max_bytes must be positive")
@@ -158,6 +162,7 @@ class ConversationLogWriter:
         self.max_bytes = max_bytes
         self.written = 0
         self.last_path: Path | None = None
+        self.guard = guard if guard is not None else WriteGuard("conversation_logs")
         self._retention = RetentionIndex(
             self.folder, LOG_PATTERN, max_files=max_files, max_bytes=max_bytes,
             relist_every=relist_every,
@@ -190,6 +195,8 @@ class ConversationLogWriter:
     def _write(self, item: RecordFactory | Mapping[str, Any]) -> None:
         try:
             self._write_one(item)
+        except OSError as exc:  # a full disk: counted, logged once per burst
+            self.guard.failed(exc)
         except Exception:
             logger.exception("could not write a conversation log in %s", self.folder)
 
@@ -198,11 +205,14 @@ class ConversationLogWriter:
         if not isinstance(record, Mapping):
             raise TypeError(f"a conversation log record must be a mapping, got {type(record)}")
         if self._root is None:  # resolved once: the name below can hold no separator or ".."
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._root = self.folder.resolve()
         path = self._root / f"{validate_id(log_file_id(record.get('conversation_id')))}.json"
+        if not self.guard.may_write(LOG_SIZE_HINT):
+            return  # counted: the disk reserve is kept for the application's data
         # compact JSON: one C-encoder call for a log this small (indent forces the Python one)
         size = atomic_write_json(path, dict(record), indent=None, durable=False)
+        self.guard.succeeded()
         self._retention.record(path, size)
         self.written += 1
         self.last_path = path

@@ -7,6 +7,7 @@
     emitter.after_memory_operation("add_interaction")   # every 10th op -> trigger "interval"
     emitter.after_memory_operation("clear")             # clear/import/export -> always
     path = emitter.take_snapshot()                      # manual; file appears after flush()
+    emitter.after_memory_operation("add", owner="ada")  # snapshots hold the owner's memory only
     emitter.flush(5.0); emitter.compare_snapshots(id1, id2); emitter.close()
 
 ``memory`` is any :class:`~coda_otel.protocols.MemoryStateSource` whose ``read_memory_state()``
@@ -19,6 +20,11 @@ in-memory index), metrics, listeners. So a snapshot holds memory as the writer r
 moment after the trigger (``timestamp``: read time; ``operation_count``: the trigger's). A
 full queue drops the snapshot rather than block; failures are logged and counted in
 ``coda_memory_snapshot_failures{reason=queue_full|read_error|write_error}``.
+Content is sanitized before it is written: every turn's and memory's text goes through the
+``sanitizer`` (default: redaction on, capture off, so a short redacted preview is kept; with
+``capture_content`` the full redacted text). When the source's memory belongs to owners
+(``read_memory_state(owner)``), a snapshot holds the one owner whose operation triggered it
+(or the one asked for), and says so in ``owner``.
 ``after_memory_operation`` never raises; ``take_snapshot`` raises only
 :class:`~coda_otel.files.InvalidIdError` for an unsafe explicit id.
 
@@ -51,9 +57,17 @@ from coda_otel.files import atomic_write_json, new_id, validate_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.retention import RetentionIndex
+from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
-from coda_otel.snapshots.store import PATTERN, SnapshotStore, build_document, default_snapshot_dir
+from coda_otel.snapshots.store import (
+    PATTERN,
+    SnapshotStore,
+    build_document,
+    default_snapshot_dir,
+    redact_document,
+)
 from coda_otel.snapshots.trace import record_snapshot
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +78,10 @@ DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_BYTES = 100 * 2**20
 
 
+class _Skipped(Exception):
+    """A snapshot not written to keep the disk reserve (already counted by the guard)."""
+
+
 @dataclass(slots=True, frozen=True)
 class _Job:
     snapshot_id: str
@@ -71,6 +89,7 @@ class _Job:
     operation_count: int
     path: Path
     span: trace.Span  # current at the trigger; may have ended by the time the job runs
+    owner: str | None = None  # whose memory to read (None: the source's default)
 
 
 class MemorySnapshotEmitter:
@@ -89,6 +108,7 @@ class MemorySnapshotEmitter:
         listeners: Iterable[SnapshotListener] = (),
         queue_size: int = 4,
         tracer_provider: trace.TracerProvider | None = None,
+        sanitizer: Sanitizer | None = None,
     ) -> None:
         if not hasattr(memory_source, "read_memory_state"):
             raise TypeError("memory_source must have read_memory_state() (MemoryStateSource)")
@@ -110,6 +130,10 @@ class MemorySnapshotEmitter:
         self.dropped = 0
         self.errors = 0
         self._source = memory_source
+        self.sanitizer = sanitizer if sanitizer is not None else Sanitizer()
+        #: keeps the disk reserve, counts and logs failed writes (replace to wire metrics/room)
+        self.guard = WriteGuard("snapshots", metrics=metrics)
+        self._last_size = 64 * 1024
         self._metrics = metrics
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._listeners: list[SnapshotListener] = list(listeners)
@@ -136,7 +160,12 @@ class MemorySnapshotEmitter:
 
     # -- triggers (caller's thread: cheap, never reads memory) ----------------------------
     def after_memory_operation(
-        self, operation_type: str, memory_id: str | None = None, query: str | None = None
+        self,
+        operation_type: str,
+        memory_id: str | None = None,
+        query: str | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         """Count one memory operation; snapshot on every ``interval``-th and on clear/import/export.
 
@@ -154,13 +183,15 @@ class MemorySnapshotEmitter:
                 self.operation_count += 1
                 count = self.operation_count
             if op in ALWAYS_SNAPSHOT:
-                self._take(new_id("snap"), op, count)
+                self._take(new_id("snap"), op, count, owner)
             elif count % self.interval == 0:
-                self._take(new_id("snap"), "interval", count)
+                self._take(new_id("snap"), "interval", count, owner)
         except Exception:
             logger.exception("memory snapshot hook failed; the pipeline continues")
 
-    def take_snapshot(self, snapshot_id: str | None = None, trigger: str = "manual") -> Path | None:
+    def take_snapshot(
+        self, snapshot_id: str | None = None, trigger: str = "manual", owner: str | None = None
+    ) -> Path | None:
         """Queue a snapshot; returns its file's path (written in the background), or None.
 
         None means it was not queued (queue full, or the emitter is closed). Works even while
@@ -171,11 +202,11 @@ class MemorySnapshotEmitter:
         sid = new_id("snap") if snapshot_id is None else validate_id(snapshot_id)
         with self._lock:
             count = self.operation_count
-        return self._take(sid, bounded(trigger, SNAPSHOT_TRIGGERS), count)
+        return self._take(sid, bounded(trigger, SNAPSHOT_TRIGGERS), count, owner)
 
-    def _take(self, sid: str, trigger: str, count: int) -> Path | None:
+    def _take(self, sid: str, trigger: str, count: int, owner: str | None = None) -> Path | None:
         path = self.store.path_for(sid)
-        job = _Job(sid, trigger, count, path, trace.get_current_span())
+        job = _Job(sid, trigger, count, path, trace.get_current_span(), owner)
         if self._writer.closed:
             logger.warning("snapshot %s skipped: emitter is closed", sid)
             return None
@@ -206,10 +237,10 @@ class MemorySnapshotEmitter:
         t0, start_ns = time.perf_counter(), time.time_ns()
         try:
             ts = self._timestamp()
-            doc = build_document(
-                self._source.read_memory_state(), job.snapshot_id, job.trigger,
-                job.operation_count, ts,
-            )  # fmt: skip
+            read: Any = self._source.read_memory_state
+            state = read() if job.owner is None else read(job.owner)
+            doc = build_document(state, job.snapshot_id, job.trigger, job.operation_count, ts)
+            redact_document(doc, self._clean)
         except Exception:
             logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
             self._fail("read_error")
@@ -229,9 +260,15 @@ class MemorySnapshotEmitter:
                  **{f"memory.{k}": v for k, v in counts.items()}}  # fmt: skip
         own_span = record_snapshot(self._tracer, job.span, attrs, start_ns)
         try:
+            if not self.guard.may_write(self._last_size):
+                raise _Skipped()
             size = self._write(job, doc, time.perf_counter() - t0)
+            self.guard.succeeded()
         except Exception as exc:
-            logger.exception("could not write snapshot %s", job.path)
+            if isinstance(exc, OSError):
+                self.guard.failed(exc)  # a full disk: counted, logged once per burst
+            elif not isinstance(exc, _Skipped):
+                logger.exception("could not write snapshot %s", job.path)
             self._fail("write_error")
             if own_span is not None:
                 own_span.record_exception(exc)
@@ -248,9 +285,15 @@ class MemorySnapshotEmitter:
             except Exception:
                 logger.exception("snapshot listener %r failed", listener)
 
+    def _clean(self, text: str) -> str:
+        """What a snapshot keeps of one text: redacted; a short preview unless capture is on."""
+        s = self.sanitizer
+        return s.text(text) if s.capture_content else s.text(text, s.preview_length)
+
     def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()
         size = atomic_write_json(job.path, doc, indent=None)
+        self._last_size = size
         deleted = self._retention.record(job.path, size)
         if any(p.name == job.path.name for p in deleted):
             logger.warning("snapshot %s (%d bytes) exceeds max_bytes; deleted", job.path, size)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ class SnapshotInfo:
     memory_count: int | None = None
     topic_count: int | None = None
     error: str | None = None
+    owner: str | None = None  # whose memory (a snapshot holds one owner's)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -80,7 +81,7 @@ def build_document(
     turns = list(st.get("turns") or ())
     memories = list(lt.get("memories") or ())
     topics = list(lt.get("topics") or ())
-    return {
+    doc: dict[str, Any] = {
         "snapshot_id": snapshot_id,
         "timestamp": ts,
         "trigger": trigger,
@@ -92,6 +93,22 @@ def build_document(
             "topics": topics,
         },
     }
+    if isinstance(state.get("owner"), str):
+        doc["owner"] = state["owner"]  # whose memory this is: a snapshot holds one owner's
+    for key in ("max_memories", "evicted_count"):
+        if _int(lt.get(key)) is not None:
+            doc["long_term"][key] = lt[key]
+    return doc
+
+
+def redact_document(doc: dict[str, Any], clean: Callable[[str], str]) -> dict[str, Any]:
+    """``doc`` with every turn's and memory's ``content`` passed through ``clean`` (in place)."""
+    sections = (doc["short_term"]["turns"], doc["long_term"]["memories"])
+    for items in sections:
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping) and isinstance(item.get("content"), str):
+                items[i] = {**item, "content": clean(item["content"])}
+    return doc
 
 
 def summarise(snapshot: Mapping[str, Any]) -> dict[str, int | None]:
@@ -163,6 +180,7 @@ class SnapshotStore:
             turn_count=counts["turn_count"],
             memory_count=counts["memory_count"],
             topic_count=counts["topic_count"],
+            owner=str(doc["owner"]) if isinstance(doc.get("owner"), str) else None,
         )
 
     def list(self) -> builtins.list[SnapshotInfo]:

@@ -53,6 +53,7 @@ from coda_otel.metrics import CodaMetrics
 from coda_otel.tracing.export_stats import CountingSpanExporter, EndedSpanCounter, ExportStats
 from coda_otel.tracing.file_exporter import FileSpanExporter
 from coda_otel.tracing.tail_sampling import TailPolicy, TailSamplingProcessor, describe
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,15 @@ def _otlp_exporter(timeout_s: float) -> tuple[SpanExporter, str]:
 
 
 def build_exporters(
-    coda_home: Path | None = None, export_timeout_s: float = 2.0
+    coda_home: Path | None = None,
+    export_timeout_s: float = 2.0,
+    *,
+    file_guard: WriteGuard | None = None,
 ) -> list[tuple[SpanExporter, str]]:
-    """The exporters the environment asks for, each with a one-line description."""
+    """The exporters the environment asks for, each with a one-line description.
+
+    ``file_guard`` keeps the disk reserve and counts failures for the local traces file.
+    """
     built: list[tuple[SpanExporter, str]] = []
     for name in exporter_names():
         if name == "otlp":
@@ -127,7 +134,7 @@ def build_exporters(
             built.append((ConsoleSpanExporter(), "console"))
         else:
             folder = (coda_home or env.coda_home()) / env.TRACES_DIR
-            exporter = FileSpanExporter(folder)
+            exporter = FileSpanExporter(folder, guard=file_guard)
             built.append((exporter, f"file {exporter.path}"))
     return built
 
@@ -247,6 +254,7 @@ def configure(
     metrics: CodaMetrics | None = None,
     set_global: bool = True,
     export_timeout_s: float = 2.0,
+    write_room: Callable[[int], bool] | None = None,
 ) -> Telemetry:
     """Build (or adopt) the TracerProvider; see the module docstring for the variables."""
     if tracer_provider is not None:
@@ -258,7 +266,8 @@ def configure(
             return Telemetry(current, "global tracer provider set by the host", owned=False)
     if export_timeout_s <= 0:
         raise ValueError(f"export_timeout_s must be positive, got {export_timeout_s}")
-    exporters = build_exporters(coda_home, export_timeout_s)
+    guard = WriteGuard("traces", metrics=metrics, room=write_room)
+    exporters = build_exporters(coda_home, export_timeout_s, file_guard=guard)
     provider = SDKTracerProvider(
         resource=build_resource(service_name, service_version),
         shutdown_on_exit=False,  # Telemetry registers a bounded shutdown instead

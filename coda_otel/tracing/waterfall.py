@@ -216,13 +216,16 @@ def latency_lines(latency: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def load(path: Path, trace_id: str | None = None) -> Waterfall:
-    """A waterfall from a ``.json`` conversation log or a ``.jsonl`` traces file."""
+def load(path: Path, trace_id: str | None = None, *, skipped: list[str] | None = None) -> Waterfall:
+    """A waterfall from a ``.json`` conversation log or a ``.jsonl`` traces file.
+
+    Bad lines of a traces file are skipped; each is added to ``skipped`` (when given).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".jsonl":
-        return from_otlp(read_otlp_json_lines(path), trace_id)
+        return from_otlp(read_otlp_json_lines(path, skipped=skipped), trace_id)
     return from_log(read_log(path))
 
 

@@ -104,6 +104,8 @@ def add_health_routes(
             body: Any = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return error_response(400, "bad_request", f"request body is not valid JSON: {exc}")
+        except RecursionError:
+            return error_response(400, "bad_request", "request body is nested too deeply")
         if not isinstance(body, dict):
             return error_response(
                 400, "bad_request", 'expected a JSON object {"component": ..., "fault": ...}'

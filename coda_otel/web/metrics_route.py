@@ -3,8 +3,10 @@
 OpenMetrics (with exemplars) when ``Accept`` names ``application/openmetrics-text``, the
 classic Prometheus text format otherwise, gzip when ``Accept-Encoding`` allows it, and
 ``?name[]=...`` to restrict the families, exactly like prometheus_client's own servers
-(its ``choose_encoder`` picks the format). Collection runs in a worker thread, so reading
-``/proc`` for the process metrics never stalls the event loop::
+(its ``choose_encoder`` picks the format). Collection and compression run on the scrape's own
+thread (:data:`SCRAPE_EXECUTOR`), never in the default executor where pipeline work queues:
+a scrape stays fast exactly when the pipeline is saturated or stalled. Collectors must not
+wait on pipeline locks either (read cached values)::
 
     app = web.Application()
     add_metrics_route(app, metrics.registry)          # or:
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -25,6 +28,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Bodies smaller than this are sent uncompressed (gzip would not pay for itself).
 GZIP_MIN_BYTES = 512
+#: Threads that only render scrapes: busy pipeline work in the default executor cannot delay
+#: them (two, so one slow collector does not hold up a second scraper).
+SCRAPE_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="coda-scrape")
 
 
 def wants_gzip(accept_encoding: str) -> bool:
@@ -55,15 +61,18 @@ def metrics_handler(registry: CollectorRegistry) -> Handler:
     async def handle_metrics(request: web.Request) -> web.StreamResponse:
         accept = request.headers.get("Accept", "")
         names = request.query.getall("name[]", [])
+        loop = asyncio.get_running_loop()
         try:
-            body, content_type = await asyncio.to_thread(_render, registry, accept, names)
+            body, content_type = await loop.run_in_executor(
+                SCRAPE_EXECUTOR, _render, registry, accept, names
+            )
         except Exception as exc:  # a broken collector must not take the service down
             raise web.HTTPInternalServerError(
                 text=f"metrics collection failed: {type(exc).__name__}"
             ) from None
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         if len(body) >= GZIP_MIN_BYTES and wants_gzip(request.headers.get("Accept-Encoding", "")):
-            body = await asyncio.to_thread(gzip.compress, body, 6)
+            body = await loop.run_in_executor(SCRAPE_EXECUTOR, gzip.compress, body, 6)
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 

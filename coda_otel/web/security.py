@@ -7,7 +7,10 @@ The rules, for every route except the read-only ones (``/metrics``, ``/health*``
 * without one, the service only binds loopback (:func:`check_bind_security`), and a request
   whose ``Host`` is not a loopback name is refused: a web page that rebinds its own domain to
   127.0.0.1 still sends its own name as ``Host``;
-* a browser ``Origin`` must be the service's own or listed in ``allowed_origins``;
+* a ``Host`` is one host name or address and an optional port, nothing else (no user info,
+  path or list: ``evil.example@127.0.0.1``, ``127.0.0.1/evil`` and ``a, b`` are refused);
+* a browser ``Origin`` must be the service's own (same scheme, host and port) or listed in
+  ``allowed_origins``;
 * a ``POST`` must be ``application/json``, which a page cannot send cross-origin without a
   CORS preflight this service never grants.
 
@@ -20,6 +23,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -75,13 +79,26 @@ def check_bind_security(host: str | Iterable[str] | None, token: str | None) -> 
         )
 
 
+#: A Host header: a name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+_HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``(host, port)`` of a well-formed Host value (RFC 9110), else None."""
+    match = _HOST.match(value.strip())
+    if match is None:
+        return None
+    port = match.group("port")
+    return match.group("host").lower(), None if port is None else int(port)
+
+
 def host_header_is_loopback(request: web.Request) -> bool:
     """True when the request names a loopback host (or, from a non-browser, no host at all)."""
-    header = request.headers.get("Host")
-    if header is None:
+    values = request.headers.getall("Host", [])
+    if not values:
         return True
-    hostname = urlsplit(f"//{header.strip()}").hostname
-    return hostname is not None and is_loopback(hostname)
+    parsed = parse_host(values[0]) if len(values) == 1 else None
+    return parsed is not None and is_loopback(parsed[0])
 
 
 def bearer_ok(request: web.Request, token: bytes, *, allow_query: bool = False) -> bool:
@@ -116,15 +133,26 @@ def subprotocol_token(request: web.Request) -> bytes | None:
 
 
 def origin_allowed(request: web.Request, allowed: set[str]) -> bool:
-    """No ``Origin`` (not a browser), the service's own, or one of ``allowed`` (normalised)."""
+    """No ``Origin`` (not a browser), the service's own, or one of ``allowed`` (normalised).
+
+    The service's own origin has its scheme, host and port: ``https://127.0.0.1:8765`` is not
+    the origin of ``http://127.0.0.1:8765``.
+    """
     origin = request.headers.get("Origin")
     if origin is None:
         return True
     normalised = origin.strip().rstrip("/").lower()
     if normalised in allowed:
         return True
-    netloc = urlsplit(normalised).netloc
-    return bool(netloc) and netloc == request.host.lower()
+    parts = urlsplit(normalised)
+    own = parse_host(request.host)
+    theirs = parse_host(parts.netloc) if parts.netloc else None
+    if own is None or theirs is None or parts.scheme != request.scheme:
+        return False
+    if parts.path or parts.query or parts.fragment:
+        return False
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return (theirs[0], theirs[1] or default) == (own[0], own[1] or default)
 
 
 def normalise_origins(origins: Iterable[str]) -> set[str]:

@@ -208,10 +208,16 @@ class DebugHub:
         d = msg.data
         calls: dict[str, Callable[[], Awaitable[Mapping[str, Any]]]] = {
             "enable_debugging": lambda: control.enable_debugging(d["feature"], d["enabled"]),
-            "take_memory_snapshot": control.take_memory_snapshot,
+            "take_memory_snapshot": lambda: control.take_memory_snapshot(
+                **({"user_id": d["user_id"]} if "user_id" in d else {})
+            ),
             "get_cache_stats": control.get_cache_stats,
             "get_health_status": control.get_health_status,
-            "text_input": lambda: control.run_text_turn(d["text"], d.get("session_id")),
+            "text_input": lambda: control.run_text_turn(
+                d["text"],
+                d.get("session_id"),
+                **({"user_id": d["user_id"]} if "user_id" in d else {}),
+            ),
             "inject_fault": lambda: control.inject_fault(d["component"], d["fault"]),
             "reset_component": lambda: control.reset_component(d["component"]),
         }

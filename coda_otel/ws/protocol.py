@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from coda_otel.files import ID_PATTERN
+from coda_otel.files import ID_PATTERN, InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 
 PROTOCOL_VERSION: Final = 1
@@ -81,6 +81,7 @@ class Param:
     enum: tuple[str, ...] | None = None
     max_length: int | None = None
     pattern: str | None = None
+    safe_id: bool = False  # also checked by coda_otel.files.validate_id, as HTTP checks ids
 
     def check(self, name: str, value: Any) -> None:
         if self.kind == "boolean":
@@ -119,6 +120,11 @@ class Param:
             raise ProtocolError(
                 "invalid_params", f"{name} {value[:40]!r} does not match {self.pattern}"
             )
+        if self.safe_id:
+            try:
+                validate_id(value)
+            except InvalidIdError as exc:
+                raise ProtocolError("invalid_params", f"{name}: {exc}") from None
 
     def schema(self) -> dict[str, Any]:
         if self.kind == "boolean":
@@ -138,13 +144,16 @@ class Param:
 #: Every command and its fields. Each is answered by ``<command>_result`` or ``error``.
 COMMANDS: Final[dict[str, dict[str, Param]]] = {
     "enable_debugging": {"feature": Param("string", enum=FEATURES), "enabled": Param("boolean")},
-    "take_memory_snapshot": {},
+    "take_memory_snapshot": {
+        "user_id": Param("string", required=False, pattern=ID_PATTERN.pattern, safe_id=True),
+    },
     "get_cache_stats": {},
     "get_health_status": {},
     "subscribe": {"events": Param("string_list", enum=EVENT_TYPES)},
     "text_input": {
         "text": Param("string", max_length=MAX_TEXT_CHARS),
-        "session_id": Param("string", required=False, pattern=ID_PATTERN.pattern),
+        "session_id": Param("string", required=False, pattern=ID_PATTERN.pattern, safe_id=True),
+        "user_id": Param("string", required=False, pattern=ID_PATTERN.pattern, safe_id=True),
     },
     "inject_fault": {
         "component": Param("string", pattern=_NAME),
