@@ -20,7 +20,7 @@ has no telemetry of its own. Memory is read and written for one owner: ``user_id
 (a full disk, a locked database) does not fail the turn: the answer is returned with a
 warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
 ``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
-long as the model writes, so its deadline is the llm's plus its own.
+long as the model writes, so its deadline bounds each sentence's synthesis instead.
 """
 
 from __future__ import annotations
@@ -39,13 +39,10 @@ from coda_lite.latency import TurnClock, TurnLatency, measure
 from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
 from coda_lite.reply import LLMLike, Reply, TTSLike
+from coda_lite.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
-
-
-class StageTimeoutError(TimeoutError):
-    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
 
 
 class StageError(RuntimeError):
@@ -151,7 +148,13 @@ class ConversationManager:
                 return ctx
 
             context = await stage("memory_retrieval", {"query": transcript}, retrieve)
-            reply = Reply(self.llm, self.tts, clock, streaming=self.streaming)
+            reply = Reply(
+                self.llm,
+                self.tts,
+                clock,
+                streaming=self.streaming,
+                sentence_deadline=self.stage_timeouts.get("tts") if self.streaming else None,
+            )
             speaking = asyncio.create_task(
                 reply.speak(lambda work: stage("tts", {"streamed": self.streaming}, work))
             )
@@ -201,11 +204,10 @@ class ConversationManager:
             )
 
     def _deadline(self, stage: str) -> float | None:
-        """A stage's deadline; streamed speech lasts as long as the model writes, plus its own."""
-        deadline = self.stage_timeouts.get(stage)
-        if stage == "tts" and self.streaming and deadline is not None:
-            deadline += self.stage_timeouts.get("llm", 0.0)
-        return deadline
+        """A stage's deadline (streamed speech: none for the stage, one per sentence)."""
+        if stage == "tts" and self.streaming:
+            return None
+        return self.stage_timeouts.get(stage)
 
     def _stt_work(
         self, user_input: str | bytes | os.PathLike[str], clock: TurnClock

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -34,6 +35,10 @@ class LLMLike(Protocol):
 
 class TTSLike(Protocol):
     async def synthesize(self, text: str) -> bytes: ...
+
+
+class StageTimeoutError(TimeoutError):
+    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
 
 
 StageRunner = Callable[[Callable[[StageScope], Awaitable[bytes]]], Awaitable[bytes]]
@@ -70,11 +75,20 @@ def concat_wav(chunks: Sequence[bytes]) -> bytes:
 class Reply:
     """One turn's answer: written by :meth:`think`, spoken by :meth:`speak`, concurrently."""
 
-    def __init__(self, llm: Any, tts: TTSLike, clock: TurnClock, *, streaming: bool) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        tts: TTSLike,
+        clock: TurnClock,
+        *,
+        streaming: bool,
+        sentence_deadline: float | None = None,
+    ) -> None:
         self.llm = llm
         self.tts = tts
         self.clock = clock
         self.streaming = streaming
+        self.sentence_deadline = sentence_deadline  # s one sentence's synthesis may take
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
     def _say(self, sentence: str) -> None:
@@ -127,13 +141,28 @@ class Reply:
             return b""  # the model said nothing (or failed): no speech, no tts stage
         return await run_stage(lambda st: self._speak(st, first))
 
+    async def _synthesize(self, sentence: str) -> bytes:
+        deadline = self.sentence_deadline
+        if deadline is None:
+            return await self.tts.synthesize(sentence)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(deadline):
+                return await self.tts.synthesize(sentence)
+        except TimeoutError as exc:
+            if time.perf_counter() - started < deadline:
+                raise  # the synthesizer's own timeout, not the deadline
+            raise StageTimeoutError(
+                f"tts did not finish a sentence within its {deadline:g} s deadline"
+            ) from exc
+
     async def _speak(self, st: StageScope, first: str) -> bytes:
         chunks: list[bytes] = []
         texts: list[str] = []
         sentence: str | None = first
         while sentence is not None:
             start = self.clock.mark("tts_start") if not chunks else now_us()
-            audio = await self.tts.synthesize(sentence)
+            audio = await self._synthesize(sentence)
             end = now_us()
             if not chunks:
                 self.clock.marks["first_audio"] = end
