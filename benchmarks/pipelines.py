@@ -46,7 +46,9 @@ def bench_config(home: Path, *, tts: str = "none", **overrides: str) -> Config:
 
     ``overrides`` are more ``CODA_*`` variables, e.g. ``CODA_TELEMETRY_LLM_CACHE_SIZE="0"``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODA_")}
-    env.update(CODA_HOME=str(home), CODA_STT_BACKEND="none", CODA_TTS_BACKEND=tts, **overrides)
+    env.update(CODA_HOME=str(home), CODA_STT_BACKEND="none", CODA_TTS_BACKEND=tts)
+    env.setdefault("CODA_LLM_BACKEND", "echo")  # the real model only where a bench asks
+    env.update(overrides)
     return load_config(None, env)
 
 

@@ -33,6 +33,7 @@ MODULES = (
     "turn",
     "exporter",
     "memory_growth",
+    "voice",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 

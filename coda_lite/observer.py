@@ -14,7 +14,7 @@ modules and the manager carry no telemetry code::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
@@ -22,7 +22,25 @@ from typing import Any, Protocol
 class StageScope(Protocol):
     def set_output(self, output: Mapping[str, Any]) -> None: ...
 
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None: ...
+    def set_llm_usage(
+        self,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        provider: str | None = None,
+        streamed: bool | None = None,
+        time_to_first_chunk_s: float | None = None,
+        messages: Sequence[Mapping[str, str]] | None = None,
+        response: str | None = None,
+    ) -> None:
+        """The model call: usage, provider, streaming, time to its first chunk, and the
+        messages and response (content: the observer decides whether to keep it)."""
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any], content: str | None = None
+    ) -> None:
+        """Something that happened inside the stage now (a sentence was synthesized)."""
 
 
 class ConversationScope(Protocol):
@@ -35,6 +53,9 @@ class ConversationScope(Protocol):
     def stage(
         self, name: str, inputs: Mapping[str, Any]
     ) -> AbstractAsyncContextManager[StageScope]: ...
+
+    def set_latency(self, latency: Mapping[str, Any]) -> None:
+        """The turn's measures (``coda_lite.latency.TurnLatency.to_dict()``)."""
 
 
 class PipelineObserver(Protocol):
@@ -51,7 +72,12 @@ class _NullStage:
     def set_output(self, output: Mapping[str, Any]) -> None:
         pass
 
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None:
+    def set_llm_usage(self, **usage: Any) -> None:
+        pass
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any], content: str | None = None
+    ) -> None:
         pass
 
 
@@ -66,6 +92,9 @@ class _NullConversation:
     @contextlib.asynccontextmanager
     async def stage(self, name: str, inputs: Mapping[str, Any]) -> AsyncIterator[StageScope]:
         yield _NULL_STAGE
+
+    def set_latency(self, latency: Mapping[str, Any]) -> None:
+        pass
 
 
 class NullObserver:

@@ -4,7 +4,9 @@
 
     POST /v1/turns        {"text": "...", "session_id": "s1", "user_id": "ada"}
                           or {"audio_wav_base64": "..."}
-                          -> {"transcript", "response", "conversation_id", "trace_id", ...}
+                          -> {"transcript", "response", "conversation_id", "trace_id", ...,
+                              "latency": {"voice_to_voice_us", "time_to_first_token_us",
+                                          "time_to_first_audio_us", "breakdown_us", ...}}
                           memory is the user's (``user_id``, else ``session_id``, else
                           "default"): nothing is read or written across owners
     GET  /metrics         Prometheus (OpenMetrics with exemplars when asked for)
@@ -152,12 +154,22 @@ async def post_turn(request: web.Request) -> web.Response:
         "session_id": result.session_id,
         "turn": result.turn,
         "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
+        "latency": result.latency.to_dict() if result.latency else None,
     }
     if result.warnings:
         body["warnings"] = result.warnings  # e.g. the turn was answered but not remembered
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
     return web.json_response(body)
+
+
+async def _warm_up(app: App) -> None:
+    """Load the local model in the background; a failure is logged, and turns say it too."""
+    try:
+        if await app.warm_up():
+            log.info("llm model loaded")
+    except Exception as exc:
+        log.error("llm model could not be loaded: %s", exc)
 
 
 def make_web_app(app: App) -> web.Application:
@@ -200,12 +212,14 @@ def make_web_app(app: App) -> web.Application:
 
     async def start_watchdog(_: web.Application) -> None:
         web_app["watchdog_task"] = asyncio.create_task(app.watchdog.start())
+        web_app["warm_up_task"] = asyncio.create_task(_warm_up(app))
 
     async def shutdown(_: web.Application) -> None:
-        task = web_app.get("watchdog_task")
         app.watchdog.stop()
-        if task is not None:
-            task.cancel()
+        for name in ("watchdog_task", "warm_up_task"):
+            task = web_app.get(name)
+            if task is not None:
+                task.cancel()
         await app.aclose()
 
     web_app.on_startup.append(start_watchdog)

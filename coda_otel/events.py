@@ -14,6 +14,7 @@ work, don't do it). The debugger shields the pipeline from a listener that raise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -55,6 +56,10 @@ class ConversationEvent:
     trace_id: str | None = None
     span_id: str | None = None
     stages: tuple[StageEvent, ...] = field(default_factory=tuple)
+    #: The turn's measures when the pipeline reported them: voice_to_voice_us,
+    #: time_to_first_audio_us, time_to_first_token_us, output_tokens_per_second, streamed,
+    #: breakdown_us {part: us} (durations in integer microseconds).
+    latency: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

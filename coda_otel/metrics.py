@@ -60,6 +60,12 @@ STAGE_BUCKETS: tuple[float, ...] = (
 CACHE_LOAD_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+#: Voice latencies: a streamed first token (tens of ms) to a slow whole answer (seconds).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
+#: Decoding rates of local and served models, in output tokens per second.
+TOKEN_RATE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500)
 CHECK_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 SNAPSHOT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -143,6 +149,31 @@ class CodaMetrics:
             "coda_conversation_duration_seconds",
             "Wall time of one whole conversation turn.",
             buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        # --- voice latency (one observation per turn that spoke; exemplar: its trace) ------
+        self.time_to_first_token = Histogram(
+            "coda_llm_time_to_first_token_seconds",
+            "From the model request to its first streamed text.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_audio = Histogram(
+            "coda_time_to_first_audio_seconds",
+            "From the model request to the first synthesized audio of the answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.voice_to_voice = Histogram(
+            "coda_voice_to_voice_latency_seconds",
+            "From the end of the user's speech (turn input complete) to the first answer audio.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.output_token_rate = Histogram(
+            "coda_llm_output_tokens_per_second",
+            "Decoding rate of the model after its first token (output tokens per second).",
+            buckets=TOKEN_RATE_BUCKETS,
             registry=r,
         )
         self.stage_errors = Counter(

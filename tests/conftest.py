@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Deterministic answers unless a test asks for the real model (llm.backend defaults to auto).
+os.environ.setdefault("CODA_LLM_BACKEND", "echo")
 
 
 @pytest.fixture
@@ -26,3 +29,9 @@ def fsync_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(files.os, "fsync", spy)
     return calls
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the local model is converted, once per test session (shared by the modules)."""
+    return tmp_path_factory.mktemp("models")

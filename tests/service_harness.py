@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
 from tests.support import free_port
 
@@ -43,8 +45,12 @@ def coda_service(
     config_path = home / "config.yaml"
     config_path.write_text(config, encoding="utf-8")
     port = port or free_port()
+    # The suite's default model (CODA_LLM_BACKEND=echo, conftest) gives way to the config file's.
+    chosen = (yaml.safe_load(config) or {}).get("llm") or {}
+    suite_default = {"CODA_LLM_BACKEND": None} if "backend" in chosen else {}
     merged: dict[str, str | None] = {
         **os.environ,
+        **suite_default,
         "CODA_HOME": str(home),
         "CODA_CONFIG": str(config_path),
         "OTEL_TRACES_EXPORTER": "none",

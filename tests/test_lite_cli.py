@@ -31,8 +31,9 @@ def test_demo_runs_the_default_script_offline(
 ) -> None:
     require_module("sentence_transformers")
     require_tool("espeak-ng")
-    assert main(["demo"]) == 0
+    assert main(["demo", "--text"]) == 0
     out = capsys.readouterr().out
+    assert out.count("voice-to-voice ") == 5 and "time to first token" in out
     assert "coda: You told me you live in Lisbon." in out
     assert "coda: You told me your name is Ada." in out
     for stage in ("stt", "memory_retrieval", "llm", "memory_update", "tts"):
@@ -65,7 +66,7 @@ def test_demo_with_script_turns_and_audio(
     )
     script = tmp_path / "script.txt"
     script.write_text("# comment\nI love green tea.\nWhat do I like to drink?\nunused\n")
-    assert main(["demo", "--script", str(script), "--turns", "2"]) == 0
+    assert main(["demo", "--text", "--script", str(script), "--turns", "2"]) == 0
     out = capsys.readouterr().out
     assert "You told me you love green tea." in out and "unused" not in out
     assert main(["demo", "--audio", str(wav), str(tmp_path / "missing.wav")]) == 1
@@ -88,7 +89,12 @@ def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
     require_module("sentence_transformers")
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["demo", "--turns", "2"]) == 0
+    assert main(["demo", "--turns", "2"]) == 0  # spoken by espeak-ng, heard by pocketsphinx
+    out = capsys.readouterr().out
+    assert "says: Hello there!" in out and "says: My name is Ada and I live in Lisbon." in out
+    assert "(spoken)" in out and out.count("voice-to-voice ") == 2
+    heard = [ln for ln in out.splitlines() if ln.startswith("  you : ")]
+    assert len(heard) == 2 and "live in" in heard[1]  # pocketsphinx: names are often misheard
     spans = [
         span
         for request in read_otlp_json_lines(home / "traces" / "traces.jsonl")
@@ -104,6 +110,11 @@ def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
     assert len(list((home / "pipeline_logs").glob("*.json"))) == 2
     capsys.readouterr()
     assert otel_main(["trace", "show", "--last"]) == 0
-    assert "memory_retrieval" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "memory_retrieval" in shown
+    assert "voice-to-voice" in shown and "recognition" in shown and "handoffs" in shown
+    assert otel_main(["trace", "show", "--last", "--traces"]) == 0
+    shown = capsys.readouterr().out
+    assert "voice-to-voice" in shown and "    sentence 0 " in shown  # the tts span's sentences
     assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list"]) == 0
     assert "manual" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from coda_lite.config import Config, ConfigError, load_config
 def test_defaults_without_file_or_env(tmp_path: Path) -> None:
     config = load_config(env={"CODA_HOME": str(tmp_path)})
     assert config.home == tmp_path
-    assert config.llm.backend == "echo"
+    assert config.llm.backend == "auto"
     assert config.tts.backend == "espeak-ng"
     assert config.server.host == "127.0.0.1" and config.server.port == 8765
     assert config.telemetry.capture_content is False

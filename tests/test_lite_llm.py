@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from coda_lite import llm as llm_module
+from coda_lite import llm_http as llm_module
 from coda_lite.config import LlmConfig
-from coda_lite.llm import EchoLLM, LLMError, OllamaLLM, OpenAICompatLLM, make_llm
+from coda_lite.llm import EchoLLM, LLMError, LLMResult, make_llm
+from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
 from tests.support import free_port
 
@@ -69,10 +72,22 @@ class FakeServer:
             return web.Response(status=self.probe_status, text="model store broken")
         return web.json_response({"models": [{"name": "llama3.2:latest"}], "data": []})
 
-    async def ollama(self, request: web.Request) -> web.Response:
+    async def ollama(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         if self.status != 200:
             return web.Response(status=self.status, text="model exploded")
+        if body.get("stream"):  # NDJSON: one object per line, the last with the counts
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await resp.prepare(request)
+            for word in ["Lisbon", " is", " sunny."]:
+                line = {"message": {"role": "assistant", "content": word}, "done": False}
+                await resp.write(json.dumps(line).encode() + b"\n")
+                await asyncio.sleep(0.05)
+            done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
+                    "eval_count": 3}  # fmt: skip
+            await resp.write(json.dumps(done).encode() + b"\n")
+            await resp.write_eof()
+            return resp
         answer = f"ollama heard {body['messages'][-1]['content']}"
         return web.json_response(
             {"message": {"role": "assistant", "content": answer}, "prompt_eval_count": 42,
@@ -237,3 +252,36 @@ def test_config_errors_are_named() -> None:
         make_llm(LlmConfig(backend="ollama"))
     with pytest.raises(ValueError, match="gpt5"):
         make_llm(LlmConfig(backend="gpt5"))
+
+
+async def test_ollama_backend_streams_ndjson_as_it_arrives(server: FakeServer) -> None:
+    llm = make_llm(LlmConfig(backend="ollama", url=server.url, model="llama3.2"))
+    arrivals: list[tuple[float, object]] = []
+    try:
+        async for item in llm.stream("Weather?", []):
+            arrivals.append((time.perf_counter(), item))
+    finally:
+        await llm.aclose()
+    pieces = [item for _, item in arrivals[:-1]]
+    assert pieces == ["Lisbon", " is", " sunny."]
+    assert arrivals[2][0] - arrivals[0][0] >= 0.08  # each piece as the server sent it
+    result = arrivals[-1][1]
+    assert result == LLMResult("Lisbon is sunny.", "llama3.2", 30, 3, "ollama", result.prompt)
+    assert server.requests[-1][1]["stream"] is True
+
+
+async def test_a_stream_from_an_unreachable_server_is_named_then_works(
+    server: FakeServer,
+) -> None:
+    port = free_port()
+    llm = make_llm(LlmConfig(backend="ollama", url=f"http://127.0.0.1:{port}", model="m"))
+    with pytest.raises(LLMError, match=rf"ollama request to http://127\.0\.0\.1:{port}/api/chat"):
+        async for _ in llm.stream("Weather?", []):
+            pass
+    await llm.aclose()
+    llm.base_url = server.url  # the server is back (here: another address)
+    try:
+        items = [item async for item in llm.stream("Weather?", [])]
+    finally:
+        await llm.aclose()
+    assert isinstance(items[-1], LLMResult) and items[-1].text == "Lisbon is sunny."

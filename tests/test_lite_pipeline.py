@@ -47,17 +47,31 @@ class _Stage:
     def __init__(self) -> None:
         self.output: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
+        self.events: list[tuple[str, dict[str, Any], str | None]] = []
 
     def set_output(self, output: Mapping[str, Any]) -> None:
         self.output = dict(output)
 
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None:
-        self.usage = {"model": model, "in": input_tokens, "out": output_tokens}
+    def set_llm_usage(
+        self, *, model: str, input_tokens: int, output_tokens: int, **extra: Any
+    ) -> None:
+        self.usage = {"model": model, "in": input_tokens, "out": output_tokens, **extra}
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any], content: str | None = None
+    ) -> None:
+        self.events.append((name, dict(attributes), content))
 
 
 class _Conv:
     def __init__(self, obs: RecordingObserver, cid: str) -> None:
         self.obs, self.conversation_id, self.trace_id = obs, cid, "ab" * 16
+
+    def set_latency(self, latency: Mapping[str, Any]) -> None:
+        # every turn this module runs: the breakdown adds up to the total, to the microsecond
+        assert sum(latency["breakdown_us"].values()) == latency["voice_to_voice_us"]
+        assert all(v >= 0 for v in latency["breakdown_us"].values())
+        self.obs.events.append(("latency", dict(latency)))
 
     @contextlib.asynccontextmanager
     async def stage(self, name: str, inputs: Mapping[str, Any]) -> AsyncIterator[_Stage]:
@@ -80,7 +94,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     require_module("pocketsphinx")
     require_tool("espeak-ng")
     home = tmp_path_factory.mktemp("coda-home")
-    return load_config(env={"CODA_HOME": str(home)})
+    return load_config(env={"CODA_HOME": str(home), "CODA_LLM_BACKEND": "echo"})
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +128,11 @@ async def test_end_to_end_with_a_memory_dependent_turn(
     assert later.memories_used[0]["content"] == "I live in Lisbon."
 
     stages = _stages(observer)
-    assert [s[1] for s in stages] == list(STAGES) * 2 and all(s[2] == "ok" for s in stages)
+    # stt, retrieval and llm end in order; memory_update and tts overlap (speech streams)
+    for turn in (stages[:5], stages[5:]):
+        assert [s[1] for s in turn[:3]] == list(STAGES[:3])
+        assert {s[1] for s in turn[3:]} == set(STAGES[3:])
+    assert len(stages) == 10 and all(s[2] == "ok" for s in stages)
     stt_stage, _, llm_stage = stages[5], stages[6], stages[7]
     assert stt_stage[4].output == {"transcript": "Where do I live?", "skipped": True}
     assert llm_stage[4].usage["model"] == "echo" and llm_stage[4].usage["in"] > 0
@@ -238,9 +256,10 @@ async def test_wrappers_are_used_and_components_stay_unwrapped(config: Config) -
             return self.inner.encode(texts)
 
     class WrapLLM(EchoLLM):
-        async def generate(self, query: str, context: Any) -> LLMResult:
+        async def stream(self, query: str, context: Any) -> AsyncIterator[str | LLMResult]:
             wrapped.append("llm")
-            return await super().generate(query, context)
+            async for item in super().stream(query, context):
+                yield item
 
     config.memory.db_path = config.data_dir / "wrapped.sqlite3"
     p = build_pipeline(config, wrap_embedder=Wrap, wrap_llm=lambda llm: WrapLLM())

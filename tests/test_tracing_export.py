@@ -79,6 +79,7 @@ async def test_each_conversation_is_one_trace_with_five_stage_children(
         assert attributes(root) == {
             "coda.conversation.id": conv.conversation_id,
             "session.id": "session-1",
+            "gen_ai.conversation.id": "session-1",  # the session, not the turn
             "coda.turn": conv.turn,
             "coda.conversation.status": "ok",
         }
@@ -96,7 +97,7 @@ async def test_each_conversation_is_one_trace_with_five_stage_children(
         assert llm["gen_ai.operation.name"] == "chat"
         assert llm["gen_ai.request.model"] == "tiny-llm"
         assert (llm["gen_ai.usage.input_tokens"], llm["gen_ai.usage.output_tokens"]) == (12, 7)
-        assert llm["gen_ai.conversation.id"] == conv.conversation_id
+        assert all(attributes(c)["gen_ai.conversation.id"] == "session-1" for c in children)
         resource = mine[0][0]
         assert resource["service.name"] == "coda-lite"
         assert resource["service.version"] == "9.9.9"

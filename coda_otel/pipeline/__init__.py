@@ -10,7 +10,9 @@
 Modules: ``debugger`` (the entry point), ``scopes`` (the conversation and stage scopes it
 hands out), ``noop`` (the scopes used when debugging is off), ``errors`` (how a failing stage
 is recorded), ``metrics_listener`` (stage events into Prometheus), ``conversation_log`` (one
-JSON file per turn, written off the hot path).
+JSON file per turn, written off the hot path), ``genai`` (the model call's GenAI attributes and
+a turn's ``coda.latency.*``: ``conv.set_latency({...})`` puts voice-to-voice latency and its
+breakdown on the root span, the log, the metrics and the WebSocket).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ the OpenMetrics exposition), so a slow bucket on a dashboard links to its trace:
     # per stage:        coda_pipeline_stage_duration_seconds{stage}  (+ exemplar trace_id)
     #                   coda_pipeline_stage_errors_total{stage, error_type}   on failure
     # per conversation: coda_conversations_total{status}, coda_conversation_duration_seconds
+    # per spoken turn:  coda_llm_time_to_first_token_seconds, coda_time_to_first_audio_seconds,
+    #                   coda_voice_to_voice_latency_seconds, coda_llm_output_tokens_per_second
 
 Stage names outside :data:`~coda_otel.metrics.STAGES` fold into ``"other"`` and error types
 are capped by ``metrics.error_type``, so no label grows without bound. Hooks never raise.
@@ -19,9 +21,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from coda_otel.events import ConversationEvent, StageEvent
 from coda_otel.metrics import CONVERSATION_STATUSES, STAGES, CodaMetrics, bounded
+from coda_otel.pipeline.genai import seconds
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +79,26 @@ class PipelineMetrics:
         try:
             status = bounded(event.status, CONVERSATION_STATUSES)
             self._conversations[status].inc()
+            exemplar = _exemplar(event.trace_id)
             self.metrics.conversation_duration.observe(
-                _duration(event.duration_s), exemplar=_exemplar(event.trace_id)
+                _duration(event.duration_s), exemplar=exemplar
             )
+            if event.latency:
+                self._observe_latency(event.latency, exemplar)
         except Exception:
             self._failed("conversation")
+
+    def _observe_latency(self, latency: Mapping[str, Any], exemplar: dict[str, str] | None) -> None:
+        m = self.metrics
+        for hist, key in (
+            (m.time_to_first_token, "time_to_first_token_us"),
+            (m.time_to_first_audio, "time_to_first_audio_us"),
+            (m.voice_to_voice, "voice_to_voice_us"),
+            (m.output_token_rate, "output_tokens_per_second"),
+        ):
+            value = seconds(latency, key)
+            if value is not None and math.isfinite(value) and value >= 0:
+                hist.observe(value, exemplar=exemplar)
 
     def _failed(self, what: str) -> None:
         self._failures += 1

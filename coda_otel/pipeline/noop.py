@@ -21,7 +21,12 @@ class NoopStage:
     def set_output(self, output: Mapping[str, Any]) -> None:
         pass
 
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None:
+    def set_llm_usage(self, **usage: Any) -> None:
+        pass
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any], content: str | None = None
+    ) -> None:
         pass
 
     async def __aenter__(self) -> NoopStage:
@@ -51,6 +56,9 @@ class DisabledConversation:
 
     def stage(self, name: str, inputs: Mapping[str, Any]) -> NoopStage:
         return NOOP_STAGE
+
+    def set_latency(self, latency: Mapping[str, Any]) -> None:
+        pass
 
     def __enter__(self) -> DisabledConversation:
         return self

@@ -34,6 +34,7 @@ from coda_otel.pipeline.errors import (
     same_failure,
     status_of,
 )
+from coda_otel.pipeline.genai import latency_attributes
 from coda_otel.pipeline.noop import NOOP_STAGE, DisabledConversation
 from coda_otel.pipeline.stage import Stage, hex_id, unreadable
 from coda_otel.sanitize import size_of
@@ -84,18 +85,36 @@ class Conversation:
         self.trace_id: str | None = None
         self.span_id: str | None = None
         self.trace_int = 0  # kept even when unsampled: stage nesting compares it
+        self.latency: dict[str, Any] | None = None
 
     def span_hex(self, span: trace.Span) -> str | None:
         """A span's id as 16 hex digits when this conversation's trace is sampled."""
         return hex_id(span.get_span_context().span_id, 16) if self.sampled else None
 
+    @property
+    def session_key(self) -> str:
+        """``gen_ai.conversation.id``: the session (the multi-turn conversation), else the
+        turn's own id when the turn belongs to no session."""
+        return self.session_id if self.session_id is not None else self.conversation_id
+
     def stage(self, name: str, inputs: Mapping[str, Any]) -> Stage:
         return Stage(self, name, inputs)
+
+    def set_latency(self, latency: Mapping[str, Any]) -> None:
+        """The turn's measures: root span attributes, the log header, listeners' event."""
+        self.latency = dict(latency)
+        try:
+            for key, value in latency_attributes(latency).items():
+                self.span.set_attribute(key, value)
+        except Exception:
+            logger.warning("could not record the latency of %s", self.conversation_id,
+                           exc_info=True)  # fmt: skip
 
     def __enter__(self) -> Conversation:
         attrs: dict[str, Any] = {
             "coda.conversation.id": self.conversation_id,
             "coda.turn": self.turn,
+            "gen_ai.conversation.id": self.session_key,
         }
         if self.session_id is not None:
             attrs["session.id"] = self.session_id
@@ -142,10 +161,13 @@ class Conversation:
         )
 
     def start_attributes(self, name: str, inputs: Any, input_size: int) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"coda.stage": name, "coda.input.size": input_size}
+        attrs: dict[str, Any] = {
+            "coda.stage": name,
+            "coda.input.size": input_size,
+            "gen_ai.conversation.id": self.session_key,
+        }
         if name == "llm":
             attrs["gen_ai.operation.name"] = "chat"
-            attrs["gen_ai.conversation.id"] = self.conversation_id
         sanitizer = self.dbg.sanitizer
         if sanitizer.capture_content:
             attrs["coda.input.preview"] = sanitizer.text(str(sanitizer.value(inputs)))
@@ -261,6 +283,7 @@ class Conversation:
             "turn": self.turn, "status": status, "trace_id": self.trace_id,
             "span_id": self.span_id, "started_at": self.started_at,
             "ended_at": self.started_at + duration, "total_duration_ms": total_ms,
+            "latency": self.latency,
         }  # fmt: skip
         if self.dbg.listeners:
             self.dbg.emit_conversation(
@@ -274,6 +297,7 @@ class Conversation:
                     trace_id=self.trace_id,
                     span_id=self.span_id,
                     stages=tuple(self.events),
+                    latency=self.latency,
                 )
             )
         logger.info(

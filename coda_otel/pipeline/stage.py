@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from coda_otel.pipeline.genai import llm_attributes
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
@@ -73,15 +74,33 @@ class Stage:
     def set_output(self, output: Mapping[str, Any]) -> None:
         self.output = output
 
-    def set_llm_usage(self, *, model: str, input_tokens: int, output_tokens: int) -> None:
+    def set_llm_usage(
+        self, *, model: str, input_tokens: int, output_tokens: int, **extra: Any
+    ) -> None:
+        """Usage, provider, streaming, time to first chunk, messages (``llm_attributes``)."""
         self.metadata.update(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
-        self.span.set_attributes(
-            {
-                "gen_ai.request.model": model,
-                "gen_ai.usage.input_tokens": input_tokens,
-                "gen_ai.usage.output_tokens": output_tokens,
-            }
+        ttfc = extra.get("time_to_first_chunk_s")
+        if ttfc is not None:
+            self.metadata["time_to_first_chunk_s"] = ttfc
+        attrs = llm_attributes(
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            sanitizer=self._conv.dbg.sanitizer,
+            **extra,
         )
+        for key, value in attrs.items():
+            self.span.set_attribute(key, value)
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any], content: str | None = None
+    ) -> None:
+        """A span event now; ``content`` (text) is kept, redacted, only with capture on."""
+        attrs = dict(attributes)
+        sanitizer = self._conv.dbg.sanitizer
+        if content is not None and sanitizer.capture_content:
+            attrs["coda.content"] = sanitizer.text(content)
+        self.span.add_event(name, attrs)
 
     def __enter__(self) -> Stage:
         conv = self._conv

@@ -6,6 +6,7 @@ Reads either a JSON conversation log or the OTLP JSON-lines traces file::
 
     print(render(load(Path("pipeline-....json"))))
     print(render(load(Path("~/.coda/traces/traces.jsonl").expanduser())))   # the last trace
+                                                  # (+ a bar per synthesized sentence)
 
     conversation 7da626de  trace f02ca3db…  ok  total 1234.5 ms
       stt               |██████                                            |  150.2 ms
@@ -44,6 +45,7 @@ class Waterfall:
     status: str = "ok"
     trace_id: str | None = None
     bars: list[Bar] = field(default_factory=list)
+    latency: Mapping[str, Any] | None = None  # the turn's measures (see latency_lines)
 
 
 def _epoch(stage: Mapping[str, Any]) -> float:
@@ -75,12 +77,14 @@ def from_log(record: Mapping[str, Any]) -> Waterfall:
         )
     ends = [b.offset_ms + b.duration_ms for b in bars]
     total = max([float(record.get("total_duration_ms") or 0.0), *ends, 0.0])
+    latency = record.get("latency")
     return Waterfall(
         str(record.get("conversation_id")),
         total,
         str(record.get("status") or "ok"),
         record.get("trace_id"),
         bars,
+        latency if isinstance(latency, Mapping) else None,
     )
 
 
@@ -140,9 +144,76 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
         for s in sorted(mine, key=lambda s: int(s["startTimeUnixNano"]))
         if s is not root
     ]
+    bars = [b for bar in bars for b in (bar, *_sentences(_span_of(mine, bar), origin, bar.depth))]
     total = (int(root["endTimeUnixNano"]) - origin) / 1e6
     cid = _attr(root, "coda.conversation.id") or root.get("name")
-    return Waterfall(str(cid), total, status(root), trace_id, bars)
+    return Waterfall(str(cid), total, status(root), trace_id, bars, _span_latency(root))
+
+
+def _span_of(spans: list[Mapping[str, Any]], bar: Bar) -> Mapping[str, Any] | None:
+    """The span a bar was drawn from (stage names are unique within a turn's trace)."""
+    for span in spans:
+        if span.get("name") == bar.name:
+            return span
+    return None
+
+
+def _sentences(span: Mapping[str, Any] | None, origin: int, depth: int) -> list[Bar]:
+    """One bar per ``tts.sentence`` event: the synthesis that ended at the event's time."""
+    out = []
+    for event in (span or {}).get("events", []):
+        if event.get("name") != "tts.sentence":
+            continue
+        seconds = float(_attr(event, "coda.tts.sentence.synthesis_seconds") or 0.0)
+        index = _attr(event, "coda.tts.sentence.index")
+        end_ms = (int(event["timeUnixNano"]) - origin) / 1e6
+        out.append(Bar(f"sentence {index}", max(0.0, end_ms - seconds * 1e3), seconds * 1e3,
+                       depth=depth + 1))  # fmt: skip
+    return out
+
+
+def _span_latency(root: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The latency mapping back from the root span's ``coda.latency.*`` attributes."""
+    prefix, parts = "coda.latency.", {}
+    values: dict[str, Any] = {
+        str(a.get("key"))[len(prefix) :]: next(iter(a.get("value", {}).values()), 0.0)
+        for a in root.get("attributes", [])
+        if str(a.get("key", "")).startswith(prefix)
+    }
+    if "voice_to_voice" not in values:
+        return None
+    out: dict[str, Any] = {"output_tokens_per_second": values.get("output_tokens_per_second")}
+    for key, value in values.items():
+        if key.startswith("breakdown."):
+            parts[key[len("breakdown.") :]] = round(float(value) * 1e6)
+        elif key in {"voice_to_voice", "time_to_first_audio", "time_to_first_token"}:
+            out[f"{key}_us"] = round(float(value) * 1e6)
+    out["breakdown_us"] = parts
+    return out
+
+
+def latency_lines(latency: Mapping[str, Any]) -> list[str]:
+    """A turn's measures as two lines: the breakdown as a sum, then TTFT, TTFA and tokens/s.
+
+    voice-to-voice 812.3 ms = recognition 0.0 + retrieval 12.3 + llm_first_sentence 650.1
+        + tts_first_sentence 120.0 + handoffs 29.9
+    time to first token 210.3 ms | time to first audio 780.1 ms | 35.2 tokens/s
+    """
+
+    def ms(key: str) -> str:
+        value = latency.get(key)
+        return f"{value / 1000:.1f} ms" if isinstance(value, int | float) else "n/a"
+
+    parts = " + ".join(
+        f"{name} {us / 1000:.1f}" for name, us in (latency.get("breakdown_us") or {}).items()
+    )
+    rate = latency.get("output_tokens_per_second")
+    speed = f"{rate:.1f} tokens/s" if isinstance(rate, int | float) else "tokens/s n/a"
+    return [
+        f"voice-to-voice {ms('voice_to_voice_us')} = {parts}",
+        f"time to first token {ms('time_to_first_token_us')} | "
+        f"time to first audio {ms('time_to_first_audio_us')} | {speed}",
+    ]
 
 
 def load(path: Path, trace_id: str | None = None, *, skipped: list[str] | None = None) -> Waterfall:
@@ -176,4 +247,6 @@ def render(wf: Waterfall, width: int = 50, bar_char: str = "█") -> str:
         flag = "" if b.status == "ok" else f"  {b.status.upper()}"
         note = f" {b.note}" if b.note and b.status != "ok" else ""
         lines.append(f"  {label}  |{bar}| {b.duration_ms:8.1f} ms{flag}{note}")
+    if wf.latency:
+        lines.extend(f"  {line}" for line in latency_lines(wf.latency))
     return "\n".join(lines)

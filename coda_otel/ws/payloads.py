@@ -51,4 +51,5 @@ def conversation_data(event: ConversationEvent) -> dict[str, Any]:
             }
             for s in event.stages
         ],
+        "latency": dict(event.latency) if event.latency else None,
     }

@@ -52,7 +52,31 @@ def _obj(
     }
 
 
+_US: Final = {"type": "integer", "minimum": 0}
+_NULLABLE_US: Final = {"type": ["integer", "null"], "minimum": 0}
+#: A turn's measures (microseconds); the breakdown's parts add up to voice_to_voice_us.
+_LATENCY: Final = {
+    **_obj(
+        {
+            "voice_to_voice_us": _US,
+            "time_to_first_audio_us": _US,
+            "time_to_first_token_us": _NULLABLE_US,
+            "output_tokens_per_second": {"type": ["number", "null"], "minimum": 0},
+            "output_tokens": _COUNT,
+            "streamed": {"type": "boolean"},
+            "breakdown_us": {"type": "object", "additionalProperties": _US},
+        },
+        ["voice_to_voice_us", "breakdown_us"],
+        extra=True,
+    ),
+    "type": ["object", "null"],
+}
 _STAGE_BRIEF = _obj({"stage": {"type": "string"}, "status": _STATUS, "duration_ms": _MS})
+#: Every ``conversation_end`` field but ``latency`` (null or absent when nothing was spoken).
+_CONVERSATION_END_REQUIRED: Final = [
+    "conversation_id", "session_id", "turn", "status", "started_at", "duration_ms", "trace_id",
+    "span_id", "stages",
+]  # fmt: skip
 #: The ``data`` of every message the server sends, by type.
 SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
     "hello": _obj(
@@ -91,7 +115,9 @@ SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
             "trace_id": _HEX32,
             "span_id": _HEX16,
             "stages": {"type": "array", "items": _STAGE_BRIEF},
-        }
+            "latency": _LATENCY,
+        },
+        _CONVERSATION_END_REQUIRED,
     ),
     "memory_snapshot": _obj(
         {"snapshot_id": {"type": "string"}, "trigger": {"type": "string"}},

@@ -1,0 +1,186 @@
+"""The assistant's reply: the model's text streams into speech, sentence by sentence.
+
+    reply = Reply(llm, tts, clock, streaming=True)
+    speaking = asyncio.create_task(reply.speak(open_tts_stage))   # waits for a sentence
+    answer = await run_llm_stage(lambda st: reply.think(st, query, context))
+    audio = await speaking               # one WAV: the sentences' audio, concatenated
+
+``think`` reads the model's stream, cuts it into sentences (:mod:`coda_lite.sentences`) and
+queues each one as soon as it is complete; ``speak`` opens the tts stage when the first
+sentence arrives and synthesizes them in order, while the model goes on writing. Each
+sentence becomes an event on the tts stage (index, characters, audio bytes, synthesis time;
+its text only when the observer keeps content). ``streaming=False`` asks the model for the
+whole answer (``generate``) and speaks it in one piece. The instants that latency is made of
+(first token, first sentence, first audio) are marked on the turn's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from coda_lite.latency import TurnClock, now_us
+from coda_lite.llm import LLMResult
+from coda_lite.observer import StageScope
+from coda_lite.sentences import SentenceSplitter
+
+
+class LLMLike(Protocol):
+    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
+
+
+class TTSLike(Protocol):
+    async def synthesize(self, text: str) -> bytes: ...
+
+
+class StageTimeoutError(TimeoutError):
+    """A stage did not finish within its deadline (``ConversationManager(stage_timeouts=)``)."""
+
+
+StageRunner = Callable[[Callable[[StageScope], Awaitable[bytes]]], Awaitable[bytes]]
+
+
+async def _pieces(
+    llm: Any, query: str, context: Sequence[Mapping[str, Any]], streaming: bool
+) -> AsyncIterator[str | LLMResult]:
+    """The model's text as it comes (``stream``), or whole (``generate``) when not streaming."""
+    stream = getattr(llm, "stream", None) if streaming else None
+    if stream is not None:
+        async for item in stream(query, context):
+            yield item
+        return
+    result = await llm.generate(query, context)
+    yield result.text
+    yield result
+
+
+def concat_wav(chunks: Sequence[bytes]) -> bytes:
+    """One WAV of the chunks' audio in order (all from one synthesizer: same format)."""
+    chunks = [c for c in chunks if c]
+    if len(chunks) <= 1:
+        return chunks[0] if chunks else b""
+    out = io.BytesIO()
+    with wave.open(io.BytesIO(chunks[0])) as first, wave.open(out, "wb") as w:
+        w.setparams(first.getparams())
+        for chunk in chunks:
+            with wave.open(io.BytesIO(chunk)) as r:
+                w.writeframes(r.readframes(r.getnframes()))
+    return out.getvalue()
+
+
+class Reply:
+    """One turn's answer: written by :meth:`think`, spoken by :meth:`speak`, concurrently."""
+
+    def __init__(
+        self,
+        llm: Any,
+        tts: TTSLike,
+        clock: TurnClock,
+        *,
+        streaming: bool,
+        sentence_deadline: float | None = None,
+    ) -> None:
+        self.llm = llm
+        self.tts = tts
+        self.clock = clock
+        self.streaming = streaming
+        self.sentence_deadline = sentence_deadline  # s one sentence's synthesis may take
+        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def _say(self, sentence: str) -> None:
+        self.clock.mark_once("first_sentence")
+        self._sentences.put_nowait(sentence)
+
+    async def think(
+        self, st: StageScope, query: str, context: Sequence[Mapping[str, Any]]
+    ) -> LLMResult:
+        """The llm stage: stream the answer, queue each complete sentence for speech."""
+        clock, splitter, result = self.clock, SentenceSplitter(), None
+        clock.mark("llm_start")
+        try:
+            async for item in _pieces(self.llm, query, context, self.streaming):
+                if isinstance(item, LLMResult):
+                    result = item
+                    continue
+                clock.mark_once("first_token")
+                clock.mark("last_token")
+                if self.streaming:
+                    for sentence in splitter.feed(item):
+                        self._say(sentence)
+            if result is None:
+                raise RuntimeError(f"{type(self.llm).__name__} gave no result")
+            rest = splitter.flush() if self.streaming else result.text.strip()
+            if rest:
+                self._say(rest)
+            clock.mark("llm_end")
+        finally:
+            self._sentences.put_nowait(None)  # the speaker stops after the last sentence
+        m = clock.marks
+        ttft = (m["first_token"] - m["llm_start"]) / 1e6 if "first_token" in m else None
+        st.set_llm_usage(
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            provider=result.provider or None,
+            streamed=self.streaming,
+            time_to_first_chunk_s=ttft,
+            messages=result.prompt,
+            response=result.text,
+        )
+        st.set_output({"response": result.text})
+        return result
+
+    async def speak(self, run_stage: StageRunner) -> bytes:
+        """Wait for the first sentence, then run the tts stage (``run_stage(work)``)."""
+        first = await self._sentences.get()
+        if first is None:
+            return b""  # the model said nothing (or failed): no speech, no tts stage
+        return await run_stage(lambda st: self._speak(st, first))
+
+    async def _synthesize(self, sentence: str) -> bytes:
+        deadline = self.sentence_deadline
+        if deadline is None:
+            return await self.tts.synthesize(sentence)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(deadline):
+                return await self.tts.synthesize(sentence)
+        except TimeoutError as exc:
+            if time.perf_counter() - started < deadline:
+                raise  # the synthesizer's own timeout, not the deadline
+            raise StageTimeoutError(
+                f"tts did not finish a sentence within its {deadline:g} s deadline"
+            ) from exc
+
+    async def _speak(self, st: StageScope, first: str) -> bytes:
+        chunks: list[bytes] = []
+        texts: list[str] = []
+        sentence: str | None = first
+        while sentence is not None:
+            start = self.clock.mark("tts_start") if not chunks else now_us()
+            audio = await self._synthesize(sentence)
+            end = now_us()
+            if not chunks:
+                self.clock.marks["first_audio"] = end
+            st.add_event(
+                "tts.sentence",
+                {
+                    "coda.tts.sentence.index": len(chunks),
+                    "coda.tts.sentence.chars": len(sentence),
+                    "coda.tts.sentence.audio_bytes": len(audio),
+                    "coda.tts.sentence.synthesis_seconds": (end - start) / 1e6,
+                },
+                content=sentence,
+            )
+            chunks.append(audio)
+            texts.append(sentence)
+            sentence = await self._sentences.get()
+        audio = concat_wav(chunks)
+        st.set_output(
+            {"audio_bytes": len(audio), "sentences": len(chunks), "text": " ".join(texts)}
+        )
+        return audio
