@@ -175,6 +175,15 @@ class App:
             user_input, session_id=session_id, user_id=user_id
         )
 
+    def interrupt_task(self, task: asyncio.Task[Any], source: str) -> bool:
+        """Cut short the turn running in ``task`` (its client left); False if none runs."""
+        return self.pipeline.manager.live.interrupt_task(task, source) is not None
+
+    async def interrupt(self, session_id: str, source: str = "command") -> str | None:
+        """Cut short ``session_id``'s running turn; its conversation id, or None if none ran."""
+        turn = await self.pipeline.manager.live.interrupt_session(session_id, source)
+        return turn.conv.conversation_id if turn is not None else None
+
     async def warm_up(self) -> bool:
         """Load the local model now (it loads on first use otherwise); True when one loaded."""
         for component in self.pipeline.components:
@@ -228,7 +237,9 @@ def build_app(
         sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
+        stall_budgets=config.pipeline.stage_budgets(),
     )
+    metrics.stage_inflight_oldest.set_function(debugger.stalls.oldest_age)
     debugger.log_writer.guard = WriteGuard(
         "conversation_logs", metrics=metrics, room=disk.telemetry_may_write
     )
@@ -331,6 +342,7 @@ def build_app(
         watchdog=watchdog,
         faults=faults,
         run_turn=app.run_turn,
+        interrupt=app.interrupt,
         allow_fault_injection=config.server.allow_fault_injection,
     )
     debugger.add_listener(app.hub)

@@ -123,13 +123,22 @@ class TelemetryConfig:
 @dataclass
 class PipelineConfig:
     """End-to-end deadline of each stage, in seconds: past it the stage fails (HTTP 504) and
-    the stage's component is marked unhealthy until one of its calls succeeds again."""
+    the stage's component is marked unhealthy until one of its calls succeeds again.
+
+    Each stage also has a stall budget (``*_budget``, seconds, 0: none): a stage still running
+    with no progress for that long (the llm: no token; tts: no sentence) is reported stalled
+    while it runs, long before its deadline (span event, ``stage_stalled``, metrics)."""
 
     stt_timeout: float = 60.0
     memory_retrieval_timeout: float = 15.0
     llm_timeout: float = 65.0  # above llm.timeout, so the backend's own error shows first
     memory_update_timeout: float = 15.0  # above memory.busy_timeout
     tts_timeout: float = 35.0  # above tts.timeout
+    stt_budget: float = 10.0
+    memory_retrieval_budget: float = 3.0
+    llm_budget: float = 5.0  # the first token, and each next one, within 5 s
+    memory_update_budget: float = 5.0
+    tts_budget: float = 10.0  # streamed: the next sentence is synthesized within 10 s
 
     def stage_timeouts(self) -> dict[str, float]:
         return {
@@ -138,6 +147,15 @@ class PipelineConfig:
             "llm": self.llm_timeout,
             "memory_update": self.memory_update_timeout,
             "tts": self.tts_timeout,
+        }
+
+    def stage_budgets(self) -> dict[str, float]:
+        return {
+            "stt": self.stt_budget,
+            "memory_retrieval": self.memory_retrieval_budget,
+            "llm": self.llm_budget,
+            "memory_update": self.memory_update_budget,
+            "tts": self.tts_budget,
         }
 
 
@@ -315,6 +333,9 @@ def load_config(
     for stage, limit in config.pipeline.stage_timeouts().items():
         if limit <= 0:
             raise ConfigError(f"pipeline.{stage}_timeout must be positive")
+    for stage, budget in config.pipeline.stage_budgets().items():
+        if budget < 0:
+            raise ConfigError(f"pipeline.{stage}_budget must not be negative (0: none)")
     return config
 
 

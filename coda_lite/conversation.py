@@ -19,6 +19,9 @@ has no telemetry of its own. Memory is read and written for one owner: ``user_id
 :class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
 (a full disk, a locked database) does not fail the turn: the answer is returned with a
 warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
+A new turn in a session interrupts the one still running there (barge-in, see
+:mod:`coda_lite.turns`; ``manager.live`` also stops a turn whose client left): the old turn
+is cancelled, ends with the reason ``interrupted`` and never reaches its memory update.
 ``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
 long as the model writes, so its deadline bounds each sentence's synthesis instead.
 """
@@ -40,6 +43,7 @@ from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
 from coda_lite.reply import LLMLike, Reply, TTSLike
 from coda_lite.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
+from coda_lite.turns import LiveTurn, LiveTurns
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
@@ -105,6 +109,7 @@ class ConversationManager:
         self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
+        self.live = LiveTurns()  # running turns, so a newer one can interrupt them
 
     def _next_turn(self, session_id: str | None) -> int:
         key = session_id if session_id is not None else "\0default"
@@ -128,80 +133,101 @@ class ConversationManager:
         clock = TurnClock()  # the input is complete: the user stopped speaking
         turn = self._next_turn(session_id)
         owner = memory_owner(user_id, session_id)
-        timings: dict[str, float] = {}
+        # barge-in: a new turn in a session stops the one still answering there
+        await self.live.interrupt_session(session_id, "new_turn")
         with self.observer.conversation(session_id=session_id, turn=turn) as conv:
-
-            async def stage(
-                name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
-            ) -> T:
-                return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
-
-            transcript = await stage(
-                "stt", _stt_inputs(user_input), self._stt_work(user_input, clock)
-            )
-
-            async def retrieve(st: StageScope) -> list[dict[str, Any]]:
-                clock.mark("retrieval_start")
-                ctx = await self.memory.get_context(transcript, owner=owner)
-                clock.mark("retrieval_end")
-                st.set_output({"memories": len(ctx), "context": ctx})
-                return ctx
-
-            context = await stage("memory_retrieval", {"query": transcript}, retrieve)
-            reply = Reply(
-                self.llm,
-                self.tts,
-                clock,
-                streaming=self.streaming,
-                sentence_deadline=self.stage_timeouts.get("tts") if self.streaming else None,
-            )
-            speaking = asyncio.create_task(
-                reply.speak(lambda work: stage("tts", {"streamed": self.streaming}, work))
-            )
+            live = self.live.start(session_id, conv)
             try:
-                answer = await stage(
-                    "llm",
-                    {"query": transcript, "context": context},
-                    lambda st: reply.think(st, transcript, context),
-                )
-
-                async def update(st: StageScope) -> None:
-                    added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
-                    st.set_output({"success": True, "memories_added": len(added or [])})
-
-                warnings: list[str] = []
-                try:
-                    await stage(
-                        "memory_update",
-                        {"user_message": transcript, "assistant_message": answer.text},
-                        update,
-                    )
-                except StageError as exc:
-                    # The answer exists: the user gets it. The stage's own scope has recorded
-                    # the failure (its span's status, the stage error count); the result says so.
-                    warnings.append(f"not remembered: {exc}")
-                audio = await speaking
+                return await self._turn(conv, live, user_input, clock, turn, owner, session_id)
+            except asyncio.CancelledError:
+                self.live.record_interruption(live)  # not a failure: how much was spoken
+                raise
             finally:
-                if not speaking.done():  # the llm or memory stage failed: stop speaking
-                    speaking.cancel()
-                # retrieved here, so a speech failure after another failure is not "lost"
-                await asyncio.gather(speaking, return_exceptions=True)
-            latency = measure(clock, output_tokens=answer.output_tokens, streamed=self.streaming)
-            if latency is not None:
-                conv.set_latency(latency.to_dict())
-            return TurnResult(
-                transcript=transcript,
-                response=answer.text,
-                audio=audio,
-                conversation_id=conv.conversation_id,
-                trace_id=conv.trace_id,
-                session_id=session_id,
-                turn=turn,
-                timings={name: timings[name] for name in STAGES if name in timings},
-                memories_used=context,
-                latency=latency,
-                warnings=warnings,
+                self.live.finish(live)
+
+    async def _turn(
+        self,
+        conv: ConversationScope,
+        live: LiveTurn | None,
+        user_input: str | bytes | os.PathLike[str],
+        clock: TurnClock,
+        turn: int,
+        owner: str,
+        session_id: str | None,
+    ) -> TurnResult:
+        timings: dict[str, float] = {}
+
+        async def stage(
+            name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
+        ) -> T:
+            return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
+
+        transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input, clock))
+
+        async def retrieve(st: StageScope) -> list[dict[str, Any]]:
+            clock.mark("retrieval_start")
+            ctx = await self.memory.get_context(transcript, owner=owner)
+            clock.mark("retrieval_end")
+            st.set_output({"memories": len(ctx), "context": ctx})
+            return ctx
+
+        context = await stage("memory_retrieval", {"query": transcript}, retrieve)
+        reply = Reply(
+            self.llm,
+            self.tts,
+            clock,
+            streaming=self.streaming,
+            sentence_deadline=self.stage_timeouts.get("tts") if self.streaming else None,
+        )
+        if live is not None:
+            live.reply = reply  # an interruption records how much of it was spoken
+        speaking = asyncio.create_task(
+            reply.speak(lambda work: stage("tts", {"streamed": self.streaming}, work))
+        )
+        try:
+            answer = await stage(
+                "llm",
+                {"query": transcript, "context": context},
+                lambda st: reply.think(st, transcript, context),
             )
+
+            async def update(st: StageScope) -> None:
+                added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
+                st.set_output({"success": True, "memories_added": len(added or [])})
+
+            warnings: list[str] = []
+            try:
+                await stage(
+                    "memory_update",
+                    {"user_message": transcript, "assistant_message": answer.text},
+                    update,
+                )
+            except StageError as exc:
+                # The answer exists: the user gets it. The stage's own scope has recorded
+                # the failure (its span's status, the stage error count); the result says so.
+                warnings.append(f"not remembered: {exc}")
+            audio = await speaking
+        finally:
+            if not speaking.done():  # the llm or memory stage failed: stop speaking
+                speaking.cancel()
+            # retrieved here, so a speech failure after another failure is not "lost"
+            await asyncio.gather(speaking, return_exceptions=True)
+        latency = measure(clock, output_tokens=answer.output_tokens, streamed=self.streaming)
+        if latency is not None:
+            conv.set_latency(latency.to_dict())
+        return TurnResult(
+            transcript=transcript,
+            response=answer.text,
+            audio=audio,
+            conversation_id=conv.conversation_id,
+            trace_id=conv.trace_id,
+            session_id=session_id,
+            turn=turn,
+            timings={name: timings[name] for name in STAGES if name in timings},
+            memories_used=context,
+            latency=latency,
+            warnings=warnings,
+        )
 
     def _deadline(self, stage: str) -> float | None:
         """A stage's deadline (streamed speech: none for the stage, one per sentence)."""

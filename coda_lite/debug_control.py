@@ -4,7 +4,8 @@ Implements coda-otel's ``DebugControl`` protocol over the parts it acts on::
 
     hub.control = AppDebugControl(
         debugger=debugger, snapshots=snapshots, caches=caches, watchdog=watchdog,
-        faults=faults, run_turn=app.run_turn, allow_fault_injection=False,
+        faults=faults, run_turn=app.run_turn, interrupt=app.interrupt,
+        allow_fault_injection=False,
     )
 """
 
@@ -25,6 +26,7 @@ from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import PREFIX, SUFFIX
 
 RunTurn = Callable[..., Awaitable[TurnResult]]
+Interrupt = Callable[[str], Awaitable[str | None]]  # session id -> interrupted conversation
 
 FEATURES = ("tracing", "snapshots", "cache", "all")
 MAX_TEXT_CHARS = 4000
@@ -43,6 +45,7 @@ class AppDebugControl:
         watchdog: CodaWatchdog,
         faults: FaultInjector,
         run_turn: RunTurn,
+        interrupt: Interrupt | None = None,
         allow_fault_injection: bool = False,
     ) -> None:
         self.debugger = debugger
@@ -51,6 +54,7 @@ class AppDebugControl:
         self.watchdog = watchdog
         self.faults = faults
         self.run_turn = run_turn
+        self._interrupt = interrupt
         self.allow_fault_injection = allow_fault_injection
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]:
@@ -114,6 +118,17 @@ class AppDebugControl:
             "turn": result.turn,
             "transcript": result.transcript,
             "response": result.response,
+        }
+
+    async def interrupt(self, session_id: str) -> Mapping[str, Any]:
+        """Cut short the session's running turn (it ends ``interrupted``)."""
+        if self._interrupt is None:
+            raise RuntimeError("this assistant cannot interrupt turns")
+        conversation_id = await self._interrupt(session_id)
+        return {
+            "session_id": session_id,
+            "interrupted": conversation_id is not None,
+            "conversation_id": conversation_id,
         }
 
     async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]:

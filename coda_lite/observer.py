@@ -42,6 +42,9 @@ class StageScope(Protocol):
     ) -> None:
         """Something that happened inside the stage now (a sentence was synthesized)."""
 
+    def mark_progress(self) -> None:
+        """The stage is alive (a token arrived): a stage silent past its budget is stalled."""
+
 
 class ConversationScope(Protocol):
     @property
@@ -56,6 +59,9 @@ class ConversationScope(Protocol):
 
     def set_latency(self, latency: Mapping[str, Any]) -> None:
         """The turn's measures (``coda_lite.latency.TurnLatency.to_dict()``)."""
+
+    def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
+        """Why the turn is ending (``"interrupted"``) and details (who, how much was spoken)."""
 
 
 class PipelineObserver(Protocol):
@@ -80,6 +86,9 @@ class _NullStage:
     ) -> None:
         pass
 
+    def mark_progress(self) -> None:
+        pass
+
 
 _NULL_STAGE = _NullStage()
 
@@ -94,6 +103,9 @@ class _NullConversation:
         yield _NULL_STAGE
 
     def set_latency(self, latency: Mapping[str, Any]) -> None:
+        pass
+
+    def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
         pass
 
 

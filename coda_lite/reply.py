@@ -10,8 +10,11 @@ queues each one as soon as it is complete; ``speak`` opens the tts stage when th
 sentence arrives and synthesizes them in order, while the model goes on writing. Each
 sentence becomes an event on the tts stage (index, characters, audio bytes, synthesis time;
 its text only when the observer keeps content). ``streaming=False`` asks the model for the
-whole answer (``generate``) and speaks it in one piece. The instants that latency is made of
-(first token, first sentence, first audio) are marked on the turn's clock.
+whole answer (``generate``) and speaks it in one piece. ``progress()`` says how much of the
+answer was generated and spoken so far (what an interrupted turn records). Each piece of text
+marks the llm stage alive (``mark_progress``), so only a silent model counts as stalled. The
+instants that latency is made of (first token, first sentence, first audio) are marked on the
+turn's clock.
 """
 
 from __future__ import annotations
@@ -90,9 +93,23 @@ class Reply:
         self.streaming = streaming
         self.sentence_deadline = sentence_deadline  # s one sentence's synthesis may take
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self.generated_chars = 0  # the model's text so far
+        self.generated_sentences = 0  # complete sentences queued for speech
+        self.spoken_sentences = 0  # sentences synthesized
+        self.spoken_chars = 0
+
+    def progress(self) -> dict[str, int]:
+        """How much of the answer exists and how much was spoken (for an interrupted turn)."""
+        return {
+            "generated_chars": self.generated_chars,
+            "generated_sentences": self.generated_sentences,
+            "spoken_sentences": self.spoken_sentences,
+            "spoken_chars": self.spoken_chars,
+        }
 
     def _say(self, sentence: str) -> None:
         self.clock.mark_once("first_sentence")
+        self.generated_sentences += 1
         self._sentences.put_nowait(sentence)
 
     async def think(
@@ -108,6 +125,8 @@ class Reply:
                     continue
                 clock.mark_once("first_token")
                 clock.mark("last_token")
+                st.mark_progress()
+                self.generated_chars += len(item)
                 if self.streaming:
                     for sentence in splitter.feed(item):
                         self._say(sentence)
@@ -178,6 +197,8 @@ class Reply:
             )
             chunks.append(audio)
             texts.append(sentence)
+            self.spoken_sentences += 1
+            self.spoken_chars += len(sentence)
             sentence = await self._sentences.get()
         audio = concat_wav(chunks)
         st.set_output(

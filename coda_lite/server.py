@@ -16,6 +16,8 @@
     GET  /ws              the debug WebSocket (docs/websocket.md)
     GET  /debug/          the debug console page (docs/console.md)
 
+A turn interrupted by a newer turn in its session answers 409 ``interrupted``; a client
+that disconnects mid-turn interrupts its turn (it ends with the reason ``interrupted``).
 Bad requests get a 4xx with ``{"error": {"code", "message"}}``, and the service goes on.
 Binding anywhere but loopback requires ``CODA_DEBUG_TOKEN``; without it the service refuses
 to start and says why. With a token, every route but ``/metrics``, ``/health*`` and the
@@ -41,7 +43,7 @@ from aiohttp import web
 from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
-from coda_lite.conversation import StageError, StageTimeoutError
+from coda_lite.conversation import StageError, StageTimeoutError, TurnResult
 from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
@@ -139,7 +141,9 @@ async def post_turn(request: web.Request) -> web.Response:
     except ValueError as exc:
         return error(400, "bad_request", str(exc))
     try:
-        result = await app.run_turn(user_input, **ids)
+        result = await _run_turn(app, user_input, ids)
+    except TurnInterrupted as exc:
+        return error(409, "interrupted", str(exc))
     except StageError as exc:
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)
@@ -161,6 +165,30 @@ async def post_turn(request: web.Request) -> web.Response:
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
     return web.json_response(body)
+
+
+class TurnInterrupted(Exception):
+    """The turn was cut short by a newer turn in its session (or an ``interrupt`` command)."""
+
+    def __init__(self) -> None:
+        super().__init__("this turn was interrupted (a newer turn in its session, or a command)")
+
+
+async def _run_turn(app: App, user_input: str | bytes, ids: dict[str, Any]) -> TurnResult:
+    """The turn in its own task: a client that disconnects interrupts it (the handler is
+    cancelled, the turn ends ``interrupted``); a turn interrupted by another one raises
+    :class:`TurnInterrupted`, so its client is told rather than dropped."""
+    turn = asyncio.ensure_future(app.run_turn(user_input, **ids))
+    try:
+        return await asyncio.shield(turn)
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():  # this request was cancelled: the client left
+            if not app.interrupt_task(turn, "client_disconnect"):
+                turn.cancel()
+            await asyncio.wait({turn}, timeout=5.0)
+            raise
+        raise TurnInterrupted() from None  # the turn itself was cancelled (interrupted)
 
 
 async def _warm_up(app: App) -> None:
@@ -250,5 +278,6 @@ def main(args: argparse.Namespace, config: Config) -> int:
         access_log=None,
         print=None,
         keepalive_timeout=server.header_timeout,
+        handler_cancellation=True,  # a client that leaves mid-turn interrupts its turn
     )
     return 0

@@ -1,6 +1,7 @@
 """Plain records the pipeline debugger hands to its listeners (metrics, WebSocket, logs).
 
-A listener is anything with ``on_stage_end`` and ``on_conversation_end``; it is called on the
+A listener is anything with ``on_stage_end`` and ``on_conversation_end`` (and, if it wants
+them, ``on_stage_stalled``: a stage still running past its budget); it is called on the
 pipeline's task right after the span ends, so it must be cheap and must not block (queue the
 work, don't do it). The debugger shields the pipeline from a listener that raises.
 
@@ -60,6 +61,31 @@ class ConversationEvent:
     #: time_to_first_audio_us, time_to_first_token_us, output_tokens_per_second, streamed,
     #: breakdown_us {part: us} (durations in integer microseconds).
     latency: Mapping[str, Any] | None = None
+    #: Why the turn ended: "completed", "error", "interrupted" (a newer turn, a client that
+    #: left, an ``interrupt`` command) or "cancelled" (anything else that stopped it).
+    end_reason: str = "completed"
+    #: For an interrupted turn: ``interrupted_by`` and how much of the answer was spoken
+    #: (``spoken_sentences``, ``spoken_chars``, ``generated_chars``); else None.
+    interruption: Mapping[str, Any] | None = None
+    stalls: tuple[StallEvent, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StallEvent:
+    """A stage still running with no progress for longer than its budget (sent while it runs)."""
+
+    conversation_id: str
+    session_id: str | None
+    turn: int
+    stage: str
+    budget_s: float
+    idle_s: float  # seconds without progress when reported
+    running_s: float  # seconds since the stage started
+    trace_id: str | None = None
+    span_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,3 +113,6 @@ class ListenerBase:
 
     def on_conversation_end(self, event: ConversationEvent) -> None:
         """Called once per finished turn; does nothing here."""
+
+    def on_stage_stalled(self, event: StallEvent) -> None:
+        """Called (optional for a listener) when a running stage outlives its budget."""

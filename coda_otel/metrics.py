@@ -33,6 +33,8 @@ from prometheus_client import (
 #: The pipeline's stages, in order. Other stage names are accepted but folded to "other".
 STAGES: tuple[str, ...] = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 CONVERSATION_STATUSES: tuple[str, ...] = ("ok", "error", "cancelled")
+#: Who cut a turn short: a newer turn in its session, a client that left, a debug command.
+INTERRUPT_SOURCES: tuple[str, ...] = ("new_turn", "client_disconnect", "command")
 CACHE_RESULTS: tuple[str, ...] = ("hit", "miss")
 EVICTION_REASONS: tuple[str, ...] = ("size", "expired")
 SNAPSHOT_TRIGGERS: tuple[str, ...] = ("interval", "clear", "import", "export", "manual")
@@ -174,6 +176,23 @@ class CodaMetrics:
             "coda_llm_output_tokens_per_second",
             "Decoding rate of the model after its first token (output tokens per second).",
             buckets=TOKEN_RATE_BUCKETS,
+            registry=r,
+        )
+        self.turns_interrupted = Counter(
+            "coda_turns_interrupted",
+            "Turns cut short before their answer was complete (barge-in), by who interrupted.",
+            ["source"],
+            registry=r,
+        )
+        self.stage_stalls = Counter(
+            "coda_stage_stalls",
+            "Stages seen still running with no progress for longer than their budget.",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_inflight_oldest = Gauge(
+            "coda_stage_inflight_oldest_seconds",
+            "Age of the oldest pipeline stage still running (0 when none runs).",
             registry=r,
         )
         self.stage_errors = Counter(
@@ -330,6 +349,10 @@ class CodaMetrics:
             self.stage_duration.labels(stage=stage)
         for status in CONVERSATION_STATUSES:
             self.conversations.labels(status=status)
+        for stage in STAGES:
+            self.stage_stalls.labels(stage=stage)
+        for source in INTERRUPT_SOURCES:
+            self.turns_interrupted.labels(source=source)
         for trigger in SNAPSHOT_TRIGGERS:
             self.memory_snapshots.labels(trigger=trigger)
         for tier in MEMORY_TIERS:

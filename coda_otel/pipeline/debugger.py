@@ -15,6 +15,9 @@ composition root passes it where the pipeline expects an observer::
 one current conversation: ``start_conversation()``, ``log_stage(name, input, output,
 {"duration_ms": ...})``, ``end_conversation()``. ``dbg.enabled = False`` makes every scope a
 shared no-op; ``dbg.capture_content = True`` puts (redacted) content previews on spans.
+``stall_budgets`` ({stage: seconds}) reports a stage running that long without progress
+while it runs (:mod:`coda_otel.pipeline.stalls`): a span event, ``on_stage_stalled`` to
+listeners.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from typing import Any
 from opentelemetry import trace
 
 from coda_otel import env
-from coda_otel.events import ConversationEvent, PipelineListener, StageEvent
+from coda_otel.events import ConversationEvent, PipelineListener, StageEvent, StallEvent
 from coda_otel.pipeline.conversation_log import ConversationLogWriter, StageRecord, build_log
 from coda_otel.pipeline.reported import report_stage
 from coda_otel.pipeline.scopes import Conversation, DisabledConversation
+from coda_otel.pipeline.stalls import StallWatcher
 from coda_otel.sanitize import Sanitizer
 
 logger = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class ConversationPipelineDebugger:
         log_max_files: int = 200,
         log_max_bytes: int = 50 * 2**20,
         save_logs: bool = True,
+        stall_budgets: Mapping[str, float] | None = None,
     ) -> None:
         from coda_otel import __version__
 
@@ -69,6 +74,8 @@ class ConversationPipelineDebugger:
         self.log_writer = ConversationLogWriter(
             self.output_dir, max_files=log_max_files, max_bytes=log_max_bytes
         )
+        #: In-flight stages; one running past its budget is reported while it runs.
+        self.stalls = StallWatcher(stall_budgets)
         self._lock = threading.Lock()
         self._current: Conversation | None = None
         self.current_conversation_id: str | None = None
@@ -170,6 +177,16 @@ class ConversationPipelineDebugger:
                 listener.on_conversation_end(event)
             except Exception:
                 logger.exception("pipeline listener %r failed on a conversation", listener)
+
+    def emit_stall(self, event: StallEvent) -> None:
+        for listener in self.listeners:
+            hook = getattr(listener, "on_stage_stalled", None)
+            if hook is None:
+                continue
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("pipeline listener %r failed on a stall", listener)
 
     def save(
         self, records: list[StageRecord], header: dict[str, Any], *, build_now: bool, save: bool

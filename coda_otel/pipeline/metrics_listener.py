@@ -11,6 +11,9 @@ the OpenMetrics exposition), so a slow bucket on a dashboard links to its trace:
     # per conversation: coda_conversations_total{status}, coda_conversation_duration_seconds
     # per spoken turn:  coda_llm_time_to_first_token_seconds, coda_time_to_first_audio_seconds,
     #                   coda_voice_to_voice_latency_seconds, coda_llm_output_tokens_per_second
+    # interrupted turn: coda_turns_interrupted_total{source}
+    # per stall:        coda_stage_stalls_total{stage}   (while the stage still runs)
+    metrics.stage_inflight_oldest.set_function(debugger.stalls.oldest_age)  # at scrape time
 
 Stage names outside :data:`~coda_otel.metrics.STAGES` fold into ``"other"`` and error types
 are capped by ``metrics.error_type``, so no label grows without bound. Hooks never raise.
@@ -24,8 +27,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from coda_otel.events import ConversationEvent, StageEvent
-from coda_otel.metrics import CONVERSATION_STATUSES, STAGES, CodaMetrics, bounded
+from coda_otel.events import ConversationEvent, StageEvent, StallEvent
+from coda_otel.metrics import (
+    CONVERSATION_STATUSES,
+    INTERRUPT_SOURCES,
+    OTHER,
+    STAGES,
+    CodaMetrics,
+    bounded,
+)
 from coda_otel.pipeline.genai import seconds
 
 logger = logging.getLogger(__name__)
@@ -85,8 +95,19 @@ class PipelineMetrics:
             )
             if event.latency:
                 self._observe_latency(event.latency, exemplar)
+            if event.end_reason == "interrupted":
+                source = str((event.interruption or {}).get("interrupted_by", OTHER))
+                self.metrics.turns_interrupted.labels(
+                    source=bounded(source, INTERRUPT_SOURCES)
+                ).inc()
         except Exception:
             self._failed("conversation")
+
+    def on_stage_stalled(self, event: StallEvent) -> None:
+        try:
+            self.metrics.stage_stalls.labels(stage=bounded(event.stage, STAGES)).inc()
+        except Exception:
+            self._failed("stall")
 
     def _observe_latency(self, latency: Mapping[str, Any], exemplar: dict[str, str] | None) -> None:
         m = self.metrics

@@ -24,6 +24,9 @@ class NoopStage:
     def set_llm_usage(self, **usage: Any) -> None:
         pass
 
+    def mark_progress(self) -> None:
+        pass
+
     def add_event(
         self, name: str, attributes: Mapping[str, Any], content: str | None = None
     ) -> None:
@@ -58,6 +61,9 @@ class DisabledConversation:
         return NOOP_STAGE
 
     def set_latency(self, latency: Mapping[str, Any]) -> None:
+        pass
+
+    def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
         pass
 
     def __enter__(self) -> DisabledConversation:

@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Status, StatusCode
 
-from coda_otel.events import ConversationEvent, StageEvent
+from coda_otel.events import ConversationEvent, StageEvent, StallEvent
 from coda_otel.pipeline.conversation_log import StageRecord
 from coda_otel.pipeline.errors import (
     STACK_LIMIT,
@@ -36,11 +36,13 @@ from coda_otel.pipeline.errors import (
 )
 from coda_otel.pipeline.genai import latency_attributes
 from coda_otel.pipeline.noop import NOOP_STAGE, DisabledConversation
+from coda_otel.pipeline.outcome import END_REASON, end_attributes, end_reason, report_stall
 from coda_otel.pipeline.stage import Stage, hex_id, unreadable
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
     from coda_otel.pipeline.debugger import ConversationPipelineDebugger
+    from coda_otel.pipeline.stalls import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,9 @@ class Conversation:
         self.span_id: str | None = None
         self.trace_int = 0  # kept even when unsampled: stage nesting compares it
         self.latency: dict[str, Any] | None = None
+        self.end_reason: str | None = None  # set by the pipeline (e.g. "interrupted")
+        self.end_details: dict[str, Any] = {}
+        self.stalls: list[StallEvent] = []
 
     def span_hex(self, span: trace.Span) -> str | None:
         """A span's id as 16 hex digits when this conversation's trace is sampled."""
@@ -109,6 +114,15 @@ class Conversation:
         except Exception:
             logger.warning("could not record the latency of %s", self.conversation_id,
                            exc_info=True)  # fmt: skip
+
+    def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
+        """Why the turn ends (``"interrupted"``), with details (who interrupted, how much was
+        spoken); stages cancelled from now on say it too. Not an error: status stays unset."""
+        self.end_reason = reason
+        self.end_details.update(details or {})
+
+    def report_stall(self, st: Stage, entry: InFlight, idle: float) -> None:
+        report_stall(self, st, entry, idle)
 
     def __enter__(self) -> Conversation:
         attrs: dict[str, Any] = {
@@ -205,6 +219,8 @@ class Conversation:
             self._record_error(span, exc, record)
         elif exc is not None:
             span.add_event("cancelled", {"exception.type": error_type(exc)})
+            if self.end_reason is not None:
+                span.set_attribute(END_REASON, self.end_reason)
         span.end()
         self.add(record)
 
@@ -276,6 +292,10 @@ class Conversation:
             span.set_attribute("error.type", kind)
             span.set_status(Status(StatusCode.ERROR, f"stage {self.error.name} failed"))
         span.set_attribute("coda.conversation.status", status)
+        reason = end_reason(status, self.end_reason if status != "ok" else None)
+        interruption = dict(self.end_details) if reason == "interrupted" else None
+        for key, value in end_attributes(reason, interruption).items():
+            span.set_attribute(key, value)
         span.end()
         total_ms = round(duration * 1000, 3)
         header = {
@@ -283,7 +303,8 @@ class Conversation:
             "turn": self.turn, "status": status, "trace_id": self.trace_id,
             "span_id": self.span_id, "started_at": self.started_at,
             "ended_at": self.started_at + duration, "total_duration_ms": total_ms,
-            "latency": self.latency,
+            "latency": self.latency, "end_reason": reason, "interruption": interruption,
+            "stalls": [s.to_dict() for s in self.stalls],
         }  # fmt: skip
         if self.dbg.listeners:
             self.dbg.emit_conversation(
@@ -298,6 +319,9 @@ class Conversation:
                     span_id=self.span_id,
                     stages=tuple(self.events),
                     latency=self.latency,
+                    end_reason=reason,
+                    interruption=interruption,
+                    stalls=tuple(self.stalls),
                 )
             )
         logger.info(

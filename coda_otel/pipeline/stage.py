@@ -7,7 +7,8 @@ Made by :meth:`coda_otel.pipeline.scopes.Conversation.stage`, never directly::
         st.set_llm_usage(model="smollm2", input_tokens=42, output_tokens=17)
 
 The stage measures itself and hands the result to its conversation, which owns the records,
-the events and the span bookkeeping.
+the events and the span bookkeeping. It is in flight for the debugger's stall watcher while it
+runs; ``st.mark_progress()`` (and every ``add_event``) says it is alive.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from coda_otel.pipeline.genai import llm_attributes
+from coda_otel.pipeline.stalls import InFlight
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class Stage:
 
     __slots__ = (
         "_conv",
+        "_flight",
         "_t0",
         "_token",
         "input_size",
@@ -73,6 +76,10 @@ class Stage:
 
     def set_output(self, output: Mapping[str, Any]) -> None:
         self.output = output
+
+    def mark_progress(self) -> None:
+        """The stage is alive (a token, a chunk): its stall budget starts again now."""
+        self._flight.progress()
 
     def set_llm_usage(
         self, *, model: str, input_tokens: int, output_tokens: int, **extra: Any
@@ -101,6 +108,10 @@ class Stage:
         if content is not None and sanitizer.capture_content:
             attrs["coda.content"] = sanitizer.text(content)
         self.span.add_event(name, attrs)
+        self._flight.progress()  # something happened: the stage is not stuck
+
+    def _stalled(self, entry: InFlight, idle: float) -> None:
+        self._conv.report_stall(self, entry, idle)
 
     def __enter__(self) -> Stage:
         conv = self._conv
@@ -112,6 +123,7 @@ class Stage:
             self.inputs, self.input_size = unreadable(self.inputs), 0
             attrs = {"coda.stage": self.name}
         self.span = conv.start_stage_span(self.name, attrs)
+        self._flight = conv.dbg.stalls.begin(self.name, self._stalled)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
         self.started_at = time.time()
         self._t0 = time.perf_counter()
@@ -120,6 +132,7 @@ class Stage:
     def __exit__(self, *exc_info: Any) -> None:
         duration = time.perf_counter() - self._t0
         exc: BaseException | None = exc_info[1] if len(exc_info) > 1 else None
+        self._conv.dbg.stalls.end(self._flight)
         try:
             self._conv.finish_stage(self, exc, duration)
         except Exception:

@@ -25,7 +25,8 @@ class DebugControl(Protocol):
     status (``{"component": name, "status": ..., ...}``).
     ``inject_fault``, ``run_text_turn`` and ``reset_component`` raise ``ValueError`` for bad
     arguments such as an unknown component (the client gets ``invalid_params``);
-    ``inject_fault`` raises ``PermissionError`` when disabled.
+    ``inject_fault`` raises ``PermissionError`` when disabled. ``interrupt`` stops a session's
+    running turn, which ends with ``end_reason`` ``"interrupted"``.
     """
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]: ...
@@ -47,3 +48,8 @@ class DebugControl(Protocol):
     async def inject_fault(self, component: str, fault: str) -> Mapping[str, Any]: ...
 
     async def reset_component(self, component: str) -> Mapping[str, Any]: ...
+
+    async def interrupt(self, session_id: str) -> Mapping[str, Any]:
+        """Cut short the session's running turn (barge-in); returns ``{"session_id",
+        "interrupted": bool, "conversation_id": str | None}`` (False: nothing was running)."""
+        ...

@@ -25,11 +25,11 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from coda_otel.events import ConversationEvent, StageEvent
+from coda_otel.events import ConversationEvent, StageEvent, StallEvent
 from coda_otel.metrics import CodaMetrics
 from coda_otel.ws.client import DebugClient, Item
 from coda_otel.ws.control import DebugControl
-from coda_otel.ws.payloads import conversation_data, stage_data
+from coda_otel.ws.payloads import conversation_data, stage_data, stall_data
 from coda_otel.ws.protocol import (
     EVENT_TYPES,
     ClientMessage,
@@ -163,6 +163,9 @@ class DebugHub:
     def on_conversation_end(self, event: ConversationEvent) -> None:
         self.publish("conversation_end", conversation_data(event))
 
+    def on_stage_stalled(self, event: StallEvent) -> None:
+        self.publish("stage_stalled", stall_data(event))
+
     def on_memory_snapshot(self, summary: Mapping[str, Any]) -> None:
         """Listener for the snapshot emitter (``summary`` holds at least ``snapshot_id``)."""
         self.publish("memory_snapshot", summary)
@@ -220,6 +223,7 @@ class DebugHub:
             ),
             "inject_fault": lambda: control.inject_fault(d["component"], d["fault"]),
             "reset_component": lambda: control.reset_component(d["component"]),
+            "interrupt": lambda: control.interrupt(d["session_id"]),
         }
         try:
             result = await calls[msg.type]()

@@ -36,6 +36,7 @@ PROTOCOL_VERSION: Final = 1
 EVENT_TYPES: Final = (
     "pipeline_stage",
     "conversation_end",
+    "stage_stalled",
     "memory_snapshot",
     "cache_stats",
     "health_status",
@@ -161,6 +162,9 @@ COMMANDS: Final[dict[str, dict[str, Param]]] = {
     },
     # re-enable a component the watchdog marked failed (issue 6's operator reset)
     "reset_component": {"component": Param("string", pattern=_NAME)},
+    "interrupt": {
+        "session_id": Param("string", pattern=ID_PATTERN.pattern, safe_id=True),
+    },
 }
 
 

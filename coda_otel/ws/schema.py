@@ -71,6 +71,23 @@ _LATENCY: Final = {
     ),
     "type": ["object", "null"],
 }
+_END_REASON: Final = {"enum": ["completed", "error", "interrupted", "cancelled"]}
+#: Who interrupted a turn and how much of its answer had been generated and spoken.
+_INTERRUPTION: Final = {
+    **_obj(
+        {
+            "interrupted_by": {"type": "string"},
+            "generated_chars": _COUNT,
+            "generated_sentences": _COUNT,
+            "spoken_sentences": _COUNT,
+            "spoken_chars": _COUNT,
+        },
+        ["interrupted_by"],
+        extra=True,
+    ),
+    "type": ["object", "null"],
+}
+_STALL_BRIEF = _obj({"stage": {"type": "string"}, "idle_ms": _MS})
 _STAGE_BRIEF = _obj({"stage": {"type": "string"}, "status": _STATUS, "duration_ms": _MS})
 #: Every ``conversation_end`` field but ``latency`` (null or absent when nothing was spoken).
 _CONVERSATION_END_REQUIRED: Final = [
@@ -116,8 +133,24 @@ SERVER_DATA: Final[dict[str, dict[str, Any]]] = {
             "span_id": _HEX16,
             "stages": {"type": "array", "items": _STAGE_BRIEF},
             "latency": _LATENCY,
+            "end_reason": _END_REASON,
+            "interruption": _INTERRUPTION,
+            "stalls": {"type": "array", "items": _STALL_BRIEF},
         },
         _CONVERSATION_END_REQUIRED,
+    ),
+    "stage_stalled": _obj(
+        {
+            "conversation_id": {"type": "string"},
+            "session_id": _NULLABLE_STR,
+            "turn": _COUNT,
+            "stage": {"type": "string"},
+            "budget_ms": _MS,
+            "idle_ms": _MS,
+            "running_ms": _MS,
+            "trace_id": _HEX32,
+            "span_id": _HEX16,
+        }
     ),
     "memory_snapshot": _obj(
         {"snapshot_id": {"type": "string"}, "trigger": {"type": "string"}},
@@ -138,6 +171,13 @@ _RESULT_DATA: Final[dict[str, dict[str, Any]]] = {
     "get_health_status": SERVER_DATA["health_status"],
     "reset_component": _obj(
         {"component": {"type": "string"}, "status": {"type": "string"}}, extra=True
+    ),
+    "interrupt": _obj(
+        {
+            "session_id": {"type": "string"},
+            "interrupted": {"type": "boolean"},
+            "conversation_id": _NULLABLE_STR,
+        }
     ),
 }
 for _cmd in COMMANDS:
