@@ -48,6 +48,10 @@ class _Stage:
         self.output: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
         self.events: list[tuple[str, dict[str, Any], str | None]] = []
+        self.progress = 0
+
+    def mark_progress(self) -> None:
+        self.progress += 1
 
     def set_output(self, output: Mapping[str, Any]) -> None:
         self.output = dict(output)
@@ -72,6 +76,9 @@ class _Conv:
         assert sum(latency["breakdown_us"].values()) == latency["voice_to_voice_us"]
         assert all(v >= 0 for v in latency["breakdown_us"].values())
         self.obs.events.append(("latency", dict(latency)))
+
+    def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
+        self.obs.events.append(("end_reason", reason, dict(details or {})))
 
     @contextlib.asynccontextmanager
     async def stage(self, name: str, inputs: Mapping[str, Any]) -> AsyncIterator[_Stage]:
