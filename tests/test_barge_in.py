@@ -75,9 +75,10 @@ async def _answering(ws: aiohttp.ClientWebSocketResponse, session_id: str) -> No
     while True:
         msg = await ws.receive_json(timeout=120)
         data = msg["data"]
-        if msg["type"] == "pipeline_stage" and data["session_id"] == session_id:
-            if data["stage"] == "memory_retrieval":
-                return
+        if (msg["type"], data["session_id"]) == ("pipeline_stage", session_id) and data[
+            "stage"
+        ] == "memory_retrieval":
+            return
 
 
 async def _end_of(ws: aiohttp.ClientWebSocketResponse, session_id: str) -> dict[str, Any]:
@@ -165,7 +166,8 @@ def test_a_second_turn_interrupts_the_first(service: Service) -> None:
     assert interrupted_count(service.base, "new_turn") == before + 1
     attrs = assert_interrupted_trace(service, first["trace_id"], "new_turn")
     assert attrs["coda.turn.generated_chars"] == interruption["generated_chars"]
-    assert [s["stage"] for s in first["stages"] if s["status"] == "cancelled"][0] == "llm"
+    cancelled = [s["stage"] for s in first["stages"] if s["status"] == "cancelled"]
+    assert cancelled[:1] == ["llm"]  # cut short while the model wrote
 
 
 async def _disconnect(base: str) -> tuple[dict[str, Any], str]:
