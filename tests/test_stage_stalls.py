@@ -207,6 +207,7 @@ def test_the_alert_fires_and_the_metrics_move_while_it_is_stuck(stalled: Stalled
 
 def test_the_finished_turn_remembers_the_stall(stalled: Stalled) -> None:
     assert stalled.turn["response"] == "The lighthouse stands. It shines."
+
     def written() -> list[dict[str, Any]]:  # logs are written off the turn's path
         logs = [read_log(p) for p in (stalled.home / "pipeline_logs").glob("*.json")]
         return [g for g in logs if g["conversation_id"] == stalled.turn["conversation_id"]]
