@@ -84,7 +84,7 @@ async def run_demo(
             try:
                 if spoken:  # the user's line, said aloud by espeak-ng
                     print(f"  says: {turn}", file=out)
-                    user_input: str | bytes | Path = await app.pipeline.tts.synthesize(turn)
+                    user_input: str | bytes | Path = await app.pipeline.tts.synthesize(str(turn))
                 else:
                     user_input = turn
                 result = await app.pipeline.manager.process_user_input(

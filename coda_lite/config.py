@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from coda_lite.config_parse import ConfigError, apply_settings
+
+__all__ = ["Config", "ConfigError", "load_config"]  # and the section dataclasses
+
 MiB = 2**20
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot be used; the message names it."""
 
 
 @dataclass
@@ -220,69 +217,6 @@ _SHORT_ENV = {
     "CODA_DEBUG_TOKEN": ("server", "debug_token"),
 }
 _NOT_OVERRIDES = {"CODA_CONFIG"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML or environment value to the field's declared type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null"}):
-            return None
-        return _coerce(value, args[0], where)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item, where) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is Path:
-        return Path(str(value)).expanduser()
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        try:
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _apply(obj: Any, data: Mapping[str, Any], where: str) -> None:
-    hints = _hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(
-                f"unknown config key {where + '.' if where else ''}{key!s} "
-                f"(known: {', '.join(sorted(names))})"
-            )
-        tp = hints[key]
-        here = f"{where}.{key}" if where else str(key)
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{here}: expected a mapping of settings, got {value!r}")
-            _apply(getattr(obj, key), value, here)
-        else:
-            setattr(obj, key, _coerce(value, tp, here))
 
 
 def _env_overrides(config: Config, env: Mapping[str, str]) -> None:
@@ -299,10 +233,10 @@ def _env_overrides(config: Config, env: Mapping[str, str]) -> None:
                 continue  # not a config variable (e.g. CODA_SOMETHING_ELSE used by a tool)
             path = (section, key)
         if len(path) == 1:
-            _apply(config, {path[0]: raw}, "")
+            apply_settings(config, {path[0]: raw}, "")
             continue
         try:
-            _apply(getattr(config, path[0]), {path[1]: raw}, path[0])
+            apply_settings(getattr(config, path[0]), {path[1]: raw}, path[0])
         except ConfigError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from None
 
@@ -327,7 +261,7 @@ def load_config(
         if data is not None:
             if not isinstance(data, Mapping):
                 raise ConfigError(f"config file {p} must hold a mapping of sections")
-            _apply(config, data, "")
+            apply_settings(config, data, "")
     _env_overrides(config, env)
     _check_supervision(config.telemetry)
     for stage, limit in config.pipeline.stage_timeouts().items():

@@ -34,15 +34,16 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
 from coda_lite.latency import TurnClock, TurnLatency, measure
 from coda_lite.memory.long_term import DEFAULT_OWNER
 from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
-from coda_lite.reply import LLMLike, Reply, TTSLike
+from coda_lite.reply import Reply
 from coda_lite.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
+from coda_lite.stages import LLM, STT, TTS, Memory
 from coda_lite.turns import LiveTurn, LiveTurns
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
@@ -72,16 +73,6 @@ class TurnResult:
     warnings: list[str] = field(default_factory=list)  # what went wrong without failing the turn
 
 
-class _STT(Protocol):
-    async def transcribe(self, audio: bytes | str | os.PathLike[str]) -> str: ...
-
-
-class _Memory(Protocol):
-    async def get_context(self, query: str, *, owner: str) -> list[dict[str, Any]]: ...
-
-    async def add_interaction(self, user: str, assistant: str, *, owner: str) -> Any: ...
-
-
 def memory_owner(user_id: str | None, session_id: str | None) -> str:
     """Whose memory a turn reads and writes: the user, else the session, else the default."""
     return user_id or session_id or DEFAULT_OWNER
@@ -90,10 +81,10 @@ def memory_owner(user_id: str | None, session_id: str | None) -> str:
 class ConversationManager:
     def __init__(
         self,
-        stt: _STT,
-        memory: _Memory,
-        llm: LLMLike,
-        tts: TTSLike,
+        stt: STT,
+        memory: Memory,
+        llm: LLM,
+        tts: TTS,
         observer: PipelineObserver = NULL_OBSERVER,
         *,
         max_sessions: int = 10_000,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from coda_lite.config import Config
 from coda_lite.conversation import ConversationManager
@@ -24,6 +23,7 @@ from coda_lite.embedder import make_embedder
 from coda_lite.llm import make_llm, select_backend
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
 from coda_lite.observer import NULL_OBSERVER, PipelineObserver
+from coda_lite.stages import LLM, STT, TTS, Component, Embedder
 from coda_lite.stt import make_stt
 from coda_lite.tts import make_tts
 
@@ -32,13 +32,13 @@ from coda_lite.tts import make_tts
 class Pipeline:
     config: Config
     manager: ConversationManager
-    stt: Any
+    stt: STT
     memory: MemoryManager
     long_term: LongTermMemory
-    embedder: Any  # the embedder handed to memory (possibly wrapped)
-    llm: Any  # the model handed to the manager (possibly wrapped)
-    tts: Any
-    components: list[Any] = field(default_factory=list)
+    embedder: Embedder  # the embedder handed to memory (possibly wrapped)
+    llm: LLM  # the model handed to the manager (possibly wrapped)
+    tts: TTS
+    components: list[Component] = field(default_factory=list)
     llm_choice: tuple[str, str] = ("", "")  # (backend, why it was chosen)
 
     async def aclose(self) -> None:
@@ -54,11 +54,11 @@ def build_pipeline(
     config: Config,
     *,
     observer: PipelineObserver = NULL_OBSERVER,
-    wrap_embedder: Callable[[Any], Any] | None = None,
-    wrap_llm: Callable[[Any], Any] | None = None,
-    wrap_stt: Callable[[Any], Any] | None = None,
-    wrap_tts: Callable[[Any], Any] | None = None,
-    wrap_memory_store: Callable[[Any], Any] | None = None,
+    wrap_embedder: Callable[[Embedder], Embedder] | None = None,
+    wrap_llm: Callable[[LLM], LLM] | None = None,
+    wrap_stt: Callable[[STT], STT] | None = None,
+    wrap_tts: Callable[[TTS], TTS] | None = None,
+    wrap_memory_store: Callable[[LongTermMemory], LongTermMemory] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process)."""
     config.ensure_dirs()

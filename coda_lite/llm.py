@@ -20,7 +20,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from coda_lite.components import CallStats
 from coda_lite.config import LlmConfig
@@ -42,16 +42,6 @@ class LLMError(RuntimeError):
 
 class LLMTimeoutError(LLMError, TimeoutError):
     """The model did not answer within ``llm.timeout`` (the server may answer its probe)."""
-
-
-class LLM(Protocol):
-    name: str
-
-    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
-
-    def stream(
-        self, query: str, context: Sequence[Mapping[str, Any]]
-    ) -> AsyncIterator[str | LLMResult]: ...
 
 
 _TOKENS = re.compile(r"\w+|[^\w\s]")

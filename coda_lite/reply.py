@@ -24,20 +24,13 @@ import io
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from coda_lite.latency import TurnClock, now_us
 from coda_lite.llm import LLMResult
 from coda_lite.observer import StageScope
 from coda_lite.sentences import SentenceSplitter
-
-
-class LLMLike(Protocol):
-    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult: ...
-
-
-class TTSLike(Protocol):
-    async def synthesize(self, text: str) -> bytes: ...
+from coda_lite.stages import TTS
 
 
 class StageTimeoutError(TimeoutError):
@@ -81,7 +74,7 @@ class Reply:
     def __init__(
         self,
         llm: Any,
-        tts: TTSLike,
+        tts: TTS,
         clock: TurnClock,
         *,
         streaming: bool,

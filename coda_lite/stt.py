@@ -15,17 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from coda_lite.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
 from coda_lite.components import CallStats
 from coda_lite.config import SttConfig
-
-
-class STT(Protocol):
-    name: str
-
-    async def transcribe(self, audio: bytes | str | os.PathLike[str]) -> str: ...
 
 
 class PocketSphinxSTT:

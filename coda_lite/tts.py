@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from typing import Any, Protocol
+from typing import Any
 
 from coda_lite.audio import fix_streamed_wav
 from coda_lite.components import CallStats
@@ -24,12 +24,6 @@ from coda_lite.config import TtsConfig
 
 class TTSError(RuntimeError):
     """espeak-ng could not produce audio; the message says why."""
-
-
-class TTS(Protocol):
-    name: str
-
-    async def synthesize(self, text: str) -> bytes: ...
 
 
 class EspeakTTS:

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from cachetools import LRUCache
@@ -42,19 +42,13 @@ from coda_lite.memory.reads import MemoryReads
 from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import MemoryTransfer
+from coda_lite.stages import Embedder
 
 _COLS = COLS
 #: Embedding matrices kept for this many owners (the most recently retrieved from).
 INDEX_OWNERS = 256
 #: At most this many long-term memories per owner; the least important, oldest go first.
 DEFAULT_MAX_PER_OWNER = 200
-
-
-class Embedder(Protocol):
-    model_name: str
-    dim: int
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 _T = TypeVar("_T")

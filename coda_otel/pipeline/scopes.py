@@ -36,13 +36,12 @@ from coda_otel.pipeline.errors import (
 )
 from coda_otel.pipeline.genai import latency_attributes
 from coda_otel.pipeline.noop import NOOP_STAGE, DisabledConversation
-from coda_otel.pipeline.outcome import END_REASON, end_attributes, end_reason, report_stall
-from coda_otel.pipeline.stage import Stage, hex_id, unreadable
+from coda_otel.pipeline.outcome import END_REASON, end_attributes, end_reason
+from coda_otel.pipeline.stage import Stage, hex_id, start_attributes, unreadable
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
     from coda_otel.pipeline.debugger import ConversationPipelineDebugger
-    from coda_otel.pipeline.stalls import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +120,6 @@ class Conversation:
         self.end_reason = reason
         self.end_details.update(details or {})
 
-    def report_stall(self, st: Stage, entry: InFlight, idle: float) -> None:
-        report_stall(self, st, entry, idle)
-
     def __enter__(self) -> Conversation:
         attrs: dict[str, Any] = {
             "coda.conversation.id": self.conversation_id,
@@ -175,17 +171,7 @@ class Conversation:
         )
 
     def start_attributes(self, name: str, inputs: Any, input_size: int) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
-            "coda.stage": name,
-            "coda.input.size": input_size,
-            "gen_ai.conversation.id": self.session_key,
-        }
-        if name == "llm":
-            attrs["gen_ai.operation.name"] = "chat"
-        sanitizer = self.dbg.sanitizer
-        if sanitizer.capture_content:
-            attrs["coda.input.preview"] = sanitizer.text(str(sanitizer.value(inputs)))
-        return attrs
+        return start_attributes(name, inputs, input_size, self.session_key, self.dbg.sanitizer)
 
     def finish_stage(self, st: Stage, exc: BaseException | None, duration: float) -> None:
         span, status, output = st.span, status_of(exc), st.output

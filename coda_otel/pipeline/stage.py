@@ -22,15 +22,17 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from coda_otel.pipeline.genai import llm_attributes
+from coda_otel.pipeline.outcome import report_stall
 from coda_otel.pipeline.stalls import InFlight
 from coda_otel.sanitize import size_of
 
 if TYPE_CHECKING:
     from coda_otel.pipeline.scopes import Conversation
+    from coda_otel.sanitize import Sanitizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Stage", "hex_id", "measured", "unreadable"]
+__all__ = ["Stage", "hex_id", "measured", "start_attributes", "unreadable"]
 
 
 def hex_id(value: int, width: int) -> str | None:
@@ -40,6 +42,22 @@ def hex_id(value: int, width: int) -> str | None:
 def unreadable(value: object) -> dict[str, str]:
     """What a record keeps of content that cannot be measured or printed."""
     return {"unreadable": type(value).__name__}
+
+
+def start_attributes(
+    name: str, inputs: Any, input_size: int, session_key: str, sanitizer: Sanitizer
+) -> dict[str, Any]:
+    """A stage span's first attributes (the input preview only with content capture on)."""
+    attrs: dict[str, Any] = {
+        "coda.stage": name,
+        "coda.input.size": input_size,
+        "gen_ai.conversation.id": session_key,
+    }
+    if name == "llm":
+        attrs["gen_ai.operation.name"] = "chat"
+    if sanitizer.capture_content:
+        attrs["coda.input.preview"] = sanitizer.text(str(sanitizer.value(inputs)))
+    return attrs
 
 
 def measured(value: Any) -> tuple[Any, int]:
@@ -111,7 +129,7 @@ class Stage:
         self._flight.progress()  # something happened: the stage is not stuck
 
     def _stalled(self, entry: InFlight, idle: float) -> None:
-        self._conv.report_stall(self, entry, idle)
+        report_stall(self._conv, self, entry, idle)
 
     def __enter__(self) -> Stage:
         conv = self._conv

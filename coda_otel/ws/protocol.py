@@ -160,7 +160,7 @@ COMMANDS: Final[dict[str, dict[str, Param]]] = {
         "component": Param("string", pattern=_NAME),
         "fault": Param("string", pattern=_NAME),
     },
-    # re-enable a component the watchdog marked failed (issue 6's operator reset)
+    # re-enable a component the watchdog marked failed (an operator's reset)
     "reset_component": {"component": Param("string", pattern=_NAME)},
     "interrupt": {
         "session_id": Param("string", pattern=ID_PATTERN.pattern, safe_id=True),
