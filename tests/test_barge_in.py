@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +36,8 @@ CONFIG = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 400\n"
 
 
 class Service:
-    def __init__(self, base: str, receiver: HttpReceiver) -> None:
-        self.base, self.receiver = base, receiver
+    def __init__(self, base: str, receiver: HttpReceiver, home: Path) -> None:
+        self.base, self.receiver, self.home = base, receiver, home
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,21 @@ def service(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Itera
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         with coda_service(home, config=CONFIG, env=env) as base:
-            yield Service(base, receiver)
+            yield Service(base, receiver, home)
+
+
+def trace_show(service: Service, conversation_id: str) -> str:
+    """``coda-otel trace show`` of the turn's conversation log (written off the turn's path)."""
+    logs = service.home / "pipeline_logs"
+    for _ in range(100):
+        found = [p for p in logs.glob("*.json") if conversation_id in p.name]
+        if found:
+            break
+        time.sleep(0.1)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("coda-otel")), "trace", "show", str(found[0])],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
 
 
 def interrupted_count(base: str, source: str) -> float:
@@ -75,9 +91,8 @@ async def _answering(ws: aiohttp.ClientWebSocketResponse, session_id: str) -> No
     while True:
         msg = await ws.receive_json(timeout=120)
         data = msg["data"]
-        if (msg["type"], data["session_id"]) == ("pipeline_stage", session_id) and data[
-            "stage"
-        ] == "memory_retrieval":
+        key = (msg["type"], data.get("session_id"), data.get("stage"))
+        if key == ("pipeline_stage", session_id, "memory_retrieval"):
             return
 
 
@@ -168,6 +183,8 @@ def test_a_second_turn_interrupts_the_first(service: Service) -> None:
     assert attrs["coda.turn.generated_chars"] == interruption["generated_chars"]
     cancelled = [s["stage"] for s in first["stages"] if s["status"] == "cancelled"]
     assert cancelled[:1] == ["llm"]  # cut short while the model wrote
+    shown = trace_show(service, first["conversation_id"])
+    assert "INTERRUPTED by new_turn (spoken " in shown.splitlines()[0], shown
 
 
 async def _disconnect(base: str) -> tuple[dict[str, Any], str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,3 +219,14 @@ def test_the_finished_turn_remembers_the_stall(stalled: Stalled) -> None:
     assert [s["stage"] for s in log["stalls"]] == ["llm"]
     llm = next(s for s in log["stages"] if s["stage_name"] == "llm")
     assert llm["metadata"]["stalls"] == 1
+    path = next(
+        p
+        for p in (stalled.home / "pipeline_logs").glob("*.json")
+        if stalled.turn["conversation_id"] in p.name
+    )
+    shown = subprocess.run(
+        [str(Path(sys.executable).with_name("coda-otel")), "trace", "show", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (llm_line,) = [line for line in shown.splitlines() if line.strip().startswith("llm ")]
+    assert llm_line.endswith("STALLED"), shown

@@ -12,6 +12,9 @@ Reads either a JSON conversation log or the OTLP JSON-lines traces file::
       stt               |██████                                            |  150.2 ms
       memory_retrieval  |      █                                           |   20.1 ms
       llm               |       ██████████████████████████████████         |  801.0 ms
+
+An interrupted turn says so in its header (``cancelled  INTERRUPTED by new_turn (spoken 12 of
+80 characters)``) and a stage that outlived its stall budget ends its line with ``STALLED``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ from coda_otel.pipeline.conversation_log import read_log
 from coda_otel.tracing.file_exporter import read_otlp_json_lines
 
 _ERROR_CODE = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+_INTERRUPTION = ("interrupted_by", "generated_chars", "spoken_chars", "spoken_sentences")
+
+
+def end_note(wf: Waterfall) -> str:
+    """``INTERRUPTED by new_turn (spoken 12 of 80 characters)``; empty for a completed turn."""
+    if wf.end_reason in ("completed", wf.status):
+        return ""
+    note = f"  {wf.end_reason.upper()}"
+    info = wf.interruption or {}
+    if info.get("interrupted_by"):
+        note += f" by {info['interrupted_by']}"
+    if "spoken_chars" in info and "generated_chars" in info:
+        note += f" (spoken {info['spoken_chars']} of {info['generated_chars']} characters)"
+    return note
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class Bar:
     status: str = "ok"
     depth: int = 0
     note: str = ""
+    stalled: bool = False  # ran past its stall budget without progress
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,8 @@ class Waterfall:
     trace_id: str | None = None
     bars: list[Bar] = field(default_factory=list)
     latency: Mapping[str, Any] | None = None  # the turn's measures (see latency_lines)
+    end_reason: str = "completed"
+    interruption: Mapping[str, Any] | None = None  # who interrupted, how much was spoken
 
 
 def _epoch(stage: Mapping[str, Any]) -> float:
@@ -73,6 +93,7 @@ def from_log(record: Mapping[str, Any]) -> Waterfall:
                 float(stage.get("duration_ms") or 0.0),
                 str(stage.get("status") or "ok"),
                 note=note,
+                stalled=bool((stage.get("metadata") or {}).get("stalls")),
             )
         )
     ends = [b.offset_ms + b.duration_ms for b in bars]
@@ -85,6 +106,8 @@ def from_log(record: Mapping[str, Any]) -> Waterfall:
         record.get("trace_id"),
         bars,
         latency if isinstance(latency, Mapping) else None,
+        str(record.get("end_reason") or "completed"),
+        record.get("interruption") if isinstance(record.get("interruption"), Mapping) else None,
     )
 
 
@@ -140,6 +163,7 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
             status(s),
             depth(s),
             str(_attr(s, "error.type") or ""),
+            bool(_attr(s, "coda.stage.stalled")),
         )
         for s in sorted(mine, key=lambda s: int(s["startTimeUnixNano"]))
         if s is not root
@@ -147,7 +171,16 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
     bars = [b for bar in bars for b in (bar, *_sentences(_span_of(mine, bar), origin, bar.depth))]
     total = (int(root["endTimeUnixNano"]) - origin) / 1e6
     cid = _attr(root, "coda.conversation.id") or root.get("name")
-    return Waterfall(str(cid), total, status(root), trace_id, bars, _span_latency(root))
+    reason = str(_attr(root, "coda.turn.end_reason") or "completed")
+    interruption = {
+        key: value
+        for key in _INTERRUPTION
+        if (value := _attr(root, f"coda.turn.{key}")) is not None
+    }
+    return Waterfall(
+        str(cid), total, status(root), trace_id, bars, _span_latency(root), reason,
+        interruption or None,
+    )  # fmt: skip
 
 
 def _span_of(spans: list[Mapping[str, Any]], bar: Bar) -> Mapping[str, Any] | None:
@@ -234,7 +267,10 @@ def render(wf: Waterfall, width: int = 50, bar_char: str = "█") -> str:
     if width < 10:
         raise ValueError("width must be at least 10 columns")
     trace = f"  trace {wf.trace_id}" if wf.trace_id else ""
-    lines = [f"conversation {wf.conversation_id}{trace}  {wf.status}  total {wf.total_ms:.1f} ms"]
+    lines = [
+        f"conversation {wf.conversation_id}{trace}  {wf.status}{end_note(wf)}"
+        f"  total {wf.total_ms:.1f} ms"
+    ]
     if not wf.bars:
         return "\n".join([*lines, "  (no stages)"])
     scale = width / wf.total_ms if wf.total_ms > 0 else 0.0
@@ -246,6 +282,7 @@ def render(wf: Waterfall, width: int = 50, bar_char: str = "█") -> str:
         label = ("  " * b.depth + b.name).ljust(label_width)
         flag = "" if b.status == "ok" else f"  {b.status.upper()}"
         note = f" {b.note}" if b.note and b.status != "ok" else ""
+        note += "  STALLED" if b.stalled else ""
         lines.append(f"  {label}  |{bar}| {b.duration_ms:8.1f} ms{flag}{note}")
     if wf.latency:
         lines.extend(f"  {line}" for line in latency_lines(wf.latency))
