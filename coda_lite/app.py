@@ -27,6 +27,7 @@ from coda_lite import __version__
 from coda_lite.config import Config
 from coda_lite.conversation import TurnResult
 from coda_lite.factory import Pipeline, build_pipeline
+from coda_lite.turns import guarded
 from coda_lite.wiring import CachedLLM, StageDeadlines, watch_memory_size
 from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
@@ -88,9 +89,19 @@ class App:
             user_input, session_id=session_id, user_id=user_id
         )
 
-    def interrupt_task(self, task: asyncio.Task[Any], source: str) -> bool:
-        """Cut short the turn running in ``task`` (its client left); False if none runs."""
-        return self.pipeline.manager.live.interrupt_task(task, source) is not None
+    async def run_turn_guarded(
+        self,
+        user_input: str | bytes,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> TurnResult:
+        """:meth:`run_turn` for a client: the turn runs in its own task; a cancelled caller
+        (the client left) interrupts it, and an interrupted turn raises ``TurnInterrupted``."""
+        turn = asyncio.ensure_future(
+            self.run_turn(user_input, session_id=session_id, user_id=user_id)
+        )
+        return await guarded(turn, self.pipeline.manager.live)
 
     async def interrupt(self, session_id: str, source: str = "command") -> str | None:
         """Cut short ``session_id``'s running turn; its conversation id, or None if none ran."""
@@ -254,7 +265,7 @@ def build_app(
         caches=caches,
         watchdog=watchdog,
         faults=faults,
-        run_turn=app.run_turn,
+        run_turn=app.run_turn_guarded,
         interrupt=app.interrupt,
         allow_fault_injection=config.server.allow_fault_injection,
     )

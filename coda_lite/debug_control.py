@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coda_lite.conversation import TurnResult
+from coda_lite.turns import TurnInterrupted
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.health.faults import FAULTS, FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog
@@ -111,7 +112,10 @@ class AppDebugControl:
             raise ValueError("text is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        result = await self.run_turn(text, session_id=session_id, user_id=user_id)
+        try:
+            result = await self.run_turn(text, session_id=session_id, user_id=user_id)
+        except TurnInterrupted:
+            return {"interrupted": True, "session_id": session_id, "transcript": text}
         return {
             "conversation_id": result.conversation_id,
             "trace_id": result.trace_id,

@@ -43,7 +43,8 @@ from aiohttp import web
 from coda_lite.app import App, build_app
 from coda_lite.components import InputError
 from coda_lite.config import Config
-from coda_lite.conversation import StageError, StageTimeoutError, TurnResult
+from coda_lite.conversation import StageError, StageTimeoutError
+from coda_lite.turns import TurnInterrupted
 from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
@@ -141,7 +142,7 @@ async def post_turn(request: web.Request) -> web.Response:
     except ValueError as exc:
         return error(400, "bad_request", str(exc))
     try:
-        result = await _run_turn(app, user_input, ids)
+        result = await app.run_turn_guarded(user_input, **ids)
     except TurnInterrupted as exc:
         return error(409, "interrupted", str(exc))
     except StageError as exc:
@@ -165,30 +166,6 @@ async def post_turn(request: web.Request) -> web.Response:
     if return_audio:
         body["audio_wav_base64"] = base64.b64encode(result.audio).decode("ascii")
     return web.json_response(body)
-
-
-class TurnInterrupted(Exception):
-    """The turn was cut short by a newer turn in its session (or an ``interrupt`` command)."""
-
-    def __init__(self) -> None:
-        super().__init__("this turn was interrupted (a newer turn in its session, or a command)")
-
-
-async def _run_turn(app: App, user_input: str | bytes, ids: dict[str, Any]) -> TurnResult:
-    """The turn in its own task: a client that disconnects interrupts it (the handler is
-    cancelled, the turn ends ``interrupted``); a turn interrupted by another one raises
-    :class:`TurnInterrupted`, so its client is told rather than dropped."""
-    turn = asyncio.ensure_future(app.run_turn(user_input, **ids))
-    try:
-        return await asyncio.shield(turn)
-    except asyncio.CancelledError:
-        me = asyncio.current_task()
-        if me is not None and me.cancelling():  # this request was cancelled: the client left
-            if not app.interrupt_task(turn, "client_disconnect"):
-                turn.cancel()
-            await asyncio.wait({turn}, timeout=5.0)
-            raise
-        raise TurnInterrupted() from None  # the turn itself was cancelled (interrupted)
 
 
 async def _warm_up(app: App) -> None:

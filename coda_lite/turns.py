@@ -8,6 +8,7 @@
 
     await live.interrupt_session("s1", "new_turn")     # a new turn in s1: stop the old one
     live.interrupt_task(task, "client_disconnect")     # the client of that turn left
+    result = await guarded(asyncio.ensure_future(run()), live)   # TurnInterrupted if cut short
 
 Interrupting a turn tells its conversation scope the end reason (``"interrupted"``, with who
 interrupted) before cancelling its task, so every stage cancelled from then on says so;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from coda_lite.observer import ConversationScope
 from coda_lite.reply import Reply
@@ -29,6 +30,30 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 WIND_DOWN_S = 5.0  # s a new turn waits for the one it interrupted to stop
+T = TypeVar("T")
+
+
+class TurnInterrupted(Exception):
+    """The turn was cut short by a newer turn in its session (or an ``interrupt`` command)."""
+
+    def __init__(self) -> None:
+        super().__init__("this turn was interrupted (a newer turn in its session, or a command)")
+
+
+async def guarded(turn: asyncio.Task[T], live: LiveTurns) -> T:
+    """Await ``turn`` (a task) for a caller: if the caller is cancelled (an HTTP client that
+    left), the turn is interrupted as ``client_disconnect``; if the turn is interrupted by
+    someone else, the caller gets :class:`TurnInterrupted` rather than a cancellation."""
+    try:
+        return await asyncio.shield(turn)
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():  # the caller itself was cancelled
+            if live.interrupt_task(turn, "client_disconnect") is None:
+                turn.cancel()
+            await asyncio.wait({turn}, timeout=WIND_DOWN_S)
+            raise
+        raise TurnInterrupted() from None
 
 
 @dataclass(eq=False)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 CONFIG = (
     "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
     "  failure_threshold: 1\n  max_restarts: 1\n  restart_period: 600\n"
+    "pipeline:\n  tts_budget: 1.0\n"
 )
 STAGES = {"stt", "memory_retrieval", "llm", "memory_update", "tts"}
 TOKEN = "console-test-token-0123456789abcdef"
@@ -196,6 +197,33 @@ def test_an_llm_crash_turns_health_red_and_reset_turns_it_green(console: Console
     cp.page.click("#health-table tr[data-component=llm] button[aria-label='Reset llm']")
     wait_status(cp, "llm", "healthy")
     assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == GREEN
+    assert cp.errors == []
+
+
+def test_a_stalled_stage_and_an_interrupted_turn_are_marked(console: ConsolePage) -> None:
+    cp = console
+    cp.view("pipeline")
+    base = cp.page.url.split("/debug/")[0]
+    # a synthesizer that hangs until the watchdog restarts it (a few seconds): tts stalls
+    hang = {"component": "tts", "fault": "hang"}
+    assert requests.post(f"{base}/debug/faults", json=hang, timeout=10).status_code == 202
+    cp.page.fill("#turn-session", "console-barge")
+    cp.page.fill("#turn-text", "Light the lamp.")
+    cp.page.click("#turn-form button[type=submit]")
+    running = cp.page.locator("article.turn[data-status=running]").first
+    # the tts stage is still running when its stall shows, with no stage event for it yet
+    expect(running.locator(".stage[data-stage=tts] .stall")).to_contain_text(
+        "stalled: no progress for", timeout=15000
+    )
+    running.locator("button.interrupt").click()
+    ended = cp.page.locator("article.turn[data-status=interrupted]").first
+    expect(ended.locator("header .badge")).to_have_text("interrupted", timeout=15000)
+    expect(ended.locator(".interruption")).to_contain_text("Interrupted by command: spoken")
+    expect(ended.locator(".stage[data-stage=tts][data-stalled=true]")).to_have_count(1)
+    expect(cp.page.locator("#turn-result")).to_contain_text("Turn interrupted", timeout=10000)
+    cp.screenshot("interrupted")
+    cp.view("health")
+    wait_status(cp, "tts", "healthy")  # the restart ended the hang: later turns speak
     assert cp.errors == []
 
 

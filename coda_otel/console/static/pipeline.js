@@ -1,11 +1,13 @@
 // Pipeline view: turns as they happen, each a waterfall of its stages as they really ran.
+// A stage stuck past its budget is marked "stalled" while it runs (stage_stalled); a turn cut
+// short (a newer turn, a client that left, the Interrupt button) ends "interrupted".
 import { el, extraFields, fmtBytes, fmtMs, renderValue, replaceChildren } from "./util.js";
 
 const MAX_TURNS = 30;
 const STAGE_KEYS = new Set(["conversation_id", "session_id", "turn", "stage", "status", "started_at",
   "duration_ms", "input_size", "output_size", "trace_id", "span_id", "error_type"]);
 const END_KEYS = new Set(["conversation_id", "session_id", "turn", "status", "started_at",
-  "duration_ms", "trace_id", "span_id", "stages"]);
+  "duration_ms", "trace_id", "span_id", "stages", "end_reason", "interruption", "stalls"]);
 const CONTENT_KEYS = new Set(["transcript", "response", "text"]);
 
 export class PipelineView {
@@ -25,7 +27,7 @@ export class PipelineView {
     let turn = this.turns.get(data.conversation_id);
     if (!turn) {
       turn = { id: data.conversation_id, session: data.session_id, number: data.turn,
-        trace: data.trace_id, stages: new Map(), end: null, changed: true };
+        trace: data.trace_id, stages: new Map(), stalls: new Map(), end: null, changed: true };
       this.turns.set(data.conversation_id, turn);
       while (this.turns.size > MAX_TURNS) {
         const oldest = this.turns.keys().next().value;
@@ -41,6 +43,9 @@ export class PipelineView {
     if (frame.type === "pipeline_stage") {
       const turn = this.turn(frame.data);
       turn.stages.set(`${frame.data.stage}:${frame.data.span_id || turn.stages.size}`, frame.data);
+      this.dirty = true;
+    } else if (frame.type === "stage_stalled") {
+      this.turn(frame.data).stalls.set(frame.data.stage, frame.data);
       this.dirty = true;
     } else if (frame.type === "conversation_end") {
       this.turn(frame.data).end = frame.data;
@@ -69,8 +74,9 @@ export class PipelineView {
     try {
       const result = await this.ctx.conn.request("text_input", data);
       input.value = "";
-      replaceChildren(out, el("span", {}, "Turn done: "), renderValue(this.shown(result)));
-      out.dataset.state = "ok";
+      const label = result.interrupted ? "Turn interrupted before its answer was complete: " : "Turn done: ";
+      replaceChildren(out, el("span", {}, label), renderValue(this.shown(result)));
+      out.dataset.state = result.interrupted ? "interrupted" : "ok";
     } catch (err) {
       out.textContent = `Turn failed: ${err.message}`;
       out.dataset.state = "error";
@@ -83,6 +89,20 @@ export class PipelineView {
     return Object.fromEntries(Object.entries(result).map(([k, v]) =>
       CONTENT_KEYS.has(k) && typeof v === "string"
         ? [k, `${v.length} characters (content capture is off)`] : [k, v]));
+  }
+
+  async interrupt(session, out) {
+    try {
+      const result = await this.ctx.conn.request("interrupt", { session_id: session });
+      out.textContent = result.interrupted ? "Interrupted." : "Nothing was running.";
+    } catch (err) {
+      out.textContent = `Interrupt failed: ${err.message}`;
+    }
+  }
+
+  /** What a stalled stage says: how long it went without progress, against its budget. */
+  stallNote(stall) {
+    return `stalled: no progress for ${fmtMs(stall.idle_ms)} (budget ${fmtMs(stall.budget_ms)})`;
   }
 
   render() {
@@ -117,7 +137,7 @@ export class PipelineView {
     const t0 = Math.min(...starts, turn.end ? Date.parse(turn.end.started_at) : Infinity);
     const ends = stages.map((s, i) => starts[i] + s.duration_ms);
     const total = Math.max(1, ...ends.map((e) => e - t0), turn.end ? turn.end.duration_ms : 0);
-    const status = turn.end ? turn.end.status : "running";
+    const plainStatus = turn.end ? turn.end.status : "running";
     const jaeger = this.ctx.config.jaeger_url;
     const trace = turn.trace
       ? (jaeger ? el("a", { href: `${jaeger}/trace/${turn.trace}`, target: "_blank", rel: "noopener" }, turn.trace)
@@ -127,7 +147,8 @@ export class PipelineView {
       const left = ((starts[i] - t0) / total) * 100;
       const width = Math.max(0.5, (s.duration_ms / total) * 100);
       const extra = extraFields(s, STAGE_KEYS);
-      return el("div", { class: "stage", "data-stage": s.stage, "data-status": s.status },
+      return el("div", { class: "stage", "data-stage": s.stage, "data-status": s.status,
+        "data-stalled": turn.stalls.has(s.stage) ? "true" : null },
         el("span", { class: "stage-name" }, s.stage),
         el("span", { class: "track" },
           el("span", { class: "wf-bar", style: `left:${left.toFixed(2)}%;width:${Math.min(width, 100 - left).toFixed(2)}%`,
@@ -135,8 +156,28 @@ export class PipelineView {
         el("span", { class: "stage-ms num" }, fmtMs(s.duration_ms)),
         el("span", { class: "stage-size" }, `${fmtBytes(s.input_size)} → ${fmtBytes(s.output_size)}`),
         el("span", { class: "stage-status" }, s.status + (s.error_type ? ` (${s.error_type})` : "")),
+        turn.stalls.has(s.stage) ? el("span", { class: "stall" }, this.stallNote(turn.stalls.get(s.stage))) : null,
         extra ? el("div", { class: "stage-extra" }, renderValue(extra)) : null);
     });
+    for (const [name, stall] of turn.stalls) { // still running: no pipeline_stage for it yet
+      if (stages.some((s) => s.stage === name)) continue;
+      rows.push(el("div", { class: "stage", "data-stage": name, "data-status": "stalled" },
+        el("span", { class: "stage-name" }, name),
+        el("span", { class: "stall" }, `${this.stallNote(stall)}, still running for ${fmtMs(stall.running_ms)}+`)));
+    }
+    const reason = turn.end?.end_reason;
+    const interruption = turn.end?.interruption;
+    const status = reason === "interrupted" ? "interrupted" : plainStatus;
+    const why = interruption
+      ? el("p", { class: "interruption" },
+        `Interrupted by ${interruption.interrupted_by}: spoken ${interruption.spoken_sentences ?? 0} sentences`
+        + ` (${interruption.spoken_chars ?? 0} of ${interruption.generated_chars ?? 0} characters written)`)
+      : null;
+    const note = el("span", { class: "meta", role: "status" });
+    const stop = !turn.end && turn.session
+      ? el("button", { type: "button", class: "interrupt", "aria-label": `Interrupt turn ${turn.number ?? ""} of session ${turn.session}`,
+        onclick: () => this.interrupt(turn.session, note) }, "Interrupt")
+      : null;
     const extra = turn.end ? extraFields(turn.end, END_KEYS) : null;
     return el("article", { class: "turn", "data-conversation": turn.id, "data-status": status },
       el("header", {},
@@ -144,7 +185,8 @@ export class PipelineView {
         el("span", { class: "badge", "data-status": status }, status),
         el("span", {}, `session ${turn.session ?? "–"}`),
         el("span", { class: "num" }, turn.end ? fmtMs(turn.end.duration_ms) : `${stages.length} stages so far`),
-        el("span", {}, "trace ", trace)),
+        el("span", {}, "trace ", trace), stop, note),
+      why,
       el("div", { class: "waterfall", role: "list", "aria-label": `Stages of turn ${turn.number}` }, rows),
       extra ? el("details", { open: true }, el("summary", {}, "More about this turn"), renderValue(extra)) : null);
   }
