@@ -82,6 +82,7 @@ async def test_each_conversation_is_one_trace_with_five_stage_children(
             "gen_ai.conversation.id": "session-1",  # the session, not the turn
             "coda.turn": conv.turn,
             "coda.conversation.status": "ok",
+            "coda.turn.end_reason": "completed",
         }
         children = sorted(
             (s for _, s in mine if s is not root), key=lambda s: s.start_time_unix_nano
