@@ -186,6 +186,17 @@ def prometheus_test_config(
     return dest
 
 
+def prometheus_argv(binary: str, config: Path, tmp: Path, port: int) -> list[str]:
+    """The command line of a test Prometheus on 127.0.0.1:``port``, its data under ``tmp``."""
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--enable-feature=exemplar-storage",
+    ]
+
+
 def write_file_sd(dest: Path, targets: list[str]) -> Path:
     """A Prometheus file-based discovery file listing ``targets`` (written atomically)."""
     tmp = dest.with_suffix(".tmp")

@@ -26,6 +26,7 @@ from tests.prometheus_harness import (
     alert_rules,
     dashboard_queries,
     http_json,
+    prometheus_argv,
     prometheus_test_config,
     rules_with_short_for,
     variable_queries,
@@ -71,13 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = prometheus_test_config(
         tmp / "prometheus.yml", target=f"127.0.0.1:{app_port}", rules=rules
     )
-    prom_argv = [
-        prometheus_bin,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        "--enable-feature=exemplar-storage",
-    ]
+    prom_argv = prometheus_argv(prometheus_bin, config, tmp, prom_port)
     app_url = f"http://127.0.0.1:{app_port}"
     with (
         ManagedProcess(app_argv, tmp / "app.log", env=env) as app,

@@ -31,6 +31,7 @@ from tests.prometheus_harness import (
     SCRAPE_JOB,
     ManagedProcess,
     PrometheusAPI,
+    prometheus_argv,
     prometheus_test_config,
     rules_with_short_for,
     wait_until,
@@ -161,12 +162,7 @@ def stalled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled]:
     prom_config = prometheus_test_config(
         tmp / "prometheus.yml", target=f"127.0.0.1:{port}", rules=rules
     )
-    prom_argv = [
-        prometheus_bin,
-        f"--config.file={prom_config}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]
+    prom_argv = prometheus_argv(prometheus_bin, prom_config, tmp, prom_port)
     with StallingModel() as model:
         config = (
             f"llm:\n  backend: openai\n  url: http://127.0.0.1:{model.port}\n"

@@ -17,8 +17,12 @@ A record (schema ``coda.pipeline_log/1``)::
 
     {"schema", "conversation_id", "session_id", "turn", "status", "trace_id", "span_id",
      "started_at" (epoch s), "timestamp" (ISO end time), "total_duration_ms",
+     "end_reason" ("completed", "error", "interrupted", "cancelled"),
+     "interruption" (null, or who interrupted and how much of the answer was spoken),
+     "stalls" ([{"stage", "budget_s", "idle_s", "running_s", ...}]: stages that stalled),
      "stages": [{"stage_name", "status", "started_at", "timestamp", "duration_ms",
-                 "input", "output", "metadata", "trace_id", "span_id"}, ...]}
+                 "input", "output", "metadata" (+ "stalls": n when the stage stalled),
+                 "trace_id", "span_id"}, ...]}
 """
 
 from __future__ import annotations

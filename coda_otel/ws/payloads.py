@@ -15,12 +15,19 @@ from coda_otel.ws.protocol import epoch_iso
 __all__ = ["conversation_data", "stage_data", "stall_data"]
 
 
-def stage_data(event: StageEvent) -> dict[str, Any]:
-    """The ``pipeline_stage`` payload: timings, sizes and ids, never content."""
+def _turn(event: StageEvent | ConversationEvent | StallEvent) -> dict[str, Any]:
+    """The fields every turn event starts with."""
     return {
         "conversation_id": event.conversation_id,
         "session_id": event.session_id,
         "turn": max(0, event.turn),
+    }
+
+
+def stage_data(event: StageEvent) -> dict[str, Any]:
+    """The ``pipeline_stage`` payload: timings, sizes and ids, never content."""
+    return {
+        **_turn(event),
         "stage": event.stage,
         "status": event.status,
         "started_at": epoch_iso(event.started_at),
@@ -36,9 +43,7 @@ def stage_data(event: StageEvent) -> dict[str, Any]:
 def conversation_data(event: ConversationEvent) -> dict[str, Any]:
     """The ``conversation_end`` payload."""
     return {
-        "conversation_id": event.conversation_id,
-        "session_id": event.session_id,
-        "turn": max(0, event.turn),
+        **_turn(event),
         "status": event.status,
         "started_at": epoch_iso(event.started_at),
         "duration_ms": round(max(0.0, event.duration_s) * 1000.0, 3),
@@ -62,9 +67,7 @@ def conversation_data(event: ConversationEvent) -> dict[str, Any]:
 def stall_data(event: StallEvent) -> dict[str, Any]:
     """The ``stage_stalled`` payload: which stage of which turn, how long without progress."""
     return {
-        "conversation_id": event.conversation_id,
-        "session_id": event.session_id,
-        "turn": max(0, event.turn),
+        **_turn(event),
         "stage": event.stage,
         "budget_ms": _ms(event.budget_s),
         "idle_ms": _ms(event.idle_s),
