@@ -22,6 +22,14 @@ from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.testing import RecordingListener
+from coda_otel.tracing.file_exporter import FileSpanExporter
+from coda_otel.tracing.waterfall import load, render
+
+
+def shown(tmp_path: Path) -> str:
+    """``coda-otel trace show`` of the last trace in the folder's OTLP file."""
+    (path,) = (tmp_path / "traces").glob("*.jsonl")
+    return render(load(path))
 
 
 class Stalls(RecordingListener):
@@ -38,6 +46,7 @@ def make(tmp_path: Path, budgets: dict[str, float]) -> tuple[Any, InMemorySpanEx
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(tmp_path / "traces")))
     metrics = CodaMetrics(CollectorRegistry())
     listener = Stalls()
     dbg = ConversationPipelineDebugger(
@@ -85,6 +94,8 @@ async def test_a_silent_stage_is_reported_while_it_runs_and_progress_resets(
     assert llm.attributes["coda.stage.stalled"] is True
     (end,) = listener.conversations
     assert [s.stage for s in end.stalls] == ["llm", "llm"] and end.end_reason == "completed"
+    lines = {line.split()[0]: line for line in shown(tmp_path).splitlines()[1:]}
+    assert lines["llm"].endswith("STALLED") and not lines["stt"].endswith("STALLED")
 
 
 async def test_an_interrupted_turn_ends_unset_with_its_reason(tmp_path: Path) -> None:
@@ -118,6 +129,8 @@ async def test_an_interrupted_turn_ends_unset_with_its_reason(tmp_path: Path) ->
     dbg.flush()
     (log,) = [p for p in tmp_path.glob("*.json")]
     assert '"end_reason": "interrupted"' in log.read_text(encoding="utf-8")
+    header = shown(tmp_path).splitlines()[0]
+    assert "cancelled  INTERRUPTED by new_turn (spoken 3 of 9 characters)" in header
 
 
 def test_a_stage_outside_an_event_loop_is_tracked_not_timed(tmp_path: Path) -> None:

@@ -153,7 +153,8 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
     def status(span: Mapping[str, Any]) -> str:
         if span.get("status", {}).get("code") == _ERROR_CODE:
             return "error"
-        return str(_attr(span, "coda.stage.status") or "ok")
+        found = _attr(span, "coda.stage.status") or _attr(span, "coda.conversation.status")
+        return str(found or "ok")
 
     bars = [
         Bar(
