@@ -87,3 +87,15 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
 def test_unrelated_coda_variables_are_ignored() -> None:
     config = load_config(env={"CODA_SOMETHING": "x", "CODA_CONFIG": ""})
     assert isinstance(config, Config)
+
+
+def test_stall_budgets_come_from_the_file_and_env_and_must_not_be_negative(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("pipeline:\n  tts_budget: 0\n", encoding="utf-8")
+    budgets = load_config(path, env={"CODA_PIPELINE_LLM_BUDGET": "2.5"}).pipeline.stage_budgets()
+    assert budgets["llm"] == 2.5 and budgets["tts"] == 0  # 0: that stage is never timed
+    assert Config().pipeline.stage_budgets()["llm"] == 5.0  # the first token within 5 s
+    with pytest.raises(ConfigError, match="pipeline.stt_budget must not be negative"):
+        load_config(env={"CODA_PIPELINE_STT_BUDGET": "-1"})
