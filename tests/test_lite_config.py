@@ -97,5 +97,5 @@ def test_stall_budgets_come_from_the_file_and_env_and_must_not_be_negative(
     budgets = load_config(path, env={"CODA_PIPELINE_LLM_BUDGET": "2.5"}).pipeline.stage_budgets()
     assert budgets["llm"] == 2.5 and budgets["tts"] == 0  # 0: that stage is never timed
     assert Config().pipeline.stage_budgets()["llm"] == 5.0  # the first token within 5 s
-    with pytest.raises(ConfigError, match="pipeline.stt_budget must not be negative"):
+    with pytest.raises(ConfigError, match=r"pipeline\.stt_budget must not be negative"):
         load_config(env={"CODA_PIPELINE_STT_BUDGET": "-1"})
