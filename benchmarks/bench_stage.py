@@ -7,7 +7,8 @@ a reply out) on one event loop, in alternating rounds:
 
 * debugger: ``async with conv.stage("llm", inputs) as st`` on a real SDK ``TracerProvider``
   with a ``BatchSpanProcessor`` into an exporter that discards (export is off the hot path),
-  and the Prometheus ``PipelineMetrics`` listener on; budget 1.5x the bare SDK span;
+  and the Prometheus ``PipelineMetrics`` listener on, with a stall budget on the stage (its
+  timer armed and cancelled each time, as served); budget 1.5x the bare SDK span;
 * bare SDK span: ``with tracer.start_as_current_span("llm")`` on the same provider;
 * none: the body alone;
 * disabled debugger (``enabled=False``): budget at most 1 us per stage over none;
@@ -95,6 +96,7 @@ async def _measure(number: int, rounds: int) -> dict[str, float]:
             tracer_provider=provider,
             listeners=[PipelineMetrics(metrics)],
             save_logs=False,
+            stall_budgets={"llm": 5.0},  # as served: each stage arms (and cancels) a stall timer
         )
         off = ConversationPipelineDebugger(enabled=False, output_dir=tmp, save_logs=False)
         current: dict[str, Any] = {}
