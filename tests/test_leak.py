@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,26 +26,45 @@ def gauge(metrics: CodaMetrics, name: str, component: str) -> float | None:
     return metrics.registry.get_sample_value(name, {"component": component})
 
 
+#: Runs in a fresh interpreter: other tests' models and threads (in this process) return and
+#: take memory while this one samples, which would blur the slope it measures.
+GROWING_CHILD = """
+import json, sys
+from dataclasses import asdict
+from prometheus_client import CollectorRegistry
+from coda_otel.health.leak import LeakDetector
+from coda_otel.metrics import CodaMetrics
+MIB = 1024 * 1024
+metrics = CodaMetrics(CollectorRegistry(), process_collector=False)
+detector = LeakDetector(window=10, min_samples=5, slope_threshold_bytes_per_s=8 * MIB,
+                        metrics=metrics)
+held, reports = [], []
+for second in range(7):
+    # 36 MiB is above glibc's largest mmap threshold: each chunk is fresh memory from the
+    # kernel, never pages freed earlier but kept resident by the allocator.
+    chunk = bytearray(36 * MIB)
+    chunk[::4096] = b"\\x01" * len(range(0, 36 * MIB, 4096))  # touch every page
+    held.append(chunk)
+    reports.append(detector.sample("process", at=float(second)))
+gauge = lambda name: metrics.registry.get_sample_value(name, {"component": "process"})
+json.dump({"early": [r.suspected for r in reports[:4]], "last": asdict(reports[-1]),
+           "flag": gauge("coda_memory_leak_suspected"),
+           "slope": gauge("coda_memory_growth_bytes_per_second")}, sys.stdout)
+"""
+
+
 def test_growing_allocation_is_flagged_via_real_rss() -> None:
-    metrics = CodaMetrics(CollectorRegistry(), process_collector=False)
-    detector = LeakDetector(window=10, min_samples=5, slope_threshold_bytes_per_s=8 * MIB,
-                            metrics=metrics)  # fmt: skip
-    held: list[bytearray] = []
-    reports = []
-    for second in range(7):
-        # 36 MiB is above glibc's largest mmap threshold: each chunk is fresh memory from the
-        # kernel, never pages an earlier test freed but the allocator kept resident.
-        held.append(held_chunk(36 * MIB))
-        reports.append(detector.sample("process", at=float(second)))
-    assert not any(r.suspected for r in reports[:4])  # too few samples to judge
-    last = reports[-1]
-    assert last.suspected and last.source == "process" and last.samples == 7
-    assert last.slope_bytes_per_s > 24 * MIB and last.r2 >= 0.8
-    assert gauge(metrics, "coda_memory_leak_suspected", "process") == 1.0
-    assert gauge(metrics, "coda_memory_growth_bytes_per_second", "process") == pytest.approx(
-        last.slope_bytes_per_s
-    )
-    del held
+    out = subprocess.run(
+        [sys.executable, "-c", GROWING_CHILD], capture_output=True, text=True, check=True,
+        timeout=120,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    assert not any(result["early"])  # too few samples to judge
+    last = result["last"]
+    assert last["suspected"] and last["source"] == "process" and last["samples"] == 7
+    assert last["slope_bytes_per_s"] > 24 * MIB and last["r2"] >= 0.8
+    assert result["flag"] == 1.0
+    assert result["slope"] == pytest.approx(last["slope_bytes_per_s"])
     gc.collect()
 
 
