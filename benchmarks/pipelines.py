@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from coda_lite.config import Config, load_config
+from coda_lite.memory.sqlite_db import DEFAULT_OWNER
 
 #: A question: the echo LLM answers it and nothing is remembered, so memory stays the same size.
 TURN_TEXT = "What is the weather like in Lisbon today?"
@@ -106,10 +107,13 @@ async def alternate_turns(
     return times
 
 
-def add_memories(db_path: Path, n: int, *, dim: int = 384, seed: int = 0) -> None:
+def add_memories(
+    db_path: Path, n: int, *, dim: int = 384, seed: int = 0, owner: str = DEFAULT_OWNER
+) -> None:
     """Append ``n`` memories with unit-length random embeddings to the store at ``db_path``.
 
-    The store (``LongTermMemory``) must have created the file first (it owns the schema)."""
+    The store (``LongTermMemory``) must have created the file first (it owns the schema); the
+    memories belong to ``owner``."""
     rng = np.random.default_rng(seed)
     now = time.time()
     rows: list[tuple[Any, ...]] = []
@@ -129,10 +133,11 @@ def add_memories(db_path: Path, n: int, *, dim: int = 384, seed: int = 0) -> Non
                 vec.tobytes(),
                 dim,
                 "bench",
+                owner,
             )
         )
     with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn, conn:
-        conn.executemany("INSERT INTO memories VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO memories VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
 
 async def one_turn(manager: Any, text: str = TURN_TEXT) -> float:

@@ -81,3 +81,13 @@ def test_unknown_benchmark_name_is_a_clear_error(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "unknown benchmark nope" in err
     assert all(name in err for name in MODULES)
+
+
+def test_quick_snapshot_rows_fill_the_current_memory_schema() -> None:
+    """The snapshot benchmark writes memories straight into SQLite: it must follow the schema."""
+    from benchmarks import bench_snapshots
+
+    rows = bench_snapshots.run(quick=True)
+    assert {r.group for r in rows} == {"snapshots"}
+    for row in rows:
+        check_row(row)
