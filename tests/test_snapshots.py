@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from coda_otel.files import InvalidIdError
 from coda_otel.metrics import CodaMetrics
+from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import SnapshotStore
 from coda_otel.testing import InMemoryMemory
@@ -370,3 +371,26 @@ def test_bad_configuration_is_refused(memory, tmp_path):
         MemorySnapshotEmitter(memory, tmp_path, max_files=0)
     with pytest.raises(TypeError, match="read_memory_state"):
         MemorySnapshotEmitter(object(), tmp_path)  # type: ignore[arg-type]
+
+
+def test_snapshot_redaction_follows_the_capture_switch_between_snapshots(tmp_path):
+    """Redacted texts are remembered between snapshots, but never across a settings change."""
+    memory = InMemoryMemory()
+    long_fact = "Mail me at ada@example.com about the trip. " + "We fly to Lisbon in May. " * 6
+    memory.add_interaction("m1", long_fact, ["travel"])
+    sanitizer = Sanitizer(capture_content=False)
+    emitter = MemorySnapshotEmitter(memory, tmp_path, sanitizer=sanitizer)
+    try:
+        emitter.take_snapshot("preview")
+        assert emitter.flush(10.0)
+        sanitizer.capture_content = True
+        emitter.take_snapshot("full")
+        assert emitter.flush(10.0)
+    finally:
+        emitter.close()
+    store = SnapshotStore(tmp_path)
+    preview = store.load("preview")["long_term"]["memories"][0]["content"]
+    full = store.load("full")["long_term"]["memories"][0]["content"]
+    assert "ada@example.com" not in preview and "ada@example.com" not in full
+    assert len(preview) < len(full)
+    assert full.count("Lisbon") == 6

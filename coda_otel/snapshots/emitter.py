@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
 from opentelemetry import trace
 
 from coda_otel.background import BackgroundWriter
@@ -62,6 +63,7 @@ SnapshotListener = Callable[[dict[str, Any]], None]
 ALWAYS_SNAPSHOT: frozenset[str] = frozenset({"clear", "import", "export"})
 DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_BYTES = 100 * 2**20
+CLEANED_TEXTS = 50_000  #: redacted texts remembered from one snapshot to the next (LRU)
 
 
 class _Skipped(Exception):
@@ -117,6 +119,7 @@ class MemorySnapshotEmitter:
         self.errors = 0
         self._source = memory_source
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer()
+        self._cleaned: LRUCache[tuple[bool, bool, str], str] = LRUCache(CLEANED_TEXTS)
         #: keeps the disk reserve, counts and logs failed writes (replace to wire metrics/room)
         self.guard = WriteGuard("snapshots", metrics=metrics)
         self._last_size = 64 * 1024
@@ -136,7 +139,6 @@ class MemorySnapshotEmitter:
         except OSError as exc:  # writes will fail and be counted; the app keeps running
             logger.error("cannot create snapshot folder %s: %s", self.snapshot_dir, exc)
 
-    # -- listeners ---------------------------------------------------------------------
     def add_listener(self, listener: SnapshotListener) -> None:
         self._listeners.append(listener)
 
@@ -263,9 +265,14 @@ class MemorySnapshotEmitter:
                 logger.exception("snapshot listener %r failed", listener)
 
     def _clean(self, text: str) -> str:
-        """What a snapshot keeps of one text: redacted; a short preview unless capture is on."""
+        """One text redacted (a preview unless capture is on); kept, as memories rarely change."""
         s = self.sanitizer
-        return s.text(text) if s.capture_content else s.text(text, s.preview_length)
+        key = (s.capture_content, s.redact, text)
+        cleaned = self._cleaned.get(key)
+        if cleaned is None:
+            cleaned = s.text(text) if s.capture_content else s.text(text, s.preview_length)
+            self._cleaned[key] = cleaned
+        return cleaned
 
     def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()
@@ -305,7 +312,6 @@ class MemorySnapshotEmitter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- comparison ----------------------------------------------------------------------
     def compare_snapshots(self, snapshot_id1: str, snapshot_id2: str) -> dict[str, Any]:
         """The full diff (count keys included) from ``snapshot_id1`` to ``snapshot_id2``.
 
