@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from coda_lite.turns import TurnInterrupted
 from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
+from coda_otel.web.bodies import json_object
 from coda_otel.web.errors import error_response
 from coda_otel.web.health_routes import add_health_routes
 from coda_otel.web.metrics_route import add_metrics_route
@@ -100,14 +100,7 @@ def _optional_id(data: dict[str, Any], key: str) -> str | None:
 
 def parse_turn(body: bytes) -> tuple[str | bytes, dict[str, Any], bool]:
     """Validate a turn request; returns (text or WAV bytes, {session_id, user_id}, return_audio)."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError("body is nested too deeply to be a turn request") from None
-    if not isinstance(data, dict):
-        raise ValueError("body must be a JSON object")
+    data = json_object(body, "body")
     unknown = set(data) - {"text", "audio_wav_base64", "session_id", "user_id", "return_audio"}
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")

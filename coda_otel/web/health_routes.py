@@ -27,13 +27,11 @@ Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from coda_otel.health.faults import FAULTS, FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog
+from coda_otel.web.bodies import json_object
 from coda_otel.web.errors import error_body, error_response
 
 MAX_FAULT_BODY = 4096
@@ -101,15 +99,9 @@ def add_health_routes(
                 400, "too_large", f"request body is larger than {MAX_FAULT_BODY} bytes"
             )
         try:
-            body: Any = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return error_response(400, "bad_request", f"request body is not valid JSON: {exc}")
-        except RecursionError:
-            return error_response(400, "bad_request", "request body is nested too deeply")
-        if not isinstance(body, dict):
-            return error_response(
-                400, "bad_request", 'expected a JSON object {"component": ..., "fault": ...}'
-            )
+            body = json_object(raw)
+        except ValueError as exc:
+            return error_response(400, "bad_request", f'{exc} ({{"component": ..., "fault": ...}})')
         component, fault = body.get("component"), body.get("fault")
         if not isinstance(component, str) or not isinstance(fault, str):
             return error_response(
