@@ -46,7 +46,7 @@ def _record(quick: bool) -> list[Result]:
 
 def _embedder(quick: bool) -> list[Result]:
     from coda_lite.config import EmbeddingsConfig
-    from coda_lite.embedder import make_embedder
+    from coda_lite.memory.embedder import make_embedder
 
     model = make_embedder(EmbeddingsConfig())
     if type(model).__name__ != "SentenceTransformerEmbedder":

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run --only exporter
 
-Both are ``coda_lite.app.build_app`` with the same backends (text in, real embedding model,
+Both are ``coda_lite.service.app.build_app`` with the same backends (text in, real embedding model,
 echo LLM, no TTS: the shortest real turn, so any stall shows). One is built with
 ``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<closed port>`` (OTLP http/protobuf, every
 export refused), the other with ``OTEL_TRACES_EXPORTER=none``. ``OTEL_BSP_SCHEDULE_DELAY=200``
@@ -18,7 +18,7 @@ import statistics
 
 from benchmarks.common import Result, run_async
 from benchmarks.pipelines import NO_CACHE_HITS, alternate_turns, bench_config, bench_home, otel_env
-from coda_lite.app import build_app
+from coda_lite.service.app import build_app
 
 
 def closed_port() -> int:

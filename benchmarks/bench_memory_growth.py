@@ -4,7 +4,7 @@
 
 The cheapest real turn (text in, real embedding model, echo LLM, no TTS), a different question
 every turn (so the embedding and LLM caches fill up to their bounds, as in real use), through
-``coda_lite.app.build_app`` with every tool attached (tracing to the default file exporter,
+``coda_lite.service.app.build_app`` with every tool attached (tracing to the default file exporter,
 metrics, conversation logs, snapshots, caches, debug hub). RSS (psutil) is read after a
 warm-up and after the 1,000 turns, each time after ``gc.collect()``; the uninstrumented
 pipeline (``build_pipeline``, NullObserver) runs the same turns first as the baseline, after
@@ -21,8 +21,8 @@ import psutil
 
 from benchmarks.common import Result, run_async
 from benchmarks.pipelines import bench_config, bench_home, otel_env
-from coda_lite.app import build_app
-from coda_lite.factory import build_pipeline
+from coda_lite.pipeline.build import build_pipeline
+from coda_lite.service.app import build_app
 
 BUDGET_B = 20 * 2**20
 WARMUP = 50

@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks.common import Result, run_async
 from benchmarks.pipelines import add_memories, bench_config, bench_home, one_turn
-from coda_lite.factory import build_pipeline
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
+from coda_lite.pipeline.build import build_pipeline
 from coda_otel.metrics import CodaMetrics
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 

@@ -4,9 +4,10 @@
 
 Text in, the real embedding model (all-MiniLM-L6-v2) for memory, the echo LLM, espeak-ng for
 speech (``none`` when espeak-ng is missing, said in the note). Uninstrumented is
-``build_pipeline`` with the NullObserver. Instrumented is ``coda_lite.app.build_app``: tracing
-(the default OTLP JSON file exporter), Prometheus metrics, conversation logs, snapshots every
-10 memory operations, the debug hub, and the caches with their debugger. Rows:
+``build_pipeline`` with the NullObserver. Instrumented is
+``coda_lite.service.app.build_app``: tracing (the default OTLP JSON file exporter), Prometheus
+metrics, conversation logs, snapshots every 10 memory operations, the debug hub, and the caches
+with their debugger. Rows:
 
 * caches that never hit (TTL ~0, no LLM cache), so both do the same work: the cost of
   observing; budget 1.02x;
@@ -26,8 +27,8 @@ import statistics
 
 from benchmarks.common import Result, run_async
 from benchmarks.pipelines import NO_CACHE_HITS, alternate_turns, bench_config, bench_home, otel_env
-from coda_lite.app import build_app
-from coda_lite.factory import build_pipeline
+from coda_lite.pipeline.build import build_pipeline
+from coda_lite.service.app import build_app
 
 
 async def _measure(rounds: int) -> list[Result]:

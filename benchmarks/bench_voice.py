@@ -28,11 +28,11 @@ from typing import Any
 
 from benchmarks.common import Result, run_async
 from benchmarks.pipelines import NO_CACHE_HITS, bench_config, bench_home, otel_env
-from coda_lite.app import build_app
 from coda_lite.config import LlmConfig
-from coda_lite.conversation import ConversationManager
-from coda_lite.factory import build_pipeline
-from coda_lite.llm_local import local_model_problem
+from coda_lite.llm.local import local_model_problem
+from coda_lite.pipeline.build import build_pipeline
+from coda_lite.pipeline.conversation import ConversationManager
+from coda_lite.service.app import build_app
 
 #: Questions whose answers run to several sentences (30+ tokens).
 LONG_ANSWERS = (

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from coda_lite.config import LlmConfig
 from coda_lite.llm import LLMResult
-from coda_lite.llm_local import LocalLLM, load_model, local_model_problem, packaged_gguf
+from coda_lite.llm.local import LocalLLM, load_model, local_model_problem, packaged_gguf
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
 from tests.support import IN_CI, free_port
 

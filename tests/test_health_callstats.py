@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from coda_lite.audio import AudioError
-from coda_lite.components import CallStats, InputError, malformed_text
-from coda_lite.embedder import HashingEmbedder
+from coda_lite.errors import InputError, malformed_text
 from coda_lite.llm import EchoLLM
-from coda_lite.tts import EspeakTTS
+from coda_lite.memory.embedder import HashingEmbedder
+from coda_lite.speech.audio import AudioError
+from coda_lite.speech.tts import EspeakTTS
+from coda_lite.stats import CallStats
 from tests.support import require_tool
 
 LONE_SURROGATE = "hello \ud800 there"  # what a JSON body's "\ud800" escape decodes to

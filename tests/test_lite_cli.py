@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from coda_lite.cli import default_script, main
-from coda_lite.conversation import STAGES
+from coda_lite.pipeline.conversation import STAGES
+from coda_lite.service.cli import default_script, main
 from coda_otel.cli.main import main as otel_main
 from coda_otel.tracing.file_exporter import read_otlp_json_lines
 from tests.support import require_module, require_tool

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from coda_lite import llm_http as llm_module
+from coda_lite.llm import http as llm_module
 from coda_lite.config import LlmConfig
 from coda_lite.llm import EchoLLM, LLMError, LLMResult, make_llm
-from coda_lite.llm_http import OllamaLLM, OpenAICompatLLM
+from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
 from tests.support import free_port
 

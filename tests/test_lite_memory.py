@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from coda_lite.config import EmbeddingsConfig
-from coda_lite.embedder import HashingEmbedder, SentenceTransformerEmbedder, make_embedder
 from coda_lite.memory import (
     LongTermMemory,
     MemoryManager,
@@ -20,6 +19,7 @@ from coda_lite.memory import (
     ShortTermMemory,
     extract_facts,
 )
+from coda_lite.memory.embedder import HashingEmbedder, SentenceTransformerEmbedder, make_embedder
 from coda_otel.protocols import Component, MemoryStateSource
 from tests.support import require_module
 

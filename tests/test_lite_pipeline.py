@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from coda_lite.audio import wav_bytes
 from coda_lite.config import Config, load_config
-from coda_lite.conversation import STAGES, ConversationManager, StageError
-from coda_lite.factory import Pipeline, build_pipeline
 from coda_lite.llm import EchoLLM, LLMResult
+from coda_lite.pipeline.build import Pipeline, build_pipeline
+from coda_lite.pipeline.conversation import STAGES, ConversationManager, StageError
+from coda_lite.speech.audio import wav_bytes
 from coda_otel.protocols import Component
 from tests.support import free_port, require_module, require_tool
 

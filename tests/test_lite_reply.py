@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from coda_lite.config import TtsConfig
-from coda_lite.conversation import ConversationManager, StageError
-from coda_lite.latency import PARTS, TurnClock, measure
 from coda_lite.llm import EchoLLM, LLMResult
-from coda_lite.sentences import SentenceSplitter
-from coda_lite.tts import EspeakTTS
+from coda_lite.pipeline.conversation import ConversationManager, StageError
+from coda_lite.pipeline.latency import PARTS, TurnClock, measure
+from coda_lite.speech.sentences import SentenceSplitter
+from coda_lite.speech.tts import EspeakTTS
 from tests.support import require_tool
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coda_lite.audio import AudioError, decode_wav, wav_bytes
 from coda_lite.config import SttConfig, TtsConfig
-from coda_lite.stt import PocketSphinxSTT, make_stt
-from coda_lite.tts import EspeakTTS, make_tts
+from coda_lite.speech.audio import AudioError, decode_wav, wav_bytes
+from coda_lite.speech.stt import PocketSphinxSTT, make_stt
+from coda_lite.speech.tts import EspeakTTS, make_tts
 from coda_otel.protocols import Component
 from tests.support import require_module, require_tool
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from coda_lite.app import build_app
 from coda_lite.config import load_config
+from coda_lite.service.app import build_app
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
 from tests.support import IN_CI, free_port, require_module
 

@@ -35,14 +35,14 @@ from typing import Any, TypeVar
 import numpy as np
 from cachetools import LRUCache
 
-from coda_lite.components import CallStats
 from coda_lite.memory.jsonfile import MemoryStoreError
 from coda_lite.memory.mirror import MemoryMirror
 from coda_lite.memory.reads import MemoryReads
 from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import MemoryTransfer
-from coda_lite.stages import Embedder
+from coda_lite.pipeline.stages import Embedder
+from coda_lite.stats import CallStats
 
 _COLS = COLS
 #: Embedding matrices kept for this many owners (the most recently retrieved from).

@@ -33,7 +33,7 @@ from coda_lite.memory.extract import Fact, extract_facts
 from coda_lite.memory.jsonfile import MemoryStoreError, read_json, write_json_atomic
 from coda_lite.memory.long_term import DEFAULT_OWNER, LongTermMemory
 from coda_lite.memory.short_term import ShortTermMemory
-from coda_lite.stages import Embedder
+from coda_lite.pipeline.stages import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cachetools import LRUCache
 
-from coda_lite.components import CallStats
 from coda_lite.memory.jsonfile import MemoryStoreError
 from coda_lite.memory.mirror import MemoryMirror, Mirrored
 from coda_lite.memory.sqlite_db import COLS as _COLS
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER
+from coda_lite.stats import CallStats
 
 
 def _row(r: Sequence[Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The pipeline debugger: one trace per conversation, one span per stage, a JSON log per turn.
 
-It satisfies the pipeline's observer protocol structurally (``coda_lite.observer``), so the
+It satisfies the pipeline's observer protocol structurally (``coda_lite.pipeline.observer``), so the
 composition root passes it where the pipeline expects an observer::
 
     dbg = ConversationPipelineDebugger(output_dir=Path("logs"), listeners=[metrics_listener])

@@ -14,7 +14,7 @@
     # {'coda.latency.voice_to_voice': 0.812345, 'coda.latency.breakdown.retrieval': 0.003012,..}
 
 Messages are kept only when the sanitizer captures content, and redacted like all content.
-A turn's latency mapping has the shape of ``coda_lite.latency.TurnLatency.to_dict()``:
+A turn's latency mapping has the shape of ``coda_lite.pipeline.latency.TurnLatency.to_dict()``:
 durations in integer microseconds (``*_us``), attributes in seconds.
 """
 

@@ -4,26 +4,28 @@
     result = await manager.process_user_input("Where do I live?", session_id="s1")
     await manager.process_user_input("Where do I live?", session_id="s2", user_id="ada")
     result.response, result.timings["llm"], result.conversation_id
-    result.latency.voice_to_voice_us, result.latency.breakdown_us   # see coda_lite.latency
+    result.latency.voice_to_voice_us, result.latency.breakdown_us   # see coda_lite.pipeline.latency
 
-The model's text streams into speech (:mod:`coda_lite.reply`): the tts stage starts at the
+The model's text streams into speech (:mod:`coda_lite.pipeline.reply`): the tts stage starts at the
 first complete sentence and synthesizes the answer sentence by sentence while the model
 writes; the turn's audio is the concatenation. ``streaming=False`` waits for the whole
 answer, then speaks it in one piece (the baseline the benchmarks compare with).
 
 Text input skips recognition (the stt stage says ``skipped: True``); ``bytes`` or a path is
 audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(name, inputs)``
-(see :mod:`coda_lite.observer`), so whoever observes sees the stage boundaries; this module
+(see :mod:`coda_lite.pipeline.observer`), so whoever observes sees the stage boundaries; this module
 has no telemetry of its own. Memory is read and written for one owner: ``user_id``, else
 ``session_id``, else ``"default"`` (:func:`memory_owner`). A failing stage raises
 :class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
 (a full disk, a locked database) does not fail the turn: the answer is returned with a
 warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
 A new turn in a session interrupts the one still running there (barge-in, see
-:mod:`coda_lite.turns`; ``manager.live`` also stops a turn whose client left): the old turn
+:mod:`coda_lite.pipeline.turns`; ``manager.live`` also stops a turn whose client left): the old turn
 is cancelled, ends with the reason ``interrupted`` and never reaches its memory update.
 ``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
-long as the model writes, so its deadline bounds each sentence's synthesis instead.
+long as the model writes, so its deadline bounds each sentence's synthesis instead. A passed
+deadline is told to ``on_deadline(stage, message)`` directly (the composition root marks the
+stage's component unhealthy with it), whether or not anyone observes the turn.
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
-from coda_lite.latency import TurnClock, TurnLatency, measure
 from coda_lite.memory.long_term import DEFAULT_OWNER
-from coda_lite.observer import NULL_OBSERVER, ConversationScope, PipelineObserver, StageScope
-from coda_lite.reply import Reply
-from coda_lite.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
-from coda_lite.stages import LLM, STT, TTS, Memory
-from coda_lite.turns import LiveTurn, LiveTurns
+from coda_lite.pipeline.latency import TurnClock, TurnLatency, measure
+from coda_lite.pipeline.observer import (
+    NULL_OBSERVER,
+    ConversationScope,
+    PipelineObserver,
+    StageScope,
+)
+from coda_lite.pipeline.reply import Reply
+from coda_lite.pipeline.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
+from coda_lite.pipeline.stages import LLM, STT, TTS, Memory
+from coda_lite.pipeline.turns import LiveTurn, LiveTurns
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
@@ -90,6 +97,7 @@ class ConversationManager:
         max_sessions: int = 10_000,
         streaming: bool = True,
         stage_timeouts: Mapping[str, float] | None = None,
+        on_deadline: Callable[[str, str], None] | None = None,
     ) -> None:
         self.stt = stt
         self.memory = memory
@@ -98,6 +106,7 @@ class ConversationManager:
         self.observer = observer
         self.streaming = streaming  # speak sentence by sentence while the model still writes
         self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
+        self.on_deadline = on_deadline  # told of every passed deadline: (stage, message)
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
         self.live = LiveTurns()  # running turns, so a newer one can interrupt them
@@ -151,7 +160,12 @@ class ConversationManager:
         async def stage(
             name: str, inputs: Mapping[str, Any], work: Callable[[StageScope], Awaitable[T]]
         ) -> T:
-            return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
+            try:
+                return await _run_stage(conv, name, inputs, work, timings, self._deadline(name))
+            except StageError as exc:
+                if isinstance(exc.__cause__, StageTimeoutError) and self.on_deadline is not None:
+                    self.on_deadline(name, str(exc.__cause__))
+                raise
 
         transcript = await stage("stt", _stt_inputs(user_input), self._stt_work(user_input, clock))
 

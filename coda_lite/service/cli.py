@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from coda_lite.config import Config, ConfigError, load_config
-from coda_lite.conversation import STAGES, StageError
+from coda_lite.pipeline.conversation import STAGES, StageError
 
 
 def default_script() -> list[str]:
@@ -63,7 +63,7 @@ async def run_demo(
 ) -> int:
     """Run the turns; text lines are spoken (espeak-ng) and recognized unless ``typed``."""
     out = out or sys.stdout
-    from coda_lite.app import build_app, latency_lines
+    from coda_lite.service.app import build_app, latency_lines
 
     app = build_app(config)
     audio_dir = config.home / "demo_audio"
@@ -141,7 +141,7 @@ def _cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.server.port = args.port
     if args.allow_fault_injection:
         config.server.allow_fault_injection = True
-    from coda_lite import server  # aiohttp and the service load only for `serve`
+    from coda_lite.service import server  # aiohttp and the service load only for `serve`
 
     return server.main(args, config)
 

@@ -23,8 +23,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from coda_lite.observer import ConversationScope
-from coda_lite.reply import Reply
+from coda_lite.pipeline.observer import ConversationScope
+from coda_lite.pipeline.reply import Reply
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from coda_lite.config_parse import ConfigError, apply_settings
+from coda_lite.config.parse import ConfigError, apply_settings
 
 __all__ = ["Config", "ConfigError", "load_config"]  # and the section dataclasses
 

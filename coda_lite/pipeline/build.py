@@ -8,7 +8,8 @@
 
 ``wrap_embedder`` / ``wrap_llm`` / ``wrap_stt`` / ``wrap_tts`` / ``wrap_memory_store`` let the
 composition root wrap a stage (with a cache, or a fault guard) before it is handed to memory
-and the conversation manager; the health components stay the unwrapped stage objects.
+and the conversation manager; the health components stay the unwrapped stage objects, and a
+stage that outlives its deadline marks its own component (:mod:`coda_lite.pipeline.deadlines`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coda_lite.config import Config
-from coda_lite.conversation import ConversationManager
-from coda_lite.embedder import make_embedder
 from coda_lite.llm import make_llm, select_backend
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
-from coda_lite.observer import NULL_OBSERVER, PipelineObserver
-from coda_lite.stages import LLM, STT, TTS, Component, Embedder
-from coda_lite.stt import make_stt
-from coda_lite.tts import make_tts
+from coda_lite.memory.embedder import make_embedder
+from coda_lite.pipeline.conversation import ConversationManager
+from coda_lite.pipeline.deadlines import STAGE_COMPONENTS, StageDeadlines
+from coda_lite.pipeline.observer import NULL_OBSERVER, PipelineObserver
+from coda_lite.pipeline.stages import LLM, STT, TTS, Component, Embedder
+from coda_lite.speech.stt import make_stt
+from coda_lite.speech.tts import make_tts
 
 
 @dataclass
@@ -85,6 +87,9 @@ def build_pipeline(
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
     tts_component = make_tts(config.tts)
     tts = wrap_tts(tts_component) if wrap_tts else tts_component
+    by_name = {"stt": stt_component, "memory_store": long_term, "llm": llm_component,
+               "tts": tts_component}  # fmt: skip
+    deadlines = StageDeadlines({stage: by_name[c] for stage, c in STAGE_COMPONENTS.items()})
     manager = ConversationManager(
         stt,
         memory,
@@ -93,6 +98,7 @@ def build_pipeline(
         observer,
         streaming=config.llm.stream,
         stage_timeouts=config.pipeline.stage_timeouts(),
+        on_deadline=deadlines.passed,  # a late stage marks its component, traced or not
     )
     return Pipeline(
         config=config,

@@ -5,7 +5,7 @@
     answer = await run_llm_stage(lambda st: reply.think(st, query, context))
     audio = await speaking               # one WAV: the sentences' audio, concatenated
 
-``think`` reads the model's stream, cuts it into sentences (:mod:`coda_lite.sentences`) and
+``think`` reads the model's stream, cuts it into sentences (:mod:`coda_lite.speech.sentences`) and
 queues each one as soon as it is complete; ``speak`` opens the tts stage when the first
 sentence arrives and synthesizes them in order, while the model goes on writing. Each
 sentence becomes an event on the tts stage (index, characters, audio bytes, synthesis time;
@@ -26,11 +26,11 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from coda_lite.latency import TurnClock, now_us
-from coda_lite.llm import LLMResult
-from coda_lite.observer import StageScope
-from coda_lite.sentences import SentenceSplitter
-from coda_lite.stages import TTS
+from coda_lite.llm.types import LLMResult
+from coda_lite.pipeline.latency import TurnClock, now_us
+from coda_lite.pipeline.observer import StageScope
+from coda_lite.pipeline.stages import TTS
+from coda_lite.speech.sentences import SentenceSplitter
 
 
 class StageTimeoutError(TimeoutError):

@@ -1,13 +1,13 @@
 """WAV in and out: validation with clear errors, conversion to 16 kHz mono 16-bit PCM.
 
-    from coda_lite.audio import load_pcm16, wav_bytes
+    from coda_lite.speech.audio import load_pcm16, wav_bytes
 
     pcm = to_pcm16_mono(data, rate=16000, max_seconds=120)  # int16 mono samples, or AudioError
     data = wav_bytes(pcm, rate=16000)              # a complete, valid WAV file in memory
     wav_info(data).seconds                         # from the header alone: nothing decoded
 
 Errors say what was wrong (empty, silent, truncated, not a WAV, missing file) and are
-:class:`AudioError` (an :class:`~coda_lite.components.InputError`).
+:class:`AudioError` (an :class:`~coda_lite.errors.InputError`).
 
 Hostile headers are refused before anything is decoded: the sample rate must lie within
 :data:`MIN_RATE`..:data:`MAX_RATE`, at most :data:`MAX_CHANNELS` channels, 8/16/32-bit, and
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coda_lite.components import InputError
+from coda_lite.errors import InputError
 
 #: Sizes at or above this in a RIFF header mean "unknown length" (a WAV written to a pipe).
 _STREAMED_SIZE = 0x7FFF0000

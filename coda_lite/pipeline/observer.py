@@ -58,7 +58,7 @@ class ConversationScope(Protocol):
     ) -> AbstractAsyncContextManager[StageScope]: ...
 
     def set_latency(self, latency: Mapping[str, Any]) -> None:
-        """The turn's measures (``coda_lite.latency.TurnLatency.to_dict()``)."""
+        """The turn's measures (``coda_lite.pipeline.latency.TurnLatency.to_dict()``)."""
 
     def set_end_reason(self, reason: str, details: Mapping[str, Any] | None = None) -> None:
         """Why the turn is ending (``"interrupted"``) and details (who, how much was spoken)."""

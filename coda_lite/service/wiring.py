@@ -1,9 +1,8 @@
-"""Small adapters of the composition root (with :mod:`coda_lite.app`): where coda-otel's tools
-meet Coda Lite's stages.
+"""Small adapters of the composition root (with :mod:`coda_lite.service.app`): where
+coda-otel's tools meet Coda Lite's stages.
 
     llm = CachedLLM(llm, ObservedTTLCache(256, 600.0, name="llm_response", debugger=caches))
     watch_memory_size(metrics, pipeline)              # memory gauges read at scrape time
-    debugger.add_listener(StageDeadlines(components))  # a late stage marks its component
 """
 
 from __future__ import annotations
@@ -15,12 +14,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from coda_lite.factory import Pipeline
+from coda_lite.pipeline.build import Pipeline
 from coda_otel.cache.observed import ObservedTTLCache
-from coda_otel.events import ListenerBase, StageEvent
 from coda_otel.metrics import CodaMetrics
 
-__all__ = ["STAGE_COMPONENTS", "CachedLLM", "StageDeadlines", "watch_memory_size"]
+__all__ = ["CachedLLM", "watch_memory_size"]
 
 
 class CachedLLM:
@@ -82,29 +80,3 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
     items = metrics.memory_items
     items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
     items.labels(tier="long_term").set_function(reader(lambda: long_term.approx_count))
-
-
-#: Which component a stage's deadline speaks about.
-STAGE_COMPONENTS = {
-    "stt": "stt",
-    "memory_retrieval": "memory_store",
-    "llm": "llm",
-    "memory_update": "memory_store",
-    "tts": "tts",
-}
-
-
-class StageDeadlines(ListenerBase):
-    """A stage past its deadline is evidence against its component: it turns unhealthy
-    (whatever its own probe says) until one of its calls succeeds again."""
-
-    def __init__(self, components: Sequence[Any]) -> None:
-        self.by_name = {c.name: c for c in components}
-
-    def on_stage_end(self, event: StageEvent) -> None:
-        if event.status != "error" or not (event.error_type or "").endswith("StageTimeoutError"):
-            return
-        component = self.by_name.get(STAGE_COMPONENTS.get(event.stage, ""))
-        stats = getattr(component, "stats", None)
-        if stats is not None:
-            stats.record_timeout(event.error_message or f"{event.stage} stage deadline passed")

@@ -33,35 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-#: Bad input (empty, silent, non-WAV audio...) is the caller's fault, not the component's;
-#: stages raise subclasses of this and it is not counted as a component error.
-class InputError(ValueError):
-    """The input handed to a stage cannot be processed; the message says what was wrong."""
-
-
-#: What malformed text makes Python code raise (UnicodeError is a ValueError).
-_INPUT_SHAPED = (TypeError, ValueError, AttributeError)
-
-
-def malformed_text(value: object) -> str | None:
-    """Why ``value`` is not usable text (a string, or a list or tuple of them); None if it is.
-
-    >>> malformed_text(["fine", None])
-    'expected text, got NoneType'
-    """
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"text is not valid Unicode ({exc.reason} at position {exc.start})"
-        return None
-    if isinstance(value, list | tuple):
-        for item in value:
-            if (why := malformed_text(item)) is not None:
-                return why
-        return None
-    return f"expected text, got {type(value).__name__}"
+from coda_lite.errors import INPUT_SHAPED, InputError, malformed_text
 
 
 class CallStats:
@@ -101,7 +73,7 @@ class CallStats:
     def _callers_fault(exc: Exception, inputs: tuple[object, ...]) -> bool:
         if isinstance(exc, InputError):
             return True
-        return isinstance(exc, _INPUT_SHAPED) and any(
+        return isinstance(exc, INPUT_SHAPED) and any(
             malformed_text(value) is not None for value in inputs
         )
 

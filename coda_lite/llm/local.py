@@ -27,9 +27,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from coda_lite.components import CallStats
 from coda_lite.config import LlmConfig
-from coda_lite.llm import LLMError, LLMResult, build_messages, generate_from_stream
+from coda_lite.llm.types import LLMError, LLMResult, build_messages, generate_from_stream
+from coda_lite.stats import CallStats
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class LocalLLM:
         stop: threading.Event,
     ) -> None:
         """Worker thread: run ``model.generate``, posting text pieces and then the count."""
-        from coda_lite.llm_streamer import LoopStreamer, StopOnEvent
+        from coda_lite.llm.streamer import LoopStreamer, StopOnEvent
 
         def post(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)

@@ -39,11 +39,11 @@ from typing import Any
 
 from aiohttp import web
 
-from coda_lite.app import App, build_app
-from coda_lite.components import InputError
 from coda_lite.config import Config
-from coda_lite.conversation import StageError, StageTimeoutError
-from coda_lite.turns import TurnInterrupted
+from coda_lite.errors import InputError
+from coda_lite.pipeline.conversation import StageError, StageTimeoutError
+from coda_lite.pipeline.turns import TurnInterrupted
+from coda_lite.service.app import App, build_app
 from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text

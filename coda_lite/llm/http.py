@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
-from coda_lite.components import CallStats
 from coda_lite.config import LlmConfig
-from coda_lite.llm import LLMError, LLMResult, LLMTimeoutError, build_messages, count_tokens
+from coda_lite.llm.types import LLMError, LLMResult, LLMTimeoutError, build_messages, count_tokens
+from coda_lite.stats import CallStats
 
 PROBE_TTL = 2.0  # s a probe's answer is reused: a fast watchdog does not hammer the server
 PROBE_TIMEOUT_MAX = 2.0  # s, upper bound on one probe (a lower connect_timeout lowers it)

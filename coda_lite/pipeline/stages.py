@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from coda_lite.llm import LLMResult
+    from coda_lite.llm.types import LLMResult
 
 __all__ = ["LLM", "STT", "TTS", "Component", "Embedder", "Memory"]
 

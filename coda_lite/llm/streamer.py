@@ -3,7 +3,7 @@
     streamer = LoopStreamer(tokenizer, post)       # post(text) for each decoded piece
     model.generate(**ids, streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
-Kept apart from :mod:`coda_lite.llm_local` so that importing the backend (to learn whether
+Kept apart from :mod:`coda_lite.llm.local` so that importing the backend (to learn whether
 it can run) does not import torch.
 """
 

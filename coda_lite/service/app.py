@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 
 from coda_lite import __version__
 from coda_lite.config import Config
-from coda_lite.conversation import TurnResult
-from coda_lite.factory import Pipeline, build_pipeline
-from coda_lite.turns import guarded
-from coda_lite.wiring import CachedLLM, StageDeadlines, watch_memory_size
+from coda_lite.pipeline.build import Pipeline, build_pipeline
+from coda_lite.pipeline.conversation import TurnResult
+from coda_lite.pipeline.turns import guarded
+from coda_lite.service.wiring import CachedLLM, watch_memory_size
 from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
@@ -157,7 +157,7 @@ def build_app(
         enabled=tel.enabled,
         output_dir=config.pipeline_logs_dir,
         tracer_provider=telemetry.tracer_provider,
-        listeners=[PipelineMetrics(metrics)],  # StageDeadlines added once the pipeline exists
+        listeners=[PipelineMetrics(metrics)],
         sanitizer=sanitizer,
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
@@ -199,7 +199,6 @@ def build_app(
             "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
         ),
     )
-    debugger.add_listener(StageDeadlines(pipeline.components))
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,
         snapshot_dir=config.snapshots_dir,
@@ -257,7 +256,7 @@ def build_app(
             "memory database": str(config.memory_db_path),
         },
     )
-    from coda_lite.debug_control import AppDebugControl
+    from coda_lite.service.debug_control import AppDebugControl
 
     app.hub.control = AppDebugControl(
         debugger=debugger,

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from coda_lite.conversation import TurnResult
-from coda_lite.turns import TurnInterrupted
+from coda_lite.pipeline.conversation import TurnResult
+from coda_lite.pipeline.turns import TurnInterrupted
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.health.faults import FAULTS, FaultInjector
 from coda_otel.health.watchdog import CodaWatchdog

@@ -1,7 +1,7 @@
 """Text to speech: espeak-ng in a subprocess (no shell), or ``none``.
 
     from coda_lite.config import TtsConfig
-    from coda_lite.tts import make_tts
+    from coda_lite.speech.tts import make_tts
 
     tts = make_tts(TtsConfig())                # EspeakTTS; TtsConfig(backend="none") -> b""
     wav = await tts.synthesize("Hello Ada.")    # a complete WAV file as bytes
@@ -17,9 +17,9 @@ import contextlib
 import shutil
 from typing import Any
 
-from coda_lite.audio import fix_streamed_wav
-from coda_lite.components import CallStats
 from coda_lite.config import TtsConfig
+from coda_lite.speech.audio import fix_streamed_wav
+from coda_lite.stats import CallStats
 
 
 class TTSError(RuntimeError):
