@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,44 +26,33 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from coda_otel.ws.schema import validator_for
 from tests.model_harness import converted_dir
-from tests.otlp_receivers import HttpReceiver, attributes
-from tests.service_harness import coda_service
+from tests.otlp_receivers import attributes
+from tests.service_harness import Service, coda_service
 
 SERVER_MESSAGE = validator_for("server_message")
 LONG = "Tell me a long story about a dragon who guards a lighthouse."
 CONFIG = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 400\n"
 
 
-class Service:
-    def __init__(self, base: str, receiver: HttpReceiver, home: Path) -> None:
-        self.base, self.receiver, self.home = base, receiver, home
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Service]:
     converted_dir(models_dir)  # the one-time conversion, before the service starts
     home = tmp_path_factory.mktemp("coda-home")
-    with HttpReceiver() as receiver:
-        env = {
-            "CODA_LLM_MODELS_DIR": str(models_dir),
-            "CODA_CAPTURE_CONTENT": "1",  # snapshots keep the text, so the test can look
-            "OTEL_TRACES_EXPORTER": None,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
-        with coda_service(home, config=CONFIG, env=env) as base:
-            yield Service(base, receiver, home)
+    env = {
+        "CODA_LLM_MODELS_DIR": str(models_dir),
+        "CODA_CAPTURE_CONTENT": "1",  # snapshots keep the text, so the test can look
+    }
+    with coda_service(home, config=CONFIG, env=env, otlp=True) as service:
+        yield service
 
 
 def trace_show(service: Service, conversation_id: str) -> str:
     """``coda-otel trace show`` of the turn's conversation log (written off the turn's path)."""
     logs = service.home / "pipeline_logs"
-    for _ in range(100):
-        found = [p for p in logs.glob("*.json") if conversation_id in p.name]
-        if found:
-            break
-        time.sleep(0.1)
+    found = service.eventually(
+        lambda: [p for p in logs.glob("*.json") if conversation_id in p.name],
+        what=f"the conversation log of {conversation_id}",
+    )
     return subprocess.run(
         [str(Path(sys.executable).with_name("coda-otel")), "trace", "show", str(found[0])],
         capture_output=True, text=True, check=True,
@@ -119,13 +107,14 @@ def assert_interrupted_trace(service: Service, trace_id: str, source: str) -> di
     """The turn's spans: none in error, every cancelled one and the root say why; the root's
     attributes are returned."""
 
-    def spans() -> list[Any]:
-        return [s for _, s in service.receiver.spans() if s.trace_id.hex() == trace_id]
+    receiver = service.receiver
+    assert receiver is not None
 
-    for _ in range(100):  # the root span ends last; the exporter sends every 200 ms
-        if any(s.name == "conversation" for s in spans()):
-            break
-        time.sleep(0.1)
+    def spans() -> list[Any]:
+        return [s for _, s in receiver.spans() if s.trace_id.hex() == trace_id]
+
+    # the root span ends last; the exporter sends every 200 ms
+    service.eventually(lambda: any(s.name == "conversation" for s in spans()), what="the root")
     found = spans()
     root = next(s for s in found if s.name == "conversation")
     for span in found:

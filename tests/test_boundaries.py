@@ -28,9 +28,7 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
-def _imports(
-    path: Path, name: str, modules: set[str], *, top_level_only: bool
-) -> Iterator[str]:
+def _imports(path: Path, name: str, modules: set[str], *, top_level_only: bool) -> Iterator[str]:
     """Every module ``path`` imports (absolute names); optionally only the top-level ones.
 
     ``from pkg import mod`` depends on ``pkg.mod`` when that is a module, else on ``pkg``.

@@ -49,8 +49,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_tool("espeak-ng")
-    with coda_service(tmp_path_factory.mktemp("coda-home"), config=CONFIG) as url:
-        yield url
+    with coda_service(tmp_path_factory.mktemp("coda-home"), config=CONFIG) as service:
+        yield service.base
 
 
 @pytest.fixture
@@ -242,7 +242,8 @@ def test_the_debugging_switches_reflect_and_change_the_service(console: ConsoleP
 def test_with_a_token_the_page_asks_for_it_and_then_works(browser: Any, tmp_path: Path) -> None:
     require_tool("espeak-ng")
     env = {"CODA_DEBUG_TOKEN": TOKEN, "CODA_JAEGER_URL": JAEGER}
-    with coda_service(tmp_path, env=env, fault_injection=False) as base:
+    with coda_service(tmp_path, env=env, fault_injection=False) as service:
+        base = service.base
         assert requests.get(f"{base}/debug/console/config", timeout=5).status_code == 401
         cp = ConsolePage.open(browser, f"{base}/debug/")
         try:
@@ -269,7 +270,8 @@ def test_with_a_token_the_page_asks_for_it_and_then_works(browser: Any, tmp_path
 def test_the_page_reconnects_after_the_service_restarts(browser: Any, tmp_path: Path) -> None:
     require_tool("espeak-ng")
     port = free_port()
-    with coda_service(tmp_path, config=CONFIG, port=port) as base:
+    with coda_service(tmp_path, config=CONFIG, port=port) as service:
+        base = service.base
         cp = ConsolePage.open(browser, f"{base}/debug/")
         cp.wait_live()
     try:

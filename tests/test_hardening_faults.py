@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from coda_otel.testing import wait_until
-from tests.service_harness import coda_service
+from coda_lite.config import load_config
+from coda_lite.pipeline.conversation import StageError
+from coda_lite.service.app import build_app
+from tests.service_harness import Service, coda_service
 
 
 class FakeLLM:
@@ -63,85 +65,109 @@ class FakeLLM:
         self.server.server_close()
 
 
+CONFIG = (
+    "llm:\n  backend: openai\n  url: {url}\n  model: fake\n"
+    "tts:\n  backend: none\n"
+    "pipeline:\n  llm_timeout: 2\n  tts_timeout: 2\n  memory_retrieval_timeout: 2\n"
+    "telemetry:\n  health_interval: 0.3\n  heartbeat_timeout: 1\n  llm_cache_size: 0\n"
+    "  failure_threshold: 3\n  max_restarts: 20\n  restart_period: 60\n"
+)
+
+
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    llm = FakeLLM()
-    home = tmp_path_factory.mktemp("coda-faults")
-    config = (
-        f"llm:\n  backend: openai\n  url: {llm.url}\n  model: fake\n"
-        "tts:\n  backend: none\n"
-        "pipeline:\n  llm_timeout: 2\n  tts_timeout: 2\n  memory_retrieval_timeout: 2\n"
-        "telemetry:\n  health_interval: 0.3\n  heartbeat_timeout: 1\n  llm_cache_size: 0\n"
-        "  failure_threshold: 3\n  max_restarts: 20\n  restart_period: 60\n"
-    )
+def llm() -> Iterator[FakeLLM]:
+    server = FakeLLM()
     try:
-        with coda_service(home, config=config) as url:
-            yield url
+        yield server
     finally:
-        llm.close()
+        server.close()
 
 
-def _turn(url: str, text: str) -> requests.Response:
-    return requests.post(f"{url}/v1/turns", json={"text": text}, timeout=30)
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -> Iterator[Service]:
+    home = tmp_path_factory.mktemp("coda-faults")
+    with coda_service(home, config=CONFIG.format(url=llm.url)) as service:
+        yield service
 
 
-def _inject(url: str, component: str, fault: str) -> None:
-    r = requests.post(f"{url}/debug/faults", json={"component": component, "fault": fault},
-                      timeout=10)  # fmt: skip
-    assert r.status_code == 202, r.text
-
-
-def _component(url: str, name: str) -> dict[str, Any]:
-    return dict(requests.get(f"{url}/health", timeout=10).json()["components"][name])
-
-
-def test_an_injected_memory_store_crash_fails_the_turn(base: str) -> None:
-    assert _turn(base, "I live in Lisbon.").status_code == 200
-    _inject(base, "memory_store", "crash")
-    r = _turn(base, "Where do I live?")
+def test_an_injected_memory_store_crash_fails_the_turn(service: Service) -> None:
+    assert service.turn("I live in Lisbon.").status_code == 200
+    service.inject("memory_store", "crash")
+    r = service.turn("Where do I live?")
     assert r.status_code == 502, r.text
     assert r.json()["error"]["stage"] == "memory_retrieval"
     assert "injected crash" in r.json()["error"]["message"]
     # the watchdog restarts the store; turns work again
-    wait_until(lambda: _turn(base, "Where do I live?").status_code == 200, 20,
-               what="turns to work after the memory_store restart")  # fmt: skip
+    service.eventually(lambda: service.turn("Where do I live?").status_code == 200,
+                       what="turns to work after the memory_store restart")  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("component", "stage"), [("tts", "tts"), ("memory_store", "memory_retrieval")]
 )
 def test_an_injected_hang_holds_the_turn_until_its_deadline(
-    base: str, component: str, stage: str
+    service: Service, component: str, stage: str
 ) -> None:
-    wait_until(lambda: _component(base, component)["status"] == "healthy", 20)
-    _inject(base, component, "hang")
+    service.eventually(lambda: service.component(component)["status"] == "healthy")
+    service.inject(component, "hang")
     t0 = time.monotonic()
-    r = _turn(base, "Hello there.")
+    r = service.turn("Hello there.")
     took = time.monotonic() - t0
     assert r.status_code == 504, r.text
     assert r.json()["error"]["code"] == "stage_timeout" and r.json()["error"]["stage"] == stage
     assert 1.5 < took < 10, took
-    wait_until(lambda: _turn(base, "Hello again.").status_code == 200, 30,
-               what=f"turns to work after {component} is restarted")  # fmt: skip
+    service.eventually(lambda: service.turn("Hello again.").status_code == 200,
+                       what=f"turns to work after {component} is restarted")  # fmt: skip
 
 
-def test_a_hung_llm_is_unhealthy_whatever_its_probe_says_even_after_restarts(base: str) -> None:
-    wait_until(lambda: _component(base, "llm")["status"] == "healthy", 20)
+def test_a_hung_llm_is_unhealthy_whatever_its_probe_says_even_after_restarts(
+    service: Service,
+) -> None:
+    service.eventually(lambda: service.component("llm")["status"] == "healthy")
     t0 = time.monotonic()
-    r = _turn(base, "hang please")
+    r = service.turn("hang please")
     assert r.status_code == 504 and r.json()["error"]["stage"] == "llm", r.text
     assert time.monotonic() - t0 < 10  # the stage deadline, not the 60 s HTTP timeout
 
     def restarted_and_still_unhealthy() -> dict[str, Any] | None:
-        llm = _component(base, "llm")
+        llm = service.component("llm")
         return llm if llm["restarts_total"] >= 1 and llm["status"] != "healthy" else None
 
-    llm = wait_until(restarted_and_still_unhealthy, 20, what="a restart of the hung llm")
-    time.sleep(1.0)  # more checks and restarts: the probe answers, the evidence stays
-    llm = _component(base, "llm")
+    first = service.eventually(restarted_and_still_unhealthy, what="a restart of the hung llm")
+    # more checks and restarts: the probe answers, the evidence stays
+    llm = service.eventually(
+        lambda: (c := service.component("llm"))["restarts_total"] > first["restarts_total"] and c,
+        what="another restart of the hung llm",
+    )
     assert llm["status"] != "healthy", llm
     assert "real calls time out" in llm["last_heartbeat"]["last_error"], llm
     # one real call that works clears it
-    assert _turn(base, "Hello.").status_code == 200
-    wait_until(lambda: _component(base, "llm")["status"] == "healthy", 20,
-               what="the llm to be healthy after a call succeeded")  # fmt: skip
+    assert service.turn("Hello.").status_code == 200
+    service.eventually(lambda: service.component("llm")["status"] == "healthy",
+                       what="the llm to be healthy after a call succeeded")  # fmt: skip
+
+
+async def test_with_tracing_disabled_a_hung_model_still_makes_the_llm_unhealthy(
+    tmp_path: Path, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control does not ride on telemetry: a passed deadline reaches the llm component
+    directly, so the health verdict is the same with tracing off."""
+    (tmp_path / "config.yaml").write_text(
+        CONFIG.format(url=llm.url) + "  enabled: false\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("CODA_HOME", str(tmp_path))
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.delenv("CODA_LLM_BACKEND", raising=False)
+    config = load_config(tmp_path / "config.yaml")
+    assert config.telemetry.enabled is False
+    app = build_app(config)
+    try:
+        with pytest.raises(StageError) as failed:
+            await app.run_turn("hang please")
+        assert failed.value.stage == "llm"
+        (llm_component,) = [c for c in app.pipeline.components if c.name == "llm"]
+        heartbeat = await llm_component.get_heartbeat()
+        assert heartbeat["healthy"] is False, heartbeat
+        assert "real calls time out" in heartbeat["last_error"], heartbeat
+    finally:
+        await app.aclose()

@@ -7,6 +7,7 @@ backend, so a cross answer can only come from memory, never from the model.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import socket
@@ -24,25 +25,12 @@ import pytest
 import requests
 
 from coda_otel.snapshots.store import SnapshotStore
-from tests.service_harness import coda_service
+from tests.service_harness import Service, coda_service
 
 NAMES = [
     "Ada", "Boris", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas",
     "Kasia", "Lars", "Mina", "Nadia", "Oskar", "Pablo", "Quentin", "Rosa", "Sven", "Tomasz",
 ]  # fmt: skip
-
-
-class Service:
-    def __init__(self, base: str, home: Path) -> None:
-        self.base = base
-        self.home = home
-
-    def turn(self, **body: Any) -> requests.Response:
-        return requests.post(f"{self.base}/v1/turns", json=body, timeout=120)
-
-    def turn_with_headers(self, headers: dict[str, str]) -> requests.Response:
-        return requests.post(f"{self.base}/v1/turns", json={"text": "hi"}, headers=headers,
-                             timeout=60)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +42,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "server:\n  max_body_bytes: 4000000\n  header_timeout: 1.5\n"
         "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
     )
-    with coda_service(home, config=config) as base:
-        yield Service(base, home)
+    with coda_service(home, config=config) as service:
+        yield service
 
 
 def _name_of(response: str) -> set[str]:
@@ -100,17 +88,20 @@ def _snapshot_docs(
     Snapshots are written behind and dropped when the writer's queue is full (after a burst
     of turns), so an owner still missing one is asked a question (one more operation).
     """
-    deadline = time.monotonic() + timeout
-    while True:
+    latest: list[dict[str, Any]] = []
+
+    def all_ready() -> bool:
         paths = sorted((service.home / "snapshots").glob("*.json"))
         docs = [json.loads(p.read_text()) for p in paths]
-        mine = [d for d in docs if d.get("owner") in owners]
-        done = {d["owner"] for d in mine if ready(d)}
-        if done == owners or time.monotonic() > deadline:
-            return mine
+        latest[:] = [d for d in docs if d.get("owner") in owners]
+        done = {d["owner"] for d in latest if ready(d)}
         for owner in owners - done:
             service.turn(text="What do you know?", session_id=owner)
-        time.sleep(0.3)
+        return done == owners
+
+    with contextlib.suppress(TimeoutError):  # the caller asserts on what was written
+        service.eventually(all_ready, timeout=timeout, what=f"snapshots of {sorted(owners)}")
+    return latest
 
 
 def test_each_snapshot_holds_one_owners_memory(service: Service) -> None:
@@ -187,8 +178,16 @@ def test_a_locked_database_stalls_neither_scrapes_nor_questions(service: Service
     holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
+            llm_done = service.metric('coda_pipeline_stage_duration_seconds_count{stage="llm"}')
             writer = pool.submit(service.turn, text="My name is Lars.", session_id="lock-w")
-            time.sleep(0.5)  # the writer is now waiting for the database
+            # its llm stage ended: the memory update that follows now waits for the database
+            service.eventually(
+                lambda: (
+                    service.metric('coda_pipeline_stage_duration_seconds_count{stage="llm"}')
+                    > llm_done
+                ),
+                what="the writer's llm stage to end",
+            )
             t0 = time.monotonic()
             scrape = requests.get(f"{service.base}/metrics", timeout=30)
             scrape_s = time.monotonic() - t0
@@ -235,10 +234,10 @@ def test_host_headers_that_only_contain_a_loopback_name_are_refused(
 
 def test_the_own_origin_check_respects_the_scheme(service: Service) -> None:
     port = service.base.rsplit(":", 1)[1]
-    own = service.turn_with_headers({"Origin": f"http://127.0.0.1:{port}"})
+    own = service.turn("hi", headers={"Origin": f"http://127.0.0.1:{port}"})
     assert own.status_code == 200, own.text
     for origin in (f"https://127.0.0.1:{port}", f"ftp://127.0.0.1:{port}", "http://127.0.0.1"):
-        r = service.turn_with_headers({"Origin": origin})
+        r = service.turn("hi", headers={"Origin": origin})
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin", origin
 
 

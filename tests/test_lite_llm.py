@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from coda_lite.llm import http as llm_module
 from coda_lite.config import LlmConfig
 from coda_lite.llm import EchoLLM, LLMError, LLMResult, make_llm
+from coda_lite.llm import http as llm_module
 from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
 from tests.support import free_port

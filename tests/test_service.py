@@ -21,21 +21,11 @@ import aiohttp
 import pytest
 import requests
 
-from tests.otlp_receivers import HttpReceiver, attributes
-from tests.service_harness import coda_service
+from tests.otlp_receivers import attributes
+from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
-
-
-class Service:
-    def __init__(self, base: str, receiver: HttpReceiver, home: Path) -> None:
-        self.base = base
-        self.receiver = receiver
-        self.home = home
-
-    def turn(self, **body: Any) -> requests.Response:
-        return requests.post(f"{self.base}/v1/turns", json=body, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +36,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
         "server:\n  max_body_bytes: 2000000\n"
     )
-    with HttpReceiver() as receiver:
-        env = {
-            "OTEL_TRACES_EXPORTER": None,  # exported over OTLP to the receiver
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
-        with coda_service(home, config=config, env=env) as base:
-            yield Service(base, receiver, home)
+    with coda_service(home, config=config, otlp=True) as service:
+        yield service
 
 
 def test_turns_remember_and_export_one_trace_each(service: Service) -> None:
@@ -69,11 +52,7 @@ def test_turns_remember_and_export_one_trace_each(service: Service) -> None:
     trace_id = body["trace_id"]
     assert len(trace_id) == 32
 
-    deadline = time.monotonic() + 15
-    mine: list[Any] = []
-    while time.monotonic() < deadline and len(mine) < 6:
-        mine = [s for _, s in service.receiver.spans() if s.trace_id.hex() == trace_id]
-        time.sleep(0.2)
+    mine = service.spans(trace_id, count=6)
     names = [s.name for s in sorted(mine, key=lambda s: s.start_time_unix_nano)]
     assert names == ["conversation", *STAGES]
     root = next(s for s in mine if s.name == "conversation")
@@ -112,12 +91,12 @@ def test_metrics_pass_promtool_and_exemplars_lead_to_exported_traces(
         if ln.startswith("coda_pipeline_stage_duration_seconds_bucket") and "trace_id=" in ln
     }
     assert exemplar_ids
-    deadline = time.monotonic() + 15
-    exported: set[str] = set()
-    while time.monotonic() < deadline and not exemplar_ids & exported:
-        exported = {s.trace_id.hex() for _, s in service.receiver.spans()}
-        time.sleep(0.2)
-    assert exemplar_ids & exported
+    receiver = service.receiver
+    assert receiver is not None
+    service.eventually(
+        lambda: exemplar_ids & {s.trace_id.hex() for _, s in receiver.spans()},
+        what="an exemplar's trace exported",
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,29 +186,19 @@ async def test_websocket_streams_a_turn_and_answers_commands(service: Service) -
 
 
 def test_injected_crash_is_detected_and_recovered(service: Service) -> None:
-    injected = requests.post(
-        f"{service.base}/debug/faults", json={"component": "tts", "fault": "crash"}, timeout=5
-    )
-    assert injected.status_code == 202, injected.text
+    service.inject("tts", "crash")
     failed = service.turn(text="Say something new.")  # before the watchdog's 2nd check (0.5 s)
     assert failed.status_code == 502, failed.text
     assert failed.json()["error"]["stage"] == "tts"
-    deadline = time.monotonic() + 30
-    restarts = 0.0
-    while time.monotonic() < deadline and restarts < 1:
-        for line in requests.get(f"{service.base}/metrics", timeout=5).text.splitlines():
-            if line.startswith('coda_component_restarts_total{component="tts",kind="restart"}'):
-                restarts = float(line.split()[-1])
-        time.sleep(0.3)
-    assert restarts >= 1
-    deadline = time.monotonic() + 30
-    status = ""
-    while time.monotonic() < deadline and status != "healthy":
-        status = requests.get(f"{service.base}/health", timeout=5).json()["components"]["tts"][
-            "status"
-        ]
-        time.sleep(0.3)
-    assert status == "healthy"
+    service.eventually(
+        lambda: (
+            service.metric('coda_component_restarts_total{component="tts",kind="restart"}') >= 1
+        ),
+        what="the watchdog restarting tts",
+    )
+    service.eventually(
+        lambda: service.component("tts")["status"] == "healthy", what="tts healthy again"
+    )
     assert service.turn(text="Say something new.").status_code == 200
     errors = requests.get(f"{service.base}/metrics", timeout=5).text
     assert 'coda_pipeline_stage_errors_total{error_type="InjectedFault",stage="tts"} 1.0' in errors

@@ -89,7 +89,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
             urls.append(
                 stack.enter_context(
                     coda_service(home, config=LEAN_CONFIG, env=env, started=processes)
-                )
+                ).base
             )
             homes.append(home)
         instances = [url.removeprefix("http://") for url in urls]

@@ -170,7 +170,7 @@ def stalled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled]:
             f"pipeline:\n  llm_budget: {BUDGET_S}\n"
         )
         with (
-            coda_service(home, config=config, port=port) as base,
+            coda_service(home, config=config, port=port) as service,
             ManagedProcess(prom_argv, tmp / "prometheus.log") as prometheus,
         ):
             prom = PrometheusAPI(f"http://127.0.0.1:{prom_port}")
@@ -182,7 +182,7 @@ def stalled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled]:
                 prometheus,
             )
             stall, running, alert, oldest, total, turn = asyncio.run(
-                _stalled_turn(base, model, prom, [prometheus])
+                _stalled_turn(service.base, model, prom, [prometheus])
             )
             yield Stalled(stall, running, alert, oldest, total, turn, home)
 

@@ -24,8 +24,8 @@ import requests
 from coda_otel.pipeline.conversation_log import read_log
 from coda_otel.ws.schema import validator_for
 from tests.model_harness import converted_dir
-from tests.otlp_receivers import HttpReceiver, attributes
-from tests.service_harness import coda_service
+from tests.otlp_receivers import attributes
+from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
 SERVER_MESSAGE = validator_for("server_message")
@@ -44,8 +44,11 @@ def assert_adds_up(latency: dict[str, Any]) -> None:
 
 
 class Run:
-    def __init__(self, base: str, home: Path, receiver: HttpReceiver) -> None:
-        self.base, self.home, self.receiver = base, home, receiver
+    """The service and what its turns answered (HTTP bodies, WebSocket ends)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.base, self.home, self.receiver = service.base, service.home, service.receiver
         self.bodies: list[dict[str, Any]] = []
         self.ws_ends: list[dict[str, Any]] = []
 
@@ -82,20 +85,15 @@ def run(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[
     converted_dir(models_dir)  # the one-time conversion, before the service starts
     home = tmp_path_factory.mktemp("coda-home")
     config = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 40\n"
-    with HttpReceiver() as receiver:
-        env = {
-            "CODA_LLM_BACKEND": None,  # the config file chooses the real model
-            "CODA_LLM_MODELS_DIR": str(models_dir),
-            "CODA_CAPTURE_CONTENT": "1",
-            "OTEL_TRACES_EXPORTER": None,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
-        with coda_service(home, config=config, env=env) as base:
-            r = Run(base, home, receiver)
-            asyncio.run(_turns(r))
-            yield r
+    env = {
+        "CODA_LLM_BACKEND": None,  # the config file chooses the real model
+        "CODA_LLM_MODELS_DIR": str(models_dir),
+        "CODA_CAPTURE_CONTENT": "1",
+    }
+    with coda_service(home, config=config, env=env, otlp=True) as service:
+        r = Run(service)
+        asyncio.run(_turns(r))
+        yield r
 
 
 def test_every_turn_has_a_breakdown_that_adds_up(run: Run) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 
 from coda_otel.ws.schema import validator_for
-from tests.service_harness import coda_service
+from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
 SERVER_MESSAGE = validator_for("server_message")
@@ -27,14 +26,14 @@ TURNS = 30
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_tool("espeak-ng")
     config = (
         "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"
         "  failure_threshold: 1\n  max_restarts: 0\n"
     )
-    with coda_service(tmp_path_factory.mktemp("coda-home"), config=config) as url:
-        yield url
+    with coda_service(tmp_path_factory.mktemp("coda-home"), config=config) as service:
+        yield service
 
 
 async def request(
@@ -49,28 +48,22 @@ async def request(
             return frame
 
 
-def component_status(base: str, name: str) -> str:
-    status: str = requests.get(f"{base}/health", timeout=5).json()["components"][name]["status"]
-    return status
-
-
-def dropped_total(base: str) -> float:
-    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
+def dropped_total(service: Service) -> float:
+    for line in service.metrics().splitlines():
         if line.startswith("coda_debug_ws_events_dropped_total "):
             return float(line.split()[-1])
     raise AssertionError("coda_debug_ws_events_dropped_total is not exported")
 
 
-async def test_reset_component_re_enables_a_failed_component(base: str) -> None:
-    injected = requests.post(
-        f"{base}/debug/faults", json={"component": "embedder", "fault": "unhealthy"}, timeout=5
+async def test_reset_component_re_enables_a_failed_component(service: Service) -> None:
+    service.inject("embedder", "unhealthy")
+    await asyncio.to_thread(  # max_restarts 0: failed at once
+        service.eventually,
+        lambda: service.component("embedder")["status"] == "failed",
+        timeout=WAIT,
+        what="the watchdog to mark the embedder failed",
     )
-    assert injected.status_code == 202, injected.text
-    deadline = time.monotonic() + WAIT
-    while component_status(base, "embedder") != "failed":  # max_restarts 0: failed at once
-        assert time.monotonic() < deadline, "the watchdog never marked the embedder failed"
-        await asyncio.sleep(0.2)
-
+    base = service.base
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{base}/ws") as ws:
         assert (await ws.receive_json(timeout=WAIT))["type"] == "hello"
         await request(ws, "sub", "subscribe", {"events": []})
@@ -91,7 +84,8 @@ async def test_reset_component_re_enables_a_failed_component(base: str) -> None:
         assert health["type"] == "get_health_status_result"
 
 
-async def test_without_a_token_only_loopback_host_names_may_connect(base: str) -> None:
+async def test_without_a_token_only_loopback_host_names_may_connect(service: Service) -> None:
+    base = service.base
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await session.ws_connect(f"{base}/ws", headers={"Host": "rebound.example"})
@@ -101,7 +95,7 @@ async def test_without_a_token_only_loopback_host_names_may_connect(base: str) -
             assert (await ws.receive_json(timeout=WAIT))["type"] == "hello"
 
 
-async def test_a_client_that_never_reads_does_not_slow_turns(base: str) -> None:
+async def test_a_client_that_never_reads_does_not_slow_turns(service: Service) -> None:
     """Turns answer while a subscriber reads nothing; whatever it misses is counted, not hidden.
 
     Its receive window is tiny, but on loopback the server's socket buffers still absorb about
@@ -118,7 +112,8 @@ async def test_a_client_that_never_reads_does_not_slow_turns(base: str) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         return sock
 
-    before = dropped_total(base)
+    base = service.base
+    before = dropped_total(service)
     connector = aiohttp.TCPConnector(socket_factory=tiny_receive_buffer)
     async with (
         aiohttp.ClientSession(connector=connector, read_bufsize=1024) as session,
@@ -145,7 +140,7 @@ async def test_a_client_that_never_reads_does_not_slow_turns(base: str) -> None:
         seqs = [f["seq"] for f in frames]
         assert seqs == sorted(set(seqs)) and seqs[0] == 1 and frames[0]["type"] == "hello"
         gaps = seqs[-1] - len(seqs)
-        assert gaps == dropped_total(base) - before  # each missed frame was counted
+        assert gaps == dropped_total(service) - before  # each missed frame was counted
         ends = [
             f
             for f in frames

@@ -51,7 +51,7 @@ from coda_lite.pipeline.observer import (
 from coda_lite.pipeline.reply import Reply
 from coda_lite.pipeline.reply import StageTimeoutError as StageTimeoutError  # raised by stages too
 from coda_lite.pipeline.stages import LLM, STT, TTS, Memory
-from coda_lite.pipeline.turns import LiveTurn, LiveTurns
+from coda_lite.pipeline.turns import LiveTurn, LiveTurns, guarded
 
 STAGES = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
 T = TypeVar("T")
@@ -144,6 +144,26 @@ class ConversationManager:
                 raise
             finally:
                 self.live.finish(live)
+
+    async def process_guarded(
+        self,
+        user_input: str | bytes | os.PathLike[str],
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> TurnResult:
+        """:meth:`process_user_input` for a client: the turn runs in its own task; a cancelled
+        caller (the client left) interrupts it, and a turn interrupted by someone else raises
+        :class:`~coda_lite.pipeline.turns.TurnInterrupted`."""
+        turn = asyncio.ensure_future(
+            self.process_user_input(user_input, session_id=session_id, user_id=user_id)
+        )
+        return await guarded(turn, self.live)
+
+    async def interrupt(self, session_id: str, source: str = "command") -> str | None:
+        """Cut short ``session_id``'s running turn; its conversation id, or None if none ran."""
+        turn = await self.live.interrupt_session(session_id, source)
+        return turn.conv.conversation_id if turn is not None else None
 
     async def _turn(
         self,

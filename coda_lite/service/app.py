@@ -27,7 +27,7 @@ from coda_lite import __version__
 from coda_lite.config import Config
 from coda_lite.pipeline.build import Pipeline, build_pipeline
 from coda_lite.pipeline.conversation import TurnResult
-from coda_lite.pipeline.turns import guarded
+from coda_lite.service.debug_control import AppDebugControl
 from coda_lite.service.wiring import CachedLLM, watch_memory_size
 from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
@@ -98,15 +98,13 @@ class App:
     ) -> TurnResult:
         """:meth:`run_turn` for a client: the turn runs in its own task; a cancelled caller
         (the client left) interrupts it, and an interrupted turn raises ``TurnInterrupted``."""
-        turn = asyncio.ensure_future(
-            self.run_turn(user_input, session_id=session_id, user_id=user_id)
+        return await self.pipeline.manager.process_guarded(
+            user_input, session_id=session_id, user_id=user_id
         )
-        return await guarded(turn, self.pipeline.manager.live)
 
     async def interrupt(self, session_id: str, source: str = "command") -> str | None:
         """Cut short ``session_id``'s running turn; its conversation id, or None if none ran."""
-        turn = await self.pipeline.manager.live.interrupt_session(session_id, source)
-        return turn.conv.conversation_id if turn is not None else None
+        return await self.pipeline.manager.interrupt(session_id, source)
 
     async def warm_up(self) -> bool:
         """Load the local model now (it loads on first use otherwise); True when one loaded."""
@@ -233,7 +231,27 @@ def build_app(
             metrics=metrics,
         ),
     )
-    app = App(
+    control = AppDebugControl(
+        debugger=debugger,
+        snapshots=snapshots,
+        caches=caches,
+        watchdog=watchdog,
+        faults=faults,
+        run_turn=pipeline.manager.process_guarded,
+        interrupt=pipeline.manager.interrupt,
+        allow_fault_injection=config.server.allow_fault_injection,
+    )
+    hub = DebugHub(
+        control,
+        metrics=metrics,
+        cache_stats_interval=tel.cache_stats_interval,
+        health_interval=tel.health_interval,
+        allow_fault_injection=config.server.allow_fault_injection,
+    )
+    debugger.add_listener(hub)
+    snapshots.add_listener(hub.on_memory_snapshot)
+    watchdog.add_listener(hub.publish_health_status)
+    return App(
         config=config,
         pipeline=pipeline,
         metrics=metrics,
@@ -243,12 +261,7 @@ def build_app(
         snapshots=snapshots,
         watchdog=watchdog,
         faults=faults,
-        hub=DebugHub(
-            metrics=metrics,
-            cache_stats_interval=tel.cache_stats_interval,
-            health_interval=tel.health_interval,
-            allow_fault_injection=config.server.allow_fault_injection,
-        ),
+        hub=hub,
         outputs={
             "traces": telemetry.exporter_description,
             "conversation logs": str(config.pipeline_logs_dir),
@@ -256,19 +269,3 @@ def build_app(
             "memory database": str(config.memory_db_path),
         },
     )
-    from coda_lite.service.debug_control import AppDebugControl
-
-    app.hub.control = AppDebugControl(
-        debugger=debugger,
-        snapshots=snapshots,
-        caches=caches,
-        watchdog=watchdog,
-        faults=faults,
-        run_turn=app.run_turn_guarded,
-        interrupt=app.interrupt,
-        allow_fault_injection=config.server.allow_fault_injection,
-    )
-    debugger.add_listener(app.hub)
-    snapshots.add_listener(app.hub.on_memory_snapshot)
-    watchdog.add_listener(app.hub.publish_health_status)
-    return app

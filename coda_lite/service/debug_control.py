@@ -2,11 +2,12 @@
 
 Implements coda-otel's ``DebugControl`` protocol over the parts it acts on::
 
-    hub.control = AppDebugControl(
+    control = AppDebugControl(
         debugger=debugger, snapshots=snapshots, caches=caches, watchdog=watchdog,
-        faults=faults, run_turn=app.run_turn, interrupt=app.interrupt,
+        faults=faults, run_turn=manager.process_guarded, interrupt=manager.interrupt,
         allow_fault_injection=False,
     )
+    hub = DebugHub(control, metrics=metrics)
 """
 
 from __future__ import annotations
