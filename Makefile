@@ -3,12 +3,14 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
+# Most tests wait on real servers and subprocesses, so more workers than cores pay off.
+TEST_WORKERS ?= 4
 DEB_PKGS := espeak-ng sox prometheus prometheus-alertmanager chromium
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench serve stack-check clean deps system-deps console-assets
+.PHONY: demo test test-fast lint bench serve stack-check clean deps system-deps console-assets
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -65,8 +67,14 @@ lint: deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite, in parallel: modules stay whole on one worker (their servers start once).
 test: deps system-deps console-assets lint
-	$(BIN)/python -m pytest -q -ra --durations=15
+	$(BIN)/python -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
+
+# The inner loop: no browser, no local model, no stack, no real service (under 90 s).
+test-fast: deps
+	$(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile \
+	  -m "not slow and not browser and not model and not stack"
 
 bench: deps system-deps
 	$(BIN)/python -m benchmarks.run

@@ -68,6 +68,17 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 #: Decoding rates of local and served models, in output tokens per second.
 TOKEN_RATE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500)
+#: The GenAI conventions' advised boundaries: durations 0.01 s to 81.92 s (doubling), token
+#: counts 1 to 67,108,864 (times four).
+GENAI_DURATION_BUCKETS: tuple[float, ...] = tuple(0.01 * 2**i for i in range(14))
+GENAI_TOKEN_BUCKETS: tuple[float, ...] = tuple(4.0**i for i in range(14))
+#: The GenAI metrics' attributes, as Prometheus labels (dots become underscores).
+GENAI_LABELS: tuple[str, ...] = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+)
+GENAI_TOKEN_TYPES: tuple[str, ...] = ("input", "output")
 CHECK_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 SNAPSHOT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -176,6 +187,30 @@ class CodaMetrics:
             "coda_llm_output_tokens_per_second",
             "Decoding rate of the model after its first token (output tokens per second).",
             buckets=TOKEN_RATE_BUCKETS,
+            registry=r,
+        )
+        # --- GenAI client metrics (OpenTelemetry GenAI conventions, Prometheus names) ---------
+        genai = list(GENAI_LABELS)
+        self.genai_operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration (gen_ai.client.operation.duration).",
+            [*genai, "error_type"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.genai_token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per GenAI operation, by token type (gen_ai.client.token.usage).",
+            [*genai, "gen_ai_token_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.genai_time_to_first_chunk = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "From the request to the first streamed chunk of the response "
+            "(gen_ai.client.operation.time_to_first_chunk).",
+            genai,
+            buckets=GENAI_DURATION_BUCKETS,
             registry=r,
         )
         self.turns_interrupted = Counter(

@@ -33,5 +33,17 @@ def fsync_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the local model is converted, once per test session (shared by the modules)."""
-    return tmp_path_factory.mktemp("models")
+    """Where the local model is converted, once per test run: one folder shared by every
+    pytest-xdist worker (the parent of the workers' own temp folders), converted by the first
+    worker that needs it while the others wait on a file lock."""
+    from filelock import FileLock
+
+    from tests.model_harness import converted_dir
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "models"
+    folder.mkdir(exist_ok=True)
+    with FileLock(str(shared / "models.lock")):
+        converted_dir(folder)  # skips (laptop) or fails (CI) when the model cannot run here
+    return folder

@@ -17,6 +17,8 @@ import pytest
 from tests.prometheus_harness import ALERTMANAGER_YML, ManagedProcess, http_json, wait_until
 from tests.support import free_port, require_tool
 
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
 A, B = "10.0.0.1:8765", "10.0.0.2:8765"
 
 

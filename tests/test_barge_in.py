@@ -29,6 +29,8 @@ from tests.model_harness import converted_dir
 from tests.otlp_receivers import attributes
 from tests.service_harness import Service, coda_service
 
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
 SERVER_MESSAGE = validator_for("server_message")
 LONG = "Tell me a long story about a dragon who guards a lighthouse."
 CONFIG = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 400\n"

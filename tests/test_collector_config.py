@@ -15,6 +15,8 @@ import pytest
 
 from tests.prometheus_harness import ALERTS_YML, COMPOSE_YML, DEPLOY, alert_rules, load_yaml
 
+pytestmark = [pytest.mark.stack]
+
 CONFIG = DEPLOY / "otel-collector" / "config.yaml"
 SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 _ENV_REF = re.compile(r"\$\{env:(\w+)(?::-([^}]*))?\}")

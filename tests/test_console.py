@@ -26,7 +26,7 @@ except ImportError as exc:  # a laptop without the dev extra skips; CI fails
     pytest.skip(f"playwright is not installed: {exc}", allow_module_level=True)
 from tests.service_harness import coda_service
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CONFIG = (
     "telemetry:\n  health_interval: 0.5\n  cache_stats_interval: 0.5\n"

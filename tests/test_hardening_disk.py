@@ -15,6 +15,8 @@ import pytest
 
 from tests.service_harness import Service, coda_service
 
+pytestmark = [pytest.mark.slow]
+
 LAUNCHER = Path(__file__).with_name("fsize_limited.py")
 PB = 10**15  # more than any disk here: the free space reads as below both thresholds
 

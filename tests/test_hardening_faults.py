@@ -22,6 +22,8 @@ from coda_lite.pipeline.conversation import StageError
 from coda_lite.service.app import build_app
 from tests.service_harness import Service, coda_service
 
+pytestmark = [pytest.mark.slow]
+
 
 class FakeLLM:
     """A real HTTP server speaking the OpenAI chat API (see the module docstring)."""

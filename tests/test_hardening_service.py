@@ -27,6 +27,8 @@ import requests
 from coda_otel.snapshots.store import SnapshotStore
 from tests.service_harness import Service, coda_service
 
+pytestmark = [pytest.mark.slow]
+
 NAMES = [
     "Ada", "Boris", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas",
     "Kasia", "Lars", "Mina", "Nadia", "Oskar", "Pablo", "Quentin", "Rosa", "Sven", "Tomasz",

@@ -27,6 +27,8 @@ from tests.prometheus_harness import (
 )
 from tests.support import require_module, require_tool
 
+pytestmark = [pytest.mark.stack]
+
 KUBERNETES = DEPLOY / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
 COLLECTOR_CONFIG = DEPLOY / "otel-collector" / "config.yaml"

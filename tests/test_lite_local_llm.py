@@ -19,6 +19,8 @@ from coda_lite.llm import local as llm_local
 from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 from tests.model_harness import local_llm, ollama_server, openai_server, require_local_model
 
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
 QUESTION = "What is the capital of France?"
 
 

@@ -21,6 +21,8 @@ from coda_lite.service.app import build_app
 from tests.prometheus_harness import ManagedProcess, http_json, wait_until
 from tests.support import IN_CI, free_port, require_module
 
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
 SESSION = "phoenix-session"
 TURNS = ["My name is Ada and I live in Lisbon.", "Where do I live?"]
 

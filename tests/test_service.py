@@ -25,6 +25,8 @@ from tests.otlp_receivers import attributes
 from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
+pytestmark = [pytest.mark.slow]
+
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
 
 

@@ -25,6 +25,8 @@ from tests.prometheus_harness import (
 )
 from tests.support import require_module
 
+pytestmark = [pytest.mark.stack]
+
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:

@@ -32,6 +32,8 @@ from tests.prometheus_harness import (
 )
 from tests.support import require_tool
 
+pytestmark = [pytest.mark.stack]
+
 REQUIRED_ALERTS = {
     "CodaComponentDown",
     "CodaComponentFlapping",

@@ -34,7 +34,7 @@ from tests.prometheus_harness import (
 )
 from tests.support import free_port, require_tool
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 TURNS = [
     ("Remember that my favourite colour is green.", "s1"),

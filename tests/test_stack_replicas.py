@@ -40,7 +40,7 @@ from tests.prometheus_harness import (
 from tests.service_harness import coda_service
 from tests.support import free_port, require_tool
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 REPLICAS = 3
 LEAN_CONFIG = """\

@@ -39,6 +39,8 @@ from tests.prometheus_harness import (
 from tests.service_harness import coda_service
 from tests.support import free_port, require_tool
 
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
 SERVER_MESSAGE = validator_for("server_message")
 BUDGET_S = 1.0
 

@@ -28,6 +28,8 @@ from tests.otlp_receivers import attributes
 from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
 SERVER_MESSAGE = validator_for("server_message")
 SESSION = "voice-1"
 TYPED = ["My name is Ada and I live in Lisbon.", "Tell me three facts about Paris."]

@@ -20,6 +20,8 @@ from coda_otel.ws.schema import validator_for
 from tests.service_harness import Service, coda_service
 from tests.support import require_tool
 
+pytestmark = [pytest.mark.slow]
+
 SERVER_MESSAGE = validator_for("server_message")
 WAIT = 60.0  # hang guard only; nothing asserts on time
 TURNS = 30

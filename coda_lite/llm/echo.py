@@ -72,7 +72,15 @@ class EchoLLM:
                 yield word if i == 0 else " " + word
             prompt = build_messages(self.config.system_prompt, q, context)
             n_in = sum(count_tokens(m["content"]) for m in prompt)
-        yield LLMResult(text, self.model, n_in, count_tokens(text), self.provider, tuple(prompt))
+        yield LLMResult(
+            text,
+            self.model,
+            n_in,
+            count_tokens(text),
+            self.provider,
+            tuple(prompt),
+            usage_estimated=True,
+        )
 
     async def get_heartbeat(self) -> dict[str, Any]:
         return self.stats.heartbeat(

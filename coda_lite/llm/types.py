@@ -21,6 +21,9 @@ class LLMResult:
     output_tokens: int
     provider: str = ""  # gen_ai.provider.name: echo, transformers, ollama, openai
     prompt: tuple[Mapping[str, str], ...] = ()  # the chat messages sent
+    finish_reason: str = "stop"  # why generation ended: "stop", or "length" (token budget)
+    response_model: str = ""  # the model the backend says answered, when it says
+    usage_estimated: bool = False  # token counts estimated (count_tokens), not the model's own
 
 
 class LLMError(RuntimeError):

@@ -28,7 +28,7 @@ from coda_lite.config import Config
 from coda_lite.pipeline.build import Pipeline, build_pipeline
 from coda_lite.pipeline.conversation import TurnResult
 from coda_lite.service.debug_control import AppDebugControl
-from coda_lite.service.wiring import CachedLLM, watch_memory_size
+from coda_lite.service.wiring import CachedLLM, ObservedLLM, watch_memory_size
 from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
@@ -37,6 +37,7 @@ from coda_otel.health.disk import DiskSpace
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.watchdog import CodaWatchdog
+from coda_otel.inference import InferenceObserver
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
@@ -177,8 +178,13 @@ def build_app(
             debugger=caches,
         )
 
+    inference = InferenceObserver(
+        tracer_provider=telemetry.tracer_provider, metrics=metrics, sanitizer=sanitizer
+    )
+
     def wrap_llm(llm: Any) -> Any:
-        llm = faults.guard("llm", llm, ["generate", "stream"])
+        # the inference span sees what the stage sees: an injected fault fails the model call
+        llm = ObservedLLM(faults.guard("llm", llm, ["generate", "stream"]), inference, config.llm)
         if tel.llm_cache_size <= 0:
             return llm
         cache: ObservedTTLCache[str, Any] = ObservedTTLCache(

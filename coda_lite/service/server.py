@@ -57,7 +57,11 @@ from coda_otel.web.security import (
     check_bind_security,
     debug_security,
 )
+from coda_otel.web.server_spans import server_spans
 from coda_otel.ws.server import add_debug_ws_route
+
+#: Requests that get a SERVER span (the turn under it): the ones a caller's trace continues into.
+TRACED_PATHS = ("/v1/turns",)
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +182,10 @@ def make_web_app(app: App) -> web.Application:
         allowed_origins=server.allowed_origins,
         open_paths=(*OPEN_PATHS, *CONSOLE_OPEN_PATHS),
     )
-    web_app = web.Application(
-        middlewares=[json_errors, security], client_max_size=server.max_body_bytes
-    )
+    middlewares: list[Any] = [json_errors, security]
+    if app.config.telemetry.enabled:  # a SERVER span per turn request, child of the caller's
+        middlewares.insert(0, server_spans(app.telemetry.tracer_provider, TRACED_PATHS))
+    web_app = web.Application(middlewares=middlewares, client_max_size=server.max_body_bytes)
     web_app[APP_KEY] = app
     web_app.router.add_post("/v1/turns", post_turn)
     add_metrics_route(web_app, app.registry)

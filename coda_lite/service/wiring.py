@@ -1,24 +1,30 @@
 """Small adapters of the composition root (with :mod:`coda_lite.service.app`): where
 coda-otel's tools meet Coda Lite's stages.
 
+    llm = ObservedLLM(llm, inference, config.llm)     # the GenAI inference span + metrics
     llm = CachedLLM(llm, ObservedTTLCache(256, 600.0, name="llm_response", debugger=caches))
     watch_memory_size(metrics, pipeline)              # memory gauges read at scrape time
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+from coda_lite.config import LlmConfig
+from coda_lite.llm.types import LLMResult
 from coda_lite.pipeline.build import Pipeline
 from coda_otel.cache.observed import ObservedTTLCache
+from coda_otel.inference import InferenceCall, InferenceObserver
 from coda_otel.metrics import CodaMetrics
 
-__all__ = ["CachedLLM", "watch_memory_size"]
+__all__ = ["CachedLLM", "ObservedLLM", "watch_memory_size"]
 
 
 class CachedLLM:
@@ -52,6 +58,93 @@ class CachedLLM:
                 self.cache.debugger.record_load(self.cache.name, time.perf_counter() - started)
                 self.cache.put(key, item)
             yield item
+
+    async def aclose(self) -> None:
+        closer = getattr(self.llm, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+class ObservedLLM:
+    """Each model call as a GenAI inference span (a child of the llm stage's span) with the
+    GenAI client metrics; the span is current while the backend sends its request, so an HTTP
+    backend's request carries its ``traceparent``. Answers pass through unchanged."""
+
+    def __init__(self, llm: Any, inference: InferenceObserver, config: LlmConfig) -> None:
+        self.llm = llm
+        self.inference = inference
+        self.config = config
+        self.model = getattr(llm, "model", "unknown")
+        self.provider = getattr(llm, "provider", "") or "unknown"
+        base_url = getattr(llm, "base_url", None)  # HTTP backends: the model is a server
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        self.server = (parts.hostname, parts.port) if parts and parts.hostname else None
+
+    def _start(self, streamed: bool) -> InferenceCall:
+        address, port = self.server or (None, None)
+        return self.inference.start(
+            "chat",
+            provider=self.provider,
+            request_model=self.model,
+            server_address=address,
+            server_port=port,
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_tokens,
+            stream=streamed,
+        )
+
+    def _finish(self, call: InferenceCall, result: LLMResult) -> None:
+        call.finish(
+            finish_reasons=(result.finish_reason,),
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            response_model=result.response_model or None,
+            usage_estimated=result.usage_estimated,
+            output_text=result.text,
+        )
+
+    async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> Any:
+        call = self._start(streamed=False)
+        try:
+            with call.active():
+                result = await self.llm.generate(query, context)
+        except asyncio.CancelledError:
+            call.interrupted()
+            raise
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        self._finish(call, result)
+        return result
+
+    async def stream(self, query: str, context: Sequence[Mapping[str, Any]]) -> AsyncIterator[Any]:
+        """The backend's stream, each step run with the inference span current."""
+        call = self._start(streamed=True)
+        items = self.llm.stream(query, context).__aiter__()
+        try:
+            while True:
+                with call.active():
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if isinstance(item, LLMResult):
+                    self._finish(call, item)
+                else:
+                    call.first_chunk()
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            call.interrupted()  # the turn was cut short, or its reader stopped early
+            raise
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            if not call.ended:  # the stream ended without a result
+                call.fail(RuntimeError("the model's stream ended without a result"))
+            closer = getattr(items, "aclose", None)
+            if closer is not None:
+                await closer()
 
     async def aclose(self) -> None:
         closer = getattr(self.llm, "aclose", None)

@@ -25,6 +25,9 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
 from coda_otel.events import ConversationEvent, StageEvent, StallEvent
 from coda_otel.metrics import CodaMetrics
 from coda_otel.ws.client import DebugClient, Item
@@ -225,6 +228,10 @@ class DebugHub:
             "reset_component": lambda: control.reset_component(d["component"]),
             "interrupt": lambda: control.interrupt(d["session_id"]),
         }
+        token = None
+        if msg.type == "text_input" and "trace_context" in d:
+            # the turn's task is created under this context, so the turn joins that trace
+            token = otel_context.attach(propagate.extract(d["trace_context"]))
         try:
             result = await calls[msg.type]()
         except PermissionError as exc:
@@ -236,6 +243,9 @@ class DebugHub:
             raise ProtocolError(
                 "internal_error", f"{msg.type} failed: {type(exc).__name__}"
             ) from None
+        finally:
+            if token is not None:
+                otel_context.detach(token)
         if not isinstance(result, Mapping):
             raise ProtocolError("internal_error", f"{msg.type} returned no object")
         return f"{msg.type}_result", dict(result)

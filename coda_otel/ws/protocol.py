@@ -77,7 +77,7 @@ _NAME_RE: Final = re.compile(_NAME)
 class Param:
     """One command field: validated by :func:`parse_client_message`, exported to the schema."""
 
-    kind: Literal["string", "boolean", "string_list"]
+    kind: Literal["string", "boolean", "string_list", "trace_context"]
     required: bool = True
     enum: tuple[str, ...] | None = None
     max_length: int | None = None
@@ -85,6 +85,9 @@ class Param:
     safe_id: bool = False  # also checked by coda_otel.files.validate_id, as HTTP checks ids
 
     def check(self, name: str, value: Any) -> None:
+        if self.kind == "trace_context":
+            _check_trace_context(name, value)
+            return
         if self.kind == "boolean":
             if not isinstance(value, bool):
                 raise ProtocolError(
@@ -128,6 +131,17 @@ class Param:
                 raise ProtocolError("invalid_params", f"{name}: {exc}") from None
 
     def schema(self) -> dict[str, Any]:
+        if self.kind == "trace_context":
+            return {
+                "type": "object",
+                "description": "W3C trace context of the caller: the turn joins its trace",
+                "properties": {
+                    "traceparent": {"type": "string", "pattern": TRACEPARENT},
+                    "tracestate": {"type": "string", "maxLength": TRACE_FIELD_MAX["tracestate"]},
+                    "baggage": {"type": "string", "maxLength": TRACE_FIELD_MAX["baggage"]},
+                },
+                "additionalProperties": False,
+            }
         if self.kind == "boolean":
             return {"type": "boolean"}
         text: dict[str, Any] = {"type": "string"}
@@ -140,6 +154,38 @@ class Param:
         if self.kind == "string_list":
             return {"type": "array", "items": text, "uniqueItems": True}
         return text
+
+
+#: A W3C ``traceparent`` (version 00 and later: four dash-separated lowercase hex fields).
+TRACEPARENT: Final = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_TRACEPARENT_RE: Final = re.compile(TRACEPARENT)
+#: The carrier fields a ``trace_context`` object may hold, and their longest accepted value
+#: (W3C: tracestate at most 32 members of 256 characters; baggage at most 8192 bytes).
+TRACE_FIELD_MAX: Final = {"traceparent": 55, "tracestate": 8192, "baggage": 8192}
+
+
+def _check_trace_context(name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ProtocolError("invalid_params", f"{name} must be an object, got {_json_kind(value)}")
+    unknown = set(value) - set(TRACE_FIELD_MAX)
+    if unknown:
+        raise ProtocolError(
+            "invalid_params",
+            f"{name} has no field(s) {', '.join(sorted(str(k)[:40] for k in unknown))} "
+            f"(carrier fields: {', '.join(TRACE_FIELD_MAX)})",
+        )
+    for key, item in value.items():
+        if not isinstance(item, str) or not is_unicode_text(item):
+            raise ProtocolError("invalid_params", f"{name}.{key} must be a string")
+        if len(item) > TRACE_FIELD_MAX[key]:
+            raise ProtocolError(
+                "invalid_params", f"{name}.{key} is longer than {TRACE_FIELD_MAX[key]} characters"
+            )
+    parent = value.get("traceparent")
+    if parent is not None and not _TRACEPARENT_RE.match(parent):
+        raise ProtocolError(
+            "invalid_params", f"{name}.traceparent {parent[:60]!r} is not a W3C traceparent"
+        )
 
 
 #: Every command and its fields. Each is answered by ``<command>_result`` or ``error``.
@@ -155,6 +201,8 @@ COMMANDS: Final[dict[str, dict[str, Param]]] = {
         "text": Param("string", max_length=MAX_TEXT_CHARS),
         "session_id": Param("string", required=False, pattern=ID_PATTERN.pattern, safe_id=True),
         "user_id": Param("string", required=False, pattern=ID_PATTERN.pattern, safe_id=True),
+        # the caller's W3C trace context: the turn's spans join the caller's trace
+        "trace_context": Param("trace_context", required=False),
     },
     "inject_fault": {
         "component": Param("string", pattern=_NAME),
