@@ -30,6 +30,17 @@ def test_published_schema_is_generated_from_the_code() -> None:
         {"type": "get_health_status"},
         {"type": "subscribe", "id": 7, "data": {"events": ["cache_stats"]}},
         {"type": "text_input", "data": {"text": "hi", "session_id": "s-1"}},
+        {
+            "type": "text_input",
+            "data": {
+                "text": "hi",
+                "trace_context": {
+                    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                    "tracestate": "congo=t61rcWkgMzE",
+                    "baggage": "userId=alice",
+                },
+            },
+        },
         {"type": "inject_fault", "data": {"component": "llm", "fault": "crash"}},
         {"type": "reset_component", "id": "r", "data": {"component": "memory_store"}},
     ],
@@ -91,6 +102,25 @@ def test_valid_commands_parse_and_match_the_schema(message: dict[str, object]) -
             "session_id",
         ),
         ('{"type": "text_input", "data": {"text": 5}}', "invalid_params", None, "string"),
+        (
+            '{"type": "text_input", "data": {"text": "hi", "trace_context": "00-ab"}}',
+            "invalid_params",
+            None,
+            "must be an object",
+        ),
+        (
+            '{"type": "text_input", "data": {"text": "hi", '
+            '"trace_context": {"traceparent": "00-xyz-1-01"}}}',
+            "invalid_params",
+            None,
+            "not a W3C traceparent",
+        ),
+        (
+            '{"type": "text_input", "data": {"text": "hi", "trace_context": {"b3": "1"}}}',
+            "invalid_params",
+            None,
+            "b3",
+        ),
         ('{"type": "reset_component", "id": 9}', "invalid_params", 9, "component"),
         (
             '{"type": "reset_component", "data": {"component": "../tts"}}',

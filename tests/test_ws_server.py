@@ -20,6 +20,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from coda_otel.events import ConversationEvent, StageEvent
@@ -72,6 +73,9 @@ class FakeControl:
         return {"overall_health": "healthy", "components": {"llm": {"status": "healthy"}}}
 
     async def run_text_turn(self, text: str, session_id: str | None) -> Mapping[str, Any]:
+        if text == "whose trace?":  # the context the turn runs under (a caller's, if given)
+            caller = trace.get_current_span().get_span_context()
+            return {"trace_id": format(caller.trace_id, "032x"), "valid": caller.is_valid}
         if text == "boom":
             raise RuntimeError("secret user text must not leak")
         if text == "bad":
@@ -238,6 +242,22 @@ async def test_hello_lists_the_protocol(server: Server, session: aiohttp.ClientS
     await ws.close()
     await eventually(lambda: hub.client_count == 0, WAIT)
     assert metrics.registry.get_sample_value("coda_debug_ws_clients") == 0
+
+
+async def test_text_input_runs_its_turn_in_the_callers_trace_context(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    url, *_ = await server()
+    c = await connect(session, url)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    rid = await c.send(
+        "text_input", {"text": "whose trace?", "trace_context": {"traceparent": parent}}
+    )
+    joined = await c.reply(rid)
+    assert joined["data"] == {"trace_id": "0af7651916cd43dd8448eb211c80319c", "valid": True}
+    rid = await c.send("text_input", {"text": "whose trace?"})
+    alone = await c.reply(rid)
+    assert alone["data"]["valid"] is False  # no carrier: no caller's context leaks in
 
 
 async def test_text_input_runs_a_turn_whose_stage_events_stream(
