@@ -6,6 +6,7 @@ llm = make_llm(LlmConfig(backend="echo"))
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,14 @@ def select_backend(config: LlmConfig) -> tuple[str, str]:
     return "echo", f"llm.backend is auto and the local model is unavailable: {problem}"
 
 
-def make_llm(config: LlmConfig, *, models_dir: Path | None = None) -> Any:
-    """The configured backend; ``models_dir`` keeps the local model's one-time conversion."""
+def make_llm(
+    config: LlmConfig,
+    *,
+    models_dir: Path | None = None,
+    request_headers: Callable[[], Mapping[str, str]] | None = None,
+) -> Any:
+    """The configured backend; ``models_dir`` keeps the local model's one-time conversion,
+    ``request_headers`` adds headers to each request of an HTTP backend."""
     backend, _ = select_backend(config)
     if backend == "echo":
         return EchoLLM(config)
@@ -41,4 +48,5 @@ def make_llm(config: LlmConfig, *, models_dir: Path | None = None) -> Any:
         return LocalLLM(config, models_dir or Path("~/.coda/models").expanduser())
     from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 
-    return OllamaLLM(config) if backend == "ollama" else OpenAICompatLLM(config)
+    backend_class = OllamaLLM if backend == "ollama" else OpenAICompatLLM
+    return backend_class(config, request_headers=request_headers)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +47,11 @@ class _HttpLLM:
     provider = ""
     default_url = ""
 
-    def __init__(self, config: LlmConfig) -> None:
+    def __init__(
+        self, config: LlmConfig, *, request_headers: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
+        """``request_headers`` adds headers to each request, computed when it is sent (the
+        composition root passes the caller's trace context this way)."""
         if not config.model:
             raise ValueError(f"llm.model is required for the {self.backend} backend")
         self.config = config
@@ -57,6 +61,7 @@ class _HttpLLM:
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._probe_result: _Probe | None = None
+        self._request_headers = request_headers
 
     chat_path = ""
     probe_path = ""  # a cheap GET (lists the models) that answers 2xx while the server is up
@@ -100,8 +105,9 @@ class _HttpLLM:
         url = self.endpoint
         where = f"{self.backend} request to {url}"
         try:
+            extra = dict(self._request_headers()) if self._request_headers is not None else None
             async with self._get_session().post(
-                url, json=self._payload(messages, stream=stream)
+                url, json=self._payload(messages, stream=stream), headers=extra
             ) as resp:
                 if resp.status != 200:
                     body = (await resp.text())[:200]
@@ -119,10 +125,17 @@ class _HttpLLM:
     def _result(
         self, messages: list[dict[str, str]], text: str, n_in: int | None, n_out: int | None
     ) -> LLMResult:
+        estimated = n_in is None or n_out is None  # the server did not report its usage
         n_in = n_in if n_in is not None else sum(count_tokens(m["content"]) for m in messages)
         n_out = n_out if n_out is not None else count_tokens(text)
         return LLMResult(
-            text.strip(), self.model, int(n_in), int(n_out), self.provider, tuple(messages)
+            text.strip(),
+            self.model,
+            int(n_in),
+            int(n_out),
+            self.provider,
+            tuple(messages),
+            usage_estimated=estimated,
         )
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:

@@ -15,7 +15,7 @@ stage that outlives its deadline marks its own component (:mod:`coda_lite.pipeli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from coda_lite.config import Config
@@ -61,6 +61,7 @@ def build_pipeline(
     wrap_stt: Callable[[STT], STT] | None = None,
     wrap_tts: Callable[[TTS], TTS] | None = None,
     wrap_memory_store: Callable[[LongTermMemory], LongTermMemory] | None = None,
+    llm_request_headers: Callable[[], Mapping[str, str]] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process)."""
     config.ensure_dirs()
@@ -83,7 +84,7 @@ def build_pipeline(
     )
     llm_choice = select_backend(config.llm)
     models_dir = config.llm.models_dir or config.home / "models"
-    llm_component = make_llm(config.llm, models_dir=models_dir)
+    llm_component = make_llm(config.llm, models_dir=models_dir, request_headers=llm_request_headers)
     llm = wrap_llm(llm_component) if wrap_llm else llm_component
     tts_component = make_tts(config.tts)
     tts = wrap_tts(tts_component) if wrap_tts else tts_component

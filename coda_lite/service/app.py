@@ -28,7 +28,7 @@ from coda_lite.config import Config
 from coda_lite.pipeline.build import Pipeline, build_pipeline
 from coda_lite.pipeline.conversation import TurnResult
 from coda_lite.service.debug_control import AppDebugControl
-from coda_lite.service.wiring import CachedLLM, ObservedLLM, watch_memory_size
+from coda_lite.service.wiring import CachedLLM, ObservedLLM, trace_headers, watch_memory_size
 from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
@@ -199,6 +199,7 @@ def build_app(
         wrap_llm=wrap_llm,
         wrap_stt=lambda stt: faults.guard("stt", stt, ["transcribe"]),
         wrap_tts=lambda tts: faults.guard("tts", tts, ["synthesize"]),
+        llm_request_headers=trace_headers,  # a model server sees the inference span
         wrap_memory_store=lambda store: faults.guard(
             "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
         ),

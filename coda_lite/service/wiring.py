@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import propagate
+
 from coda_lite.config import LlmConfig
 from coda_lite.llm.types import LLMResult
 from coda_lite.pipeline.build import Pipeline
@@ -24,7 +26,7 @@ from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.inference import InferenceCall, InferenceObserver
 from coda_otel.metrics import CodaMetrics
 
-__all__ = ["CachedLLM", "ObservedLLM", "watch_memory_size"]
+__all__ = ["CachedLLM", "ObservedLLM", "trace_headers", "watch_memory_size"]
 
 
 class CachedLLM:
@@ -150,6 +152,14 @@ class ObservedLLM:
         closer = getattr(self.llm, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def trace_headers() -> dict[str, str]:
+    """The current trace context as request headers (``traceparent``, ...), by the global
+    propagator (``OTEL_PROPAGATORS``): a model server's spans join the turn's trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
