@@ -52,3 +52,13 @@ def test_an_explicit_service_name_beats_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-service-name")
     assert build_resource("explicit", None).attributes["service.name"] == "explicit"
     assert build_resource(None, None).attributes["service.name"] == "from-service-name"
+
+
+def test_the_resource_attributes_name_the_service_when_nothing_else_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=gateway-assistant")
+    assert build_resource(None, None).attributes["service.name"] == "gateway-assistant"
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    assert build_resource(None, None).attributes["service.name"] == "coda-lite"

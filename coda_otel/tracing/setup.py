@@ -142,8 +142,9 @@ def build_exporters(
 def build_resource(service_name: str | None, service_version: str | None) -> Resource:
     """The resource every span carries, one per process::
 
-        service.name         argument > OTEL_SERVICE_NAME > 'coda-lite'
-        service.version      argument > the package version
+        service.name         argument > OTEL_SERVICE_NAME > OTEL_RESOURCE_ATTRIBUTES >
+                             'coda-lite'
+        service.version      argument > OTEL_RESOURCE_ATTRIBUTES > the package version
         service.instance.id  OTEL_RESOURCE_ATTRIBUTES > a random UUID (new at each start)
         host.name            OTEL_RESOURCE_ATTRIBUTES > the host name
 
@@ -158,8 +159,10 @@ def build_resource(service_name: str | None, service_version: str | None) -> Res
             SERVICE_INSTANCE_ID: str(uuid.uuid4()),
             HOST_NAME: socket.gethostname(),
             **from_env,
-            SERVICE_NAME: service_name or env.first(env.OTEL_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
-            SERVICE_VERSION: service_version or __version__,
+            SERVICE_NAME: service_name
+            or env.first(env.OTEL_SERVICE_NAME)
+            or str(from_env.get(SERVICE_NAME) or DEFAULT_SERVICE_NAME),
+            SERVICE_VERSION: service_version or str(from_env.get(SERVICE_VERSION) or __version__),
         }
     )
 
