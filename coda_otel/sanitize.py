@@ -237,9 +237,11 @@ class Sanitizer:
         self.max_items = max_items
 
     @classmethod
-    def from_env(cls, max_length: int = 1000) -> Sanitizer:
-        """Capture on when either capture variable is true; redaction off only by CODA_REDACT."""
-        capture = any(env.flag(name, False) for name in CAPTURE_ENV_VARS)
+    def from_env(cls, max_length: int = 1000, *, capture_content: bool = False) -> Sanitizer:
+        """The one policy every writer shares: capture on when ``capture_content`` (a
+        configuration's own switch) or either capture variable is true; redaction off only by
+        CODA_REDACT."""
+        capture = capture_content or any(env.flag(name, False) for name in CAPTURE_ENV_VARS)
         return cls(max_length, redact=env.flag(REDACT_ENV_VAR, True), capture_content=capture)
 
     def text(self, value: str, limit: int | None = None) -> str:

@@ -29,7 +29,6 @@ from coda_lite.pipeline.build import Pipeline, build_pipeline
 from coda_lite.pipeline.conversation import TurnResult
 from coda_lite.service.debug_control import AppDebugControl
 from coda_lite.service.wiring import CachedLLM, ObservedLLM, trace_headers, watch_memory_size
-from coda_otel import env
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
@@ -148,10 +147,8 @@ def build_app(
         set_global=set_global_tracer,
         write_room=disk.telemetry_may_write,
     )
-    capture = tel.capture_content or env.flag(
-        env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False
-    )
-    sanitizer = Sanitizer(capture_content=capture)
+    # one content policy (capture, redaction) for every writer: spans, logs, files, WebSocket
+    sanitizer = Sanitizer.from_env(capture_content=tel.capture_content)
     debugger = ConversationPipelineDebugger(
         enabled=tel.enabled,
         output_dir=config.pipeline_logs_dir,
