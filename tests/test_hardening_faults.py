@@ -7,11 +7,8 @@ which it never answers (a server whose heartbeat looks fine while its real calls
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,51 +17,10 @@ import pytest
 from coda_lite.config import load_config
 from coda_lite.pipeline.conversation import StageError
 from coda_lite.service.app import build_app
+from tests.fake_openai import FakeOpenAI
 from tests.service_harness import Service, coda_service
 
 pytestmark = [pytest.mark.slow]
-
-
-class FakeLLM:
-    """A real HTTP server speaking the OpenAI chat API (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        stop = self.stop
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _json(self, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._json({"data": [{"id": "fake"}]})
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if b"hang please" in body:
-                    stop.wait(300)  # never answers while the test runs
-                    return
-                self._json({"choices": [{"message": {"content": "Fine."}}],
-                            "usage": {"prompt_tokens": 3, "completion_tokens": 1}})  # fmt: skip
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 CONFIG = (
@@ -77,8 +33,8 @@ CONFIG = (
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLM]:
-    server = FakeLLM()
+def llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
     try:
         yield server
     finally:
@@ -86,7 +42,7 @@ def llm() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, llm: FakeOpenAI) -> Iterator[Service]:
     home = tmp_path_factory.mktemp("coda-faults")
     with coda_service(home, config=CONFIG.format(url=llm.url)) as service:
         yield service
@@ -150,7 +106,7 @@ def test_a_hung_llm_is_unhealthy_whatever_its_probe_says_even_after_restarts(
 
 
 async def test_with_tracing_disabled_a_hung_model_still_makes_the_llm_unhealthy(
-    tmp_path: Path, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Control does not ride on telemetry: a passed deadline reaches the llm component
     directly, so the health verdict is the same with tracing off."""
