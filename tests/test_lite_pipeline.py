@@ -276,3 +276,25 @@ async def test_wrappers_are_used_and_components_stay_unwrapped(config: Config) -
         assert isinstance(p.embedder, Wrap) and not isinstance(p.components[1], Wrap)
     finally:
         await p.aclose()
+
+
+async def test_a_turn_whose_speech_fails_is_not_remembered(pipeline: Pipeline) -> None:
+    class BrokenTTS:
+        name = "tts"
+
+        async def synthesize(self, text: str) -> bytes:
+            raise RuntimeError("the speaker caught fire")
+
+    obs = RecordingObserver()
+    m = ConversationManager(pipeline.stt, pipeline.memory, pipeline.llm, BrokenTTS(), obs)
+    with pytest.raises(StageError) as failed:
+        await m.process_user_input("My favourite colour is teal.", session_id="mute")
+    assert failed.value.stage == "tts"
+    assert "memory_update" not in [s[1] for s in _stages(obs)]  # never reached
+    assert pipeline.long_term.find("My favourite colour is teal.", owner="mute") is None
+    spoken = await pipeline.manager.process_user_input(
+        "My favourite colour is teal.", session_id="mute"
+    )
+    assert spoken.response and pipeline.long_term.find(
+        "My favourite colour is teal.", owner="mute"
+    )

@@ -16,9 +16,11 @@ audio. Every stage runs inside ``observer.conversation(...)`` / ``conv.stage(nam
 (see :mod:`coda_lite.pipeline.observer`), so whoever observes sees the stage boundaries; this module
 has no telemetry of its own. Memory is read and written for one owner: ``user_id``, else
 ``session_id``, else ``"default"`` (:func:`memory_owner`). A failing stage raises
-:class:`StageError` naming the stage; the next turn is unaffected. A failed ``memory_update``
-(a full disk, a locked database) does not fail the turn: the answer is returned with a
-warning in ``TurnResult.warnings``, and the stage's failure is observed as any other.
+:class:`StageError` naming the stage; the next turn is unaffected. The exchange is remembered
+(``memory_update``) only once the answer was spoken: a turn whose speech failed remembers
+nothing. A failed ``memory_update`` (a full disk, a locked database) does not fail the turn:
+the answer is returned with a warning in ``TurnResult.warnings``, and the stage's failure is
+observed as any other.
 A new turn in a session interrupts the one still running there (barge-in, see
 :mod:`coda_lite.pipeline.turns`; ``manager.live`` also stops a turn whose client left): the old turn
 is cancelled, ends with the reason ``interrupted`` and never reaches its memory update.
@@ -215,28 +217,30 @@ class ConversationManager:
                 {"query": transcript, "context": context},
                 lambda st: reply.think(st, transcript, context),
             )
-
-            async def update(st: StageScope) -> None:
-                added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
-                st.set_output({"success": True, "memories_added": len(added or [])})
-
-            warnings: list[str] = []
-            try:
-                await stage(
-                    "memory_update",
-                    {"user_message": transcript, "assistant_message": answer.text},
-                    update,
-                )
-            except StageError as exc:
-                # The answer exists: the user gets it. The stage's own scope has recorded
-                # the failure (its span's status, the stage error count); the result says so.
-                warnings.append(f"not remembered: {exc}")
             audio = await speaking
         finally:
-            if not speaking.done():  # the llm or memory stage failed: stop speaking
+            if not speaking.done():  # the llm stage failed: stop speaking
                 speaking.cancel()
             # retrieved here, so a speech failure after another failure is not "lost"
             await asyncio.gather(speaking, return_exceptions=True)
+
+        # Only an answered turn is remembered: what the user was never told (speech failed,
+        # or the turn was cut short) must not come back later as a memory.
+        async def update(st: StageScope) -> None:
+            added = await self.memory.add_interaction(transcript, answer.text, owner=owner)
+            st.set_output({"success": True, "memories_added": len(added or [])})
+
+        warnings: list[str] = []
+        try:
+            await stage(
+                "memory_update",
+                {"user_message": transcript, "assistant_message": answer.text},
+                update,
+            )
+        except StageError as exc:
+            # The answer exists: the user gets it. The stage's own scope has recorded the
+            # failure (its span's status, the stage error count); the result says so.
+            warnings.append(f"not remembered: {exc}")
         latency = measure(clock, output_tokens=answer.output_tokens, streamed=self.streaming)
         if latency is not None:
             conv.set_latency(latency.to_dict())
