@@ -41,7 +41,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     config = (
         "tts:\n  backend: none\n"
         "memory:\n  busy_timeout: 2\n  max_memories_per_owner: 5\n"
-        "server:\n  max_body_bytes: 4000000\n  header_timeout: 1.5\n"
+        "server:\n  max_body_bytes: 4000000\n  header_timeout: 1.5\n  body_timeout: 1.5\n"
         "telemetry:\n  health_interval: 0.5\n  snapshot_interval: 1\n  llm_cache_size: 0\n"
     )
     with coda_service(home, config=config) as service:
@@ -255,6 +255,30 @@ def test_a_connection_that_never_finishes_its_headers_is_dropped(service: Servic
             closed = True
         waited = time.monotonic() - t0
     assert closed and waited < 6, f"the server kept a half-sent request open for {waited:.1f} s"
+
+
+def test_a_body_that_never_ends_is_refused_and_liveness_keeps_answering(
+    service: Service,
+) -> None:
+    port = int(service.base.rsplit(":", 1)[1])
+    head = (
+        "POST /v1/turns HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    stuck = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+    try:
+        for conn in stuck:  # one chunk of a body whose last chunk never comes
+            conn.sendall(head.encode() + b'8\r\n{"text":\r\n')
+        assert service.get("/health/live", timeout=5).status_code == 200
+        t0 = time.monotonic()
+        answers = [conn.recv(4096) for conn in stuck]
+        waited = time.monotonic() - t0
+    finally:
+        for conn in stuck:
+            conn.close()
+    assert all(a.startswith(b"HTTP/1.1 408") and b"body_timeout" in a for a in answers), answers[0]
+    assert waited < 10, f"bodies were waited for {waited:.1f} s"
+    assert service.turn("Still here?").status_code == 200
 
 
 def test_long_term_memory_is_capped_per_owner_and_evictions_show(service: Service) -> None:

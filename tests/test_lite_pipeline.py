@@ -295,6 +295,4 @@ async def test_a_turn_whose_speech_fails_is_not_remembered(pipeline: Pipeline) -
     spoken = await pipeline.manager.process_user_input(
         "My favourite colour is teal.", session_id="mute"
     )
-    assert spoken.response and pipeline.long_term.find(
-        "My favourite colour is teal.", owner="mute"
-    )
+    assert spoken.response and pipeline.long_term.find("My favourite colour is teal.", owner="mute")

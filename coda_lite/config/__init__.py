@@ -166,6 +166,7 @@ class ServerConfig:
     allowed_origins: list[str] = field(default_factory=list)
     # s a connection may take to send a request's headers (and may stay idle between requests)
     header_timeout: float = 15.0
+    body_timeout: float = 30.0  # s a request's body may take to arrive in full (then 408)
 
 
 @dataclass

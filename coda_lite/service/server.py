@@ -33,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import resource
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,6 +49,7 @@ from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_r
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 from coda_otel.web.bodies import json_object
+from coda_otel.web.body_deadline import body_deadline
 from coda_otel.web.errors import error_response
 from coda_otel.web.health_routes import add_health_routes
 from coda_otel.web.metrics_route import add_metrics_route
@@ -182,7 +184,7 @@ def make_web_app(app: App) -> web.Application:
         allowed_origins=server.allowed_origins,
         open_paths=(*OPEN_PATHS, *CONSOLE_OPEN_PATHS),
     )
-    middlewares: list[Any] = [json_errors, security]
+    middlewares: list[Any] = [json_errors, security, body_deadline(server.body_timeout)]
     if app.config.telemetry.enabled:  # a SERVER span per turn request, child of the caller's
         middlewares.insert(0, server_spans(app.telemetry.tracer_provider, TRACED_PATHS))
     web_app = web.Application(middlewares=middlewares, client_max_size=server.max_body_bytes)
@@ -230,6 +232,17 @@ def make_web_app(app: App) -> web.Application:
     return web_app
 
 
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (often 1024 vs far more): each
+    connection holds a descriptor, and a burst of clients must not take liveness down."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-files limit: %s", exc)
+
+
 def main(args: argparse.Namespace, config: Config) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     server = config.server
@@ -241,6 +254,7 @@ def main(args: argparse.Namespace, config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    raise_open_files_limit()  # many clients at once must not run out of descriptors
     app = build_app(config, set_global_tracer=True)
     print(f"coda-lite serve: http://{server.host}:{server.port} (traces: {app.outputs['traces']})")
     # No access log: a debug token given as ?token= must not reach the log.
