@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +43,9 @@ class FakeServer:
         self.probe_status = 200
         self.probe_hangs = False
         self.release = asyncio.Event()  # set at cleanup: a hanging probe handler returns
+        self.gated = False  # stream: each piece waits until the client says it got the last
+        self.received = asyncio.Event()
+        self.gate_timed_out = False
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = web.Application()
@@ -79,10 +81,15 @@ class FakeServer:
         if body.get("stream"):  # NDJSON: one object per line, the last with the counts
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
-            for word in ["Lisbon", " is", " sunny."]:
+            for i, word in enumerate(["Lisbon", " is", " sunny."]):
+                if i and self.gated:  # the next piece only once the client has the last one
+                    try:
+                        await asyncio.wait_for(self.received.wait(), 10)
+                    except TimeoutError:
+                        self.gate_timed_out = True
+                    self.received.clear()
                 line = {"message": {"role": "assistant", "content": word}, "done": False}
                 await resp.write(json.dumps(line).encode() + b"\n")
-                await asyncio.sleep(0.05)
             done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
                     "eval_count": 3}  # fmt: skip
             await resp.write(json.dumps(done).encode() + b"\n")
@@ -256,16 +263,18 @@ def test_config_errors_are_named() -> None:
 
 async def test_ollama_backend_streams_ndjson_as_it_arrives(server: FakeServer) -> None:
     llm = make_llm(LlmConfig(backend="ollama", url=server.url, model="llama3.2"))
-    arrivals: list[tuple[float, object]] = []
+    server.gated = True  # the server sends a piece only after the client got the one before
+    arrivals: list[object] = []
     try:
         async for item in llm.stream("Weather?", []):
-            arrivals.append((time.perf_counter(), item))
+            arrivals.append(item)
+            server.received.set()
     finally:
         await llm.aclose()
-    pieces = [item for _, item in arrivals[:-1]]
+    pieces = arrivals[:-1]
     assert pieces == ["Lisbon", " is", " sunny."]
-    assert arrivals[2][0] - arrivals[0][0] >= 0.08  # each piece as the server sent it
-    result = arrivals[-1][1]
+    assert not server.gate_timed_out  # each piece reached the caller before the next was sent
+    result = arrivals[-1]
     assert result == LLMResult("Lisbon is sunny.", "llama3.2", 30, 3, "ollama", result.prompt)
     assert server.requests[-1][1]["stream"] is True
 

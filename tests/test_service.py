@@ -54,11 +54,14 @@ def test_turns_remember_and_export_one_trace_each(service: Service) -> None:
     trace_id = body["trace_id"]
     assert len(trace_id) == 32
 
-    mine = service.spans(trace_id, count=6)
-    names = [s.name for s in sorted(mine, key=lambda s: s.start_time_unix_nano)]
-    assert names == ["conversation", *STAGES]
-    root = next(s for s in mine if s.name == "conversation")
-    assert all(s.parent_span_id == root.span_id for s in mine if s is not root)
+    mine = service.spans(trace_id, count=7)
+    by_name = {s.name: s for s in mine}
+    assert set(by_name) == {"conversation", *STAGES, "chat echo"}  # + the inference span
+    root = by_name["conversation"]
+    assert all(by_name[stage].parent_span_id == root.span_id for stage in STAGES)
+    assert by_name["chat echo"].parent_span_id == by_name["llm"].span_id
+    # remembered once spoken: the memory update starts after speech ended
+    assert by_name["memory_update"].start_time_unix_nano >= by_name["tts"].end_time_unix_nano
     assert attributes(root)["session.id"] == "s-1"
     llm = attributes(next(s for s in mine if s.name == "llm"))
     assert llm["gen_ai.request.model"] == "echo"
