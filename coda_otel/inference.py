@@ -167,8 +167,11 @@ class InferenceCall:
         response_model: str | None = None,
         usage_estimated: bool = False,
         output_text: str | None = None,
+        input_messages: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
-        """The call answered: response attributes, usage, metrics; the span ends."""
+        """The call answered: response attributes, usage, metrics; the span ends.
+        ``input_messages`` (the prompt as sent, when only the answer tells it) and
+        ``output_text`` are kept only with content capture on."""
         if self.ended:
             return
         try:
@@ -181,6 +184,8 @@ class InferenceCall:
                 attrs["gen_ai.usage.output_tokens"] = int(output_tokens)
             if input_tokens is not None or output_tokens is not None:
                 attrs[USAGE_ESTIMATED] = bool(usage_estimated)
+            if input_messages and self._sanitizer.capture_content:
+                attrs["gen_ai.input.messages"] = _messages(input_messages, self._sanitizer)
             if output_text is not None and self._sanitizer.capture_content:
                 reason = finish_reasons[0] if finish_reasons else "stop"
                 message = {

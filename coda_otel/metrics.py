@@ -79,6 +79,23 @@ GENAI_LABELS: tuple[str, ...] = (
     "gen_ai_request_model",
 )
 GENAI_TOKEN_TYPES: tuple[str, ...] = ("input", "output")
+#: Waiting for a turn slot: none (most turns) to the longest allowed wait.
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    60.0,
+)
+#: Why a turn was refused before it started.
+SHED_REASONS: tuple[str, ...] = ("queue_full", "queue_timeout")
 CHECK_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 SNAPSHOT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -211,6 +228,22 @@ class CodaMetrics:
             "(gen_ai.client.operation.time_to_first_chunk).",
             genai,
             buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
+        )
+        # --- admission: turns waiting for a slot, their wait, and turns refused -------------
+        self.turn_queue_depth = Gauge(
+            "coda_turn_queue_depth", "Turns waiting for a slot to start.", registry=r
+        )
+        self.turn_queue_wait = Histogram(
+            "coda_turn_queue_wait_seconds",
+            "How long an admitted turn waited for its slot.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.turns_shed = Counter(
+            "coda_turns_shed",
+            "Turns refused before they started (overloaded), by reason.",
+            ["reason"],
             registry=r,
         )
         self.turns_interrupted = Counter(
@@ -388,6 +421,8 @@ class CodaMetrics:
             self.stage_stalls.labels(stage=stage)
         for source in INTERRUPT_SOURCES:
             self.turns_interrupted.labels(source=source)
+        for reason in SHED_REASONS:
+            self.turns_shed.labels(reason=reason)
         for trigger in SNAPSHOT_TRIGGERS:
             self.memory_snapshots.labels(trigger=trigger)
         for tier in MEMORY_TIERS:

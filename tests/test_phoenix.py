@@ -120,3 +120,12 @@ async def test_one_session_holds_every_turn_and_the_llm_span_is_complete(
         out = json.loads(a["gen_ai.output.messages"])
         assert out[0]["parts"][0]["content"] == result.response
         assert a["llm.output_messages.0.message.content"] == result.response  # shown as output
+    # the GenAI inference span under each llm stage is an LLM span too
+    inference = [s for s in spans if s["name"] == "chat echo"]
+    assert {s["context"]["trace_id"] for s in inference} == trace_ids
+    for span in inference:
+        a = span["attributes"]
+        assert span["span_kind"] == "LLM", span
+        assert a["llm.model_name"] == "echo" and a["gen_ai.provider.name"] == "echo"
+        assert a["llm.token_count.prompt"] > 0 and a["llm.token_count.completion"] > 0
+        assert a["gen_ai.usage.input_tokens"] > 0 and "gen_ai.input.messages" in a

@@ -136,6 +136,11 @@ class PipelineConfig:
     llm_budget: float = 5.0  # the first token, and each next one, within 5 s
     memory_update_budget: float = 5.0
     tts_budget: float = 10.0  # streamed: the next sentence is synthesized within 10 s
+    # Admission: turns running at once (0: 2 for the in-process model, 8 for other backends),
+    # turns that may wait for a slot, and how long one waits before it is refused (503).
+    max_running_turns: int = 0
+    max_waiting_turns: int = 8
+    queue_timeout: float = 20.0
 
     def stage_timeouts(self) -> dict[str, float]:
         return {

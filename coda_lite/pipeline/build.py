@@ -22,6 +22,7 @@ from coda_lite.config import Config
 from coda_lite.llm import make_llm, select_backend
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
 from coda_lite.memory.embedder import make_embedder
+from coda_lite.pipeline.admission import Admission
 from coda_lite.pipeline.conversation import ConversationManager
 from coda_lite.pipeline.deadlines import STAGE_COMPONENTS, StageDeadlines
 from coda_lite.pipeline.observer import NULL_OBSERVER, PipelineObserver
@@ -42,6 +43,7 @@ class Pipeline:
     tts: TTS
     components: list[Component] = field(default_factory=list)
     llm_choice: tuple[str, str] = ("", "")  # (backend, why it was chosen)
+    admission: Admission | None = None  # how many turns run and wait at once
 
     async def aclose(self) -> None:
         """Close network sessions and the memory database."""
@@ -62,6 +64,8 @@ def build_pipeline(
     wrap_tts: Callable[[TTS], TTS] | None = None,
     wrap_memory_store: Callable[[LongTermMemory], LongTermMemory] | None = None,
     llm_request_headers: Callable[[], Mapping[str, str]] | None = None,
+    on_turn_wait: Callable[[float], None] | None = None,
+    on_turn_shed: Callable[[str], None] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process)."""
     config.ensure_dirs()
@@ -91,6 +95,15 @@ def build_pipeline(
     by_name = {"stt": stt_component, "memory_store": long_term, "llm": llm_component,
                "tts": tts_component}  # fmt: skip
     deadlines = StageDeadlines({stage: by_name[c] for stage, c in STAGE_COMPONENTS.items()})
+    pipe = config.pipeline
+    running = pipe.max_running_turns or (2 if llm_choice[0] == "local" else 8)
+    admission = Admission(
+        running,
+        pipe.max_waiting_turns,
+        pipe.queue_timeout,
+        on_wait=on_turn_wait,
+        on_shed=on_turn_shed,
+    )
     manager = ConversationManager(
         stt,
         memory,
@@ -100,6 +113,7 @@ def build_pipeline(
         streaming=config.llm.stream,
         stage_timeouts=config.pipeline.stage_timeouts(),
         on_deadline=deadlines.passed,  # a late stage marks its component, traced or not
+        admission=admission,
     )
     return Pipeline(
         config=config,
@@ -112,4 +126,5 @@ def build_pipeline(
         tts=tts,
         components=[stt_component, embedder_component, long_term, llm_component, tts_component],
         llm_choice=llm_choice,
+        admission=admission,
     )

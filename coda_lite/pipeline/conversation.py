@@ -21,7 +21,9 @@ has no telemetry of its own. Memory is read and written for one owner: ``user_id
 nothing. A failed ``memory_update`` (a full disk, a locked database) does not fail the turn:
 the answer is returned with a warning in ``TurnResult.warnings``, and the stage's failure is
 observed as any other.
-A new turn in a session interrupts the one still running there (barge-in, see
+With an ``admission`` (:mod:`coda_lite.pipeline.admission`), a turn first waits for a slot,
+or is refused with ``Overloaded`` before it starts. A new turn in a session interrupts the
+one still running there (barge-in, see
 :mod:`coda_lite.pipeline.turns`; ``manager.live`` also stops a turn whose client left): the old turn
 is cancelled, ends with the reason ``interrupted`` and never reaches its memory update.
 ``stage_timeouts`` gives each stage a deadline; while speech streams, the tts stage lasts as
@@ -43,6 +45,7 @@ from typing import Any, TypeVar
 from cachetools import LRUCache
 
 from coda_lite.memory.long_term import DEFAULT_OWNER
+from coda_lite.pipeline.admission import Admission
 from coda_lite.pipeline.latency import TurnClock, TurnLatency, measure
 from coda_lite.pipeline.observer import (
     NULL_OBSERVER,
@@ -100,6 +103,7 @@ class ConversationManager:
         streaming: bool = True,
         stage_timeouts: Mapping[str, float] | None = None,
         on_deadline: Callable[[str, str], None] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.stt = stt
         self.memory = memory
@@ -109,6 +113,7 @@ class ConversationManager:
         self.streaming = streaming  # speak sentence by sentence while the model still writes
         self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self.on_deadline = on_deadline  # told of every passed deadline: (stage, message)
+        self.admission = admission  # None: every turn starts at once
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
         self.live = LiveTurns()  # running turns, so a newer one can interrupt them
@@ -137,6 +142,19 @@ class ConversationManager:
         owner = memory_owner(user_id, session_id)
         # barge-in: a new turn in a session stops the one still answering there
         await self.live.interrupt_session(session_id, "new_turn")
+        if self.admission is None:
+            return await self._observed_turn(user_input, clock, turn, owner, session_id)
+        async with self.admission.slot():  # Overloaded: refused before it started
+            return await self._observed_turn(user_input, clock, turn, owner, session_id)
+
+    async def _observed_turn(
+        self,
+        user_input: str | bytes | os.PathLike[str],
+        clock: TurnClock,
+        turn: int,
+        owner: str,
+        session_id: str | None,
+    ) -> TurnResult:
         with self.observer.conversation(session_id=session_id, turn=turn) as conv:
             live = self.live.start(session_id, conv)
             try:

@@ -37,7 +37,8 @@ from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.inference import InferenceObserver
-from coda_otel.metrics import CodaMetrics
+from coda_otel.metrics import SHED_REASONS as SHED
+from coda_otel.metrics import CodaMetrics, bounded
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
@@ -197,6 +198,8 @@ def build_app(
         wrap_stt=lambda stt: faults.guard("stt", stt, ["transcribe"]),
         wrap_tts=lambda tts: faults.guard("tts", tts, ["synthesize"]),
         llm_request_headers=trace_headers,  # a model server sees the inference span
+        on_turn_wait=metrics.turn_queue_wait.observe,
+        on_turn_shed=lambda reason: metrics.turns_shed.labels(reason=bounded(reason, SHED)).inc(),
         wrap_memory_store=lambda store: faults.guard(
             "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
         ),
@@ -218,6 +221,9 @@ def build_app(
     backend, why = pipeline.llm_choice
     log.info("llm backend: %s (%s)", backend, why)
     watch_memory_size(metrics, pipeline)
+    if pipeline.admission is not None:
+        admission = pipeline.admission
+        metrics.turn_queue_depth.set_function(lambda: admission.depth)
     watchdog = CodaWatchdog(
         [*faults.wrap_all(pipeline.components), disk],
         required=[c.name for c in pipeline.components],  # a low disk degrades, never fails

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from coda_lite.pipeline.admission import Overloaded
 from coda_lite.pipeline.conversation import TurnResult
 from coda_lite.pipeline.turns import TurnInterrupted
 from coda_otel.cache.debugger import CacheDebugger
@@ -26,6 +27,7 @@ from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import PREFIX, SUFFIX
+from coda_otel.ws.control import ServiceOverloaded
 
 RunTurn = Callable[..., Awaitable[TurnResult]]
 Interrupt = Callable[[str], Awaitable[str | None]]  # session id -> interrupted conversation
@@ -117,6 +119,8 @@ class AppDebugControl:
             result = await self.run_turn(text, session_id=session_id, user_id=user_id)
         except TurnInterrupted:
             return {"interrupted": True, "session_id": session_id, "transcript": text}
+        except Overloaded as exc:  # answered as an error event with code "overloaded"
+            raise ServiceOverloaded(str(exc), retry_after_s=exc.retry_after_s) from None
         return {
             "conversation_id": result.conversation_id,
             "trace_id": result.trace_id,

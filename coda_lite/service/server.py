@@ -42,6 +42,7 @@ from aiohttp import web
 
 from coda_lite.config import Config
 from coda_lite.errors import InputError
+from coda_lite.pipeline.admission import Overloaded
 from coda_lite.pipeline.conversation import StageError, StageTimeoutError
 from coda_lite.pipeline.turns import TurnInterrupted
 from coda_lite.service.app import App, build_app
@@ -144,6 +145,10 @@ async def post_turn(request: web.Request) -> web.Response:
         result = await app.run_turn_guarded(user_input, **ids)
     except TurnInterrupted as exc:
         return error(409, "interrupted", str(exc))
+    except Overloaded as exc:  # refused before it started: come back shortly
+        response = error(503, "overloaded", str(exc), reason=exc.reason)
+        response.headers["Retry-After"] = str(int(exc.retry_after_s))
+        return response
     except StageError as exc:
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)

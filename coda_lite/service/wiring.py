@@ -103,6 +103,7 @@ class ObservedLLM:
             response_model=result.response_model or None,
             usage_estimated=result.usage_estimated,
             output_text=result.text,
+            input_messages=result.prompt,
         )
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> Any:

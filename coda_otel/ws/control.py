@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["DebugControl"]
+__all__ = ["DebugControl", "ServiceOverloaded"]
+
+
+class ServiceOverloaded(RuntimeError):
+    """Raised by a command the application cannot take on now (more work than it can serve):
+    the client gets an ``overloaded`` error with ``retry_after_s``."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DebugControl(Protocol):
@@ -25,8 +34,10 @@ class DebugControl(Protocol):
     status (``{"component": name, "status": ..., ...}``).
     ``inject_fault``, ``run_text_turn`` and ``reset_component`` raise ``ValueError`` for bad
     arguments such as an unknown component (the client gets ``invalid_params``);
-    ``inject_fault`` raises ``PermissionError`` when disabled. ``interrupt`` stops a session's
-    running turn, which ends with ``end_reason`` ``"interrupted"``.
+    ``inject_fault`` raises ``PermissionError`` when disabled; ``run_text_turn`` raises
+    :class:`ServiceOverloaded` when the turn was refused for want of capacity.
+    ``interrupt`` stops a session's running turn, which ends with ``end_reason``
+    ``"interrupted"``.
     """
 
     async def enable_debugging(self, feature: str, enabled: bool) -> Mapping[str, Any]: ...

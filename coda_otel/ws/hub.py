@@ -31,7 +31,7 @@ from opentelemetry import propagate
 from coda_otel.events import ConversationEvent, StageEvent, StallEvent
 from coda_otel.metrics import CodaMetrics
 from coda_otel.ws.client import DebugClient, Item
-from coda_otel.ws.control import DebugControl
+from coda_otel.ws.control import DebugControl, ServiceOverloaded
 from coda_otel.ws.payloads import conversation_data, stage_data, stall_data
 from coda_otel.ws.protocol import (
     EVENT_TYPES,
@@ -236,6 +236,10 @@ class DebugHub:
             result = await calls[msg.type]()
         except PermissionError as exc:
             raise ProtocolError("forbidden", str(exc)[:200] or "not allowed") from None
+        except ServiceOverloaded as exc:
+            raise ProtocolError(
+                "overloaded", f"{str(exc)[:200]} (retry after {exc.retry_after_s:g} s)"
+            ) from None
         except ValueError as exc:
             raise ProtocolError("invalid_params", str(exc)[:200] or "invalid value") from None
         except Exception as exc:

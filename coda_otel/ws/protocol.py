@@ -52,6 +52,7 @@ ERROR_CODES: Final = (
     "busy",  # too many of this client's commands are still running
     "forbidden",  # e.g. inject_fault while fault injection is disabled
     "unavailable",  # the application wired no handler for this command
+    "overloaded",  # the application is at capacity: try again after retry_after_s
     "internal_error",  # the handler failed; the message names the exception class only
 )
 ErrorCode = Literal[
@@ -64,6 +65,7 @@ ErrorCode = Literal[
     "busy",
     "forbidden",
     "unavailable",
+    "overloaded",
     "internal_error",
 ]
 
