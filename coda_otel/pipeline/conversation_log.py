@@ -13,6 +13,14 @@ at the first write and every ``relist_every`` writes), not a listing per write::
     record = read_log(writer.last_path)
     writer.close()
 
+A turn hands its finished records to a :class:`TurnLogs` (the writer, the sanitizer and the
+``save_logs`` switch), which builds the record on the writer's thread::
+
+    logs = TurnLogs(writer, sanitizer)
+    logs.save(header, records)                        # queued, built off the caller
+    logs.save(header, records, build_now=True)        # built here and returned (log_stage API)
+    logs.enabled = False                              # nothing written; build_now still builds
+
 A record (schema ``coda.pipeline_log/1``)::
 
     {"schema", "conversation_id", "session_id", "turn", "status", "trace_id", "span_id",
@@ -221,6 +229,37 @@ class ConversationLogWriter:
         self.written += 1
         self.last_path = path
         logger.debug("saved pipeline debug log to %s", path)
+
+
+class TurnLogs:
+    """Builds a finished turn's record and queues it on the writer (when ``enabled``)."""
+
+    def __init__(
+        self, writer: ConversationLogWriter, sanitizer: Sanitizer, *, enabled: bool = True
+    ) -> None:
+        self.writer = writer
+        self.sanitizer = sanitizer
+        self.enabled = enabled
+
+    def save(
+        self,
+        header: Mapping[str, Any],
+        records: list[StageRecord],
+        *,
+        build_now: bool = False,
+        save: bool = True,
+    ) -> dict[str, Any] | None:
+        """Queue the record, built on the writer thread unless ``build_now`` (then returned)."""
+        sanitizer, capture = self.sanitizer, self.sanitizer.capture_content
+        write = save and self.enabled
+        if build_now:
+            log = build_log(header, records, sanitizer, capture)
+            if write:
+                self.writer.submit(log)
+            return log
+        if write:
+            self.writer.submit(lambda: build_log(header, records, sanitizer, capture))
+        return None
 
 
 def read_log(path: Path) -> dict[str, Any]:
