@@ -488,8 +488,7 @@ class Conversation:
 
     def add(self, record: StageRecord) -> None:
         """A finished stage: into the turn's records, and to listeners as a StageEvent."""
-        with self._lock:
-            self.records.append(record)
+        self.records.append(record)  # list.append is atomic: stages in threads may end at once
         if self.recorder.listeners:
             event = StageEvent(
                 conversation_id=self.conversation_id,

@@ -1,6 +1,6 @@
-"""One JSON file per conversation, written off the event loop, in a bounded folder.
+"""One JSON file per turn (a "conversation log"), written off the event loop, in a bounded folder.
 
-The pipeline debugger hands each finished conversation to :class:`ConversationLogWriter`,
+The pipeline debugger hands each finished turn to :class:`ConversationLogWriter`,
 which builds and writes the record on its own thread (atomic write, then retention by count
 and bytes), so a slow disk never delays a turn. File names come from validated ids only.
 These are debug logs: the rename is atomic (never a torn file) but not fsync'd, so a power cut
@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA = "coda.pipeline_log/1"
 LOG_PATTERN = "pipeline-*.json"
-#: Bytes one conversation log is expected to take (checked against the disk reserve).
+#: Bytes one turn's log is expected to take (checked against the disk reserve).
 LOG_SIZE_HINT = 16 * 1024
 RecordFactory = Callable[[], Mapping[str, Any]]
 
@@ -129,7 +129,7 @@ def build_log(
     sanitizer: Sanitizer,
     capture: bool,
 ) -> dict[str, Any]:
-    """The whole conversation record (see the module docstring) from the finished stages."""
+    """The whole turn's record (see the module docstring) from its finished stages."""
     cid = str(header["conversation_id"])
     total = header.get("total_duration_ms")
     stages: list[dict[str, Any]] = []

@@ -21,8 +21,10 @@ Each switch switches one thing: ``dbg.tracing = False`` (also ``dbg.enabled``, t
 ``enabled``) stops spans only; listener events (metrics, the WebSocket), conversation logs
 (``save_logs``) and stall reports go on. ``capture_content = True`` puts (redacted) content
 previews on spans; ``log_level`` sets this tool's own logger (``coda_otel.pipeline``) only.
-``stall_budgets`` ({stage: seconds}) reports a stage running that long without progress while
-it runs (:mod:`coda_otel.pipeline.stalls`): a span event, ``on_stage_stalled`` to listeners.
+``log_guard`` (a :class:`~coda_otel.write_guard.WriteGuard`) keeps the disk's reserve for the
+logs. ``stall_budgets`` ({stage: seconds}) reports a stage running that long without progress
+while it runs (:mod:`coda_otel.pipeline.stalls`): a span event, ``on_stage_stalled`` to
+listeners.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from coda_otel.pipeline.conversation import Conversation, TurnRecorder
 from coda_otel.pipeline.conversation_log import ConversationLogWriter, TurnLogs
 from coda_otel.pipeline.stalls import Clock, StallWatcher
 from coda_otel.sanitize import Sanitizer
+from coda_otel.write_guard import WriteGuard
 
 logger = logging.getLogger(__name__)
 #: The logger ``log_level`` sets: the parent of every pipeline module's logger.
@@ -68,6 +71,7 @@ class ConversationPipelineDebugger:
         save_logs: bool = True,
         stall_budgets: Mapping[str, float] | None = None,
         clock: Clock = time.monotonic,
+        log_guard: WriteGuard | None = None,
     ) -> None:
         from coda_otel import __version__
 
@@ -79,7 +83,7 @@ class ConversationPipelineDebugger:
         )
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
         self.log_writer = ConversationLogWriter(
-            self.output_dir, max_files=log_max_files, max_bytes=log_max_bytes
+            self.output_dir, max_files=log_max_files, max_bytes=log_max_bytes, guard=log_guard
         )
         #: In-flight stages; one running past its budget is reported while it runs.
         self.stalls = StallWatcher(stall_budgets, clock=clock)

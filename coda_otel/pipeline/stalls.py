@@ -109,32 +109,30 @@ class StallWatcher:
             except RuntimeError:  # a stage in a worker thread: tracked, checked on demand
                 loop = None
         entry = InFlight(stage, budget, on_stall, self.clock, loop)
-        with self._lock:
-            self._inflight.add(entry)
-            if loop is not None and budget is not None:
-                self._arm(loop, entry.started + budget)
+        self._inflight.add(entry)  # one C call, atomic under the GIL: no lock per stage
+        if loop is not None and budget is not None:
+            armed = self._timers.get(loop)
+            if armed is None or armed[1] > entry.started + budget:  # else that check covers it
+                with self._lock:
+                    self._arm(loop, entry.started + budget)
         return entry
 
     def end(self, entry: InFlight) -> None:
         """The stage is over (its timer, if it was the last, lapses at its next check)."""
-        with self._lock:
-            self._inflight.discard(entry)
+        self._inflight.discard(entry)
 
     def oldest_age(self) -> float:
         """Seconds the oldest in-flight stage has been running (0 when none runs)."""
-        with self._lock:
-            oldest = min((e.started for e in self._inflight), default=None)
+        oldest = min((e.started for e in tuple(self._inflight)), default=None)
         return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
     def in_flight(self) -> list[InFlight]:
-        with self._lock:
-            return sorted(self._inflight, key=lambda e: e.started)
+        return sorted(tuple(self._inflight), key=lambda e: e.started)
 
     def check(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Report every in-flight stage (of ``loop``, else all) silent past its budget."""
         now = self.clock()
-        with self._lock:
-            entries = [e for e in self._inflight if loop is None or e.loop is loop]
+        entries = [e for e in tuple(self._inflight) if loop is None or e.loop is loop]
         for entry in entries:
             budget = entry.budget
             if budget is None or entry.on_stall is None or entry.stalled:
@@ -151,7 +149,7 @@ class StallWatcher:
 
     # --- the per-loop timer -------------------------------------------------------------------
     def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        """Make sure ``loop`` checks by ``due`` (caller holds the lock)."""
+        """Make sure ``loop`` checks by ``due`` (the caller holds the lock: arming is rare)."""
         armed = self._timers.get(loop)
         if armed is not None and armed[1] <= due:
             return  # an earlier check is coming; it re-arms for this stage
@@ -168,7 +166,8 @@ class StallWatcher:
             self._timers.pop(loop, None)
         self.check(loop)
         now = self.clock()
+        entries = tuple(self._inflight)  # a copy made in one C call: stages come and go meanwhile
+        dues = [d for e in entries if e.loop is loop and (d := e.due(now)) is not None]
         with self._lock:
-            dues = [d for e in self._inflight if e.loop is loop and (d := e.due(now)) is not None]
             if dues and not loop.is_closed():
                 self._arm(loop, max(min(dues), now + _MIN_DELAY))
