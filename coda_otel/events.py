@@ -46,7 +46,7 @@ class StageEvent:
 
 @dataclass(frozen=True, slots=True)
 class ConversationEvent:
-    """One finished conversation turn (the root span)."""
+    """One finished turn (the root span ``conversation``); ``session_id`` groups turns."""
 
     conversation_id: str
     session_id: str | None
@@ -92,7 +92,7 @@ class StallEvent:
 
 
 class PipelineListener(Protocol):
-    """Receives finished stages and conversations. Must be cheap and must not block."""
+    """Receives finished stages and turns. Must be cheap and must not block."""
 
     def on_stage_end(self, event: StageEvent) -> None: ...
 

@@ -13,7 +13,7 @@ import pytest
 
 from coda_otel.testing import free_port
 
-__all__ = ["IN_CI", "free_port", "require_module", "require_tool"]
+__all__ = ["IN_CI", "FakeClock", "free_port", "require_module", "require_tool"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -37,3 +37,16 @@ def require_module(name: str) -> None:
         if IN_CI:
             pytest.fail(f"python module {name} missing: {exc}")
         pytest.skip(f"python module {name} missing: {exc}")
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand (``clock=`` of the watchdog, caches, stalls)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

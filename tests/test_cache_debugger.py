@@ -201,3 +201,22 @@ def test_thread_safe_counts_are_exact() -> None:
     assert s["total"] == per_thread * threads
     assert s["hits"] == s["misses"] == per_thread * threads // 2
     assert s["time_saved_ms"] == pytest.approx(s["hits"] * 1.0)
+
+
+def test_log_level_sets_the_cache_debuggers_own_logger_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tool = logging.getLogger("coda_otel.cache.debugger")
+    before = (logging.getLogger().level, logging.getLogger("coda_otel").level, tool.level)
+    try:
+        CacheDebugger(enabled=True)
+        assert tool.level == before[2]  # not given: nothing is set
+        d = CacheDebugger(enabled=True, log_level="INFO")
+        assert tool.level == logging.INFO
+        assert (logging.getLogger().level, logging.getLogger("coda_otel").level) == before[:2]
+        with caplog.at_level(logging.NOTSET):
+            d = CacheDebugger(log_level=logging.WARNING)
+            d.record_cache_access("embedding", "a key", hit=False)  # DEBUG: below WARNING now
+        assert not [r for r in caplog.records if r.name == tool.name]
+    finally:
+        tool.setLevel(before[2])

@@ -10,14 +10,7 @@ import pytest
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.metrics import CodaMetrics
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock
 
 
 def sample(m: CodaMetrics, name: str, **labels: str) -> float:

@@ -8,9 +8,12 @@ an unset status and the reason on every cancelled span, and counts as interrupte
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,9 +24,10 @@ from coda_otel.events import StallEvent
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.pipeline.metrics_listener import PipelineMetrics
-from coda_otel.testing import RecordingListener
+from coda_otel.testing import RecordingListener, eventually
 from coda_otel.tracing.file_exporter import FileSpanExporter
 from coda_otel.tracing.waterfall import load, render
+from tests.support import FakeClock
 
 
 def shown(tmp_path: Path) -> str:
@@ -42,7 +46,9 @@ class Stalls(RecordingListener):
         self.stalls.append((event, event.stage in self.running))
 
 
-def make(tmp_path: Path, budgets: dict[str, float]) -> tuple[Any, InMemorySpanExporter, Stalls]:
+def make(
+    tmp_path: Path, budgets: dict[str, float], clock: Callable[[], float] = time.monotonic
+) -> tuple[Any, InMemorySpanExporter, Stalls]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -54,6 +60,7 @@ def make(tmp_path: Path, budgets: dict[str, float]) -> tuple[Any, InMemorySpanEx
         tracer_provider=provider,
         listeners=[PipelineMetrics(metrics), listener],
         stall_budgets=budgets,
+        clock=clock,
     )
     metrics.stage_inflight_oldest.set_function(dbg.stalls.oldest_age)
     return (dbg, metrics), exporter, listener
@@ -67,27 +74,33 @@ def value(metrics: CodaMetrics, name: str, **labels: str) -> float:
 async def test_a_silent_stage_is_reported_while_it_runs_and_progress_resets(
     tmp_path: Path,
 ) -> None:
-    (dbg, metrics), exporter, listener = make(tmp_path, {"llm": 0.2, "stt": 0.2})
+    clock = FakeClock()
+    (dbg, metrics), exporter, listener = make(tmp_path, {"llm": 0.2, "stt": 0.2}, clock)
     ages: list[float] = []
     with dbg.conversation(session_id="s", turn=1) as conv:
         async with conv.stage("stt", {}) as st:  # alive every 50 ms: never stalled
             for _ in range(8):
-                await asyncio.sleep(0.05)
+                clock.advance(0.05)
                 st.mark_progress()
+                dbg.stalls.check()
         async with conv.stage("llm", {}) as st:
             listener.running.add("llm")
-            await asyncio.sleep(0.5)  # silent: one stall
+            clock.advance(0.5)  # silent: one stall, however often it is checked
+            dbg.stalls.check()
+            dbg.stalls.check()
             ages.append(value(metrics, "coda_stage_inflight_oldest_seconds"))
             st.mark_progress()
-            await asyncio.sleep(0.35)  # silent again after progress: a second stall
+            clock.advance(0.35)  # silent again after progress: a second stall
+            dbg.stalls.check()
             listener.running.discard("llm")
     assert [(e.stage, running) for e, running in listener.stalls] == [("llm", True)] * 2
-    first = listener.stalls[0][0]
-    assert first.budget_s == 0.2 and first.idle_s >= 0.2 and first.running_s >= 0.2
+    first, second = (event for event, _ in listener.stalls)
+    assert (first.budget_s, first.idle_s, first.running_s) == (0.2, 0.5, 0.5)
+    assert (second.idle_s, second.running_s) == pytest.approx((0.35, 0.85))
     assert first.trace_id == conv.trace_id
     assert value(metrics, "coda_stage_stalls_total", stage="llm") == 2
     assert value(metrics, "coda_stage_stalls_total", stage="stt") == 0
-    assert ages[0] >= 0.5  # the llm stage, in flight
+    assert ages == [0.5]  # the llm stage, in flight
     assert value(metrics, "coda_stage_inflight_oldest_seconds") == 0.0  # nothing runs now
     llm = next(s for s in exporter.get_finished_spans() if s.name == "llm")
     assert [e.name for e in llm.events] == ["stage.stalled", "stage.stalled"]
@@ -96,6 +109,18 @@ async def test_a_silent_stage_is_reported_while_it_runs_and_progress_resets(
     assert [s.stage for s in end.stalls] == ["llm", "llm"] and end.end_reason == "completed"
     lines = {line.split()[0]: line for line in shown(tmp_path).splitlines()[1:]}
     assert lines["llm"].endswith("STALLED") and not lines["stt"].endswith("STALLED")
+
+
+async def test_the_event_loop_checks_a_running_stage_by_itself(tmp_path: Path) -> None:
+    (dbg, _), _, listener = make(tmp_path, {"tts": 0.05, "llm": 30.0})
+    with dbg.conversation(session_id="s", turn=1) as conv:
+        async with conv.stage("llm", {}), conv.stage("tts", {}) as st:
+            # the llm stage armed a check 30 s away; the tts stage's earlier budget re-arms it
+            await eventually(lambda: listener.stalls, what="a stall reported by the loop")
+            st.mark_progress()
+            await eventually(lambda: len(listener.stalls) == 2, what="a second silence")
+    assert [event.stage for event, _ in listener.stalls] == ["tts", "tts"]
+    assert all(event.idle_s >= 0.05 for event, _ in listener.stalls)
 
 
 async def test_an_interrupted_turn_ends_unset_with_its_reason(tmp_path: Path) -> None:
@@ -112,7 +137,7 @@ async def test_an_interrupted_turn_ends_unset_with_its_reason(tmp_path: Path) ->
                 raise
 
     task = asyncio.create_task(turn())
-    await asyncio.sleep(0.05)
+    await eventually(dbg.stalls.in_flight, what="the llm stage running")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     spans = {s.name: s for s in exporter.get_finished_spans()}

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 import requests
 
+from coda_otel.testing import eventually
 from tests.otlp_receivers import attributes
 from tests.service_harness import Service, coda_service
 from tests.support import require_tool
@@ -188,6 +189,61 @@ async def test_websocket_streams_a_turn_and_answers_commands(service: Service) -
         assert (service.home / "snapshots" / f"memory_{snap_id}.json").exists()
         caches = seen["get_cache_stats_result"]["data"]["stats"]["cache_types"]
         assert {"embedding", "llm_response"} <= set(caches)
+
+
+async def _answer(ws: Any, rid: int, mtype: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Send one command; the frames that came before its answer are returned with it."""
+    await ws.send_json({"type": mtype, "id": rid, "data": data})
+    frames: list[dict[str, Any]] = []
+    while (msg := await ws.receive_json(timeout=60)).get("id") != rid:
+        frames.append(msg)
+    return {"answer": msg, "before": frames}
+
+
+def _ok_turns(service: Service) -> float:
+    text = requests.get(f"{service.base}/metrics", timeout=10).text
+    line = next(
+        ln for ln in text.splitlines() if ln.startswith('coda_conversations_total{status="ok"}')
+    )
+    return float(line.split()[-1])
+
+
+async def test_tracing_off_stops_spans_and_nothing_else(service: Service) -> None:
+    turns_before = _ok_turns(service)
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{service.base}/ws") as ws:
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+        events = {"events": ["pipeline_stage", "conversation_end"]}
+        await _answer(ws, 1, "subscribe", events)
+        off = await _answer(ws, 2, "enable_debugging", {"feature": "tracing", "enabled": False})
+        try:
+            assert off["answer"]["data"]["state"]["tracing"] is False
+            untraced = await _answer(ws, 3, "text_input", {"text": "I grow tomatoes."})
+        finally:
+            await _answer(ws, 4, "enable_debugging", {"feature": "tracing", "enabled": True})
+        traced = await _answer(ws, 5, "text_input", {"text": "What do I grow?"})
+    result = untraced["answer"]["data"]
+    assert result["trace_id"] is None and result["conversation_id"]
+    shown = [m["type"] for m in untraced["before"]]
+    assert shown == ["pipeline_stage"] * 5 + ["conversation_end"]  # the WebSocket still sees it
+    assert [m["data"]["stage"] for m in untraced["before"][:5]] == STAGES
+    assert _ok_turns(service) >= turns_before + 2  # metrics count the untraced turn too
+    logs = service.home / "pipeline_logs"
+    await eventually(
+        lambda: any(result["conversation_id"] in p.name for p in logs.glob("*.json")),
+        15,
+        what="the untraced turn's conversation log",
+    )
+    trace_id = traced["answer"]["data"]["trace_id"]
+    receiver = service.receiver
+    assert receiver is not None
+    await eventually(  # spans leave in order: once the later turn's are in ...
+        lambda: any(s.trace_id.hex() == trace_id for _, s in receiver.spans()),
+        15,
+        what="the traced turn's spans",
+    )
+    exported = [attributes(s).get("coda.conversation.id") for _, s in receiver.spans()]
+    assert traced["answer"]["data"]["conversation_id"] in exported
+    assert result["conversation_id"] not in exported  # ... none of the untraced turn came
 
 
 def test_injected_crash_is_detected_and_recovered(service: Service) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +18,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from coda_otel.cli.main import main as cli_main
-from coda_otel.events import ConversationEvent, StageEvent
+from coda_otel.events import ConversationEvent, StageEvent, StallEvent
 from coda_otel.pipeline.conversation_log import latest_log, read_log
 from coda_otel.pipeline.debugger import ConversationPipelineDebugger
-from coda_otel.pipeline.scopes import STACK_LIMIT
+from coda_otel.pipeline.errors import STACK_LIMIT
 from coda_otel.sanitize import TRUNCATION_MARK, Sanitizer
-from coda_otel.testing import RecordingListener
+from coda_otel.testing import RecordingListener, capture_pipeline_events
 from tests.otlp_receivers import STAGES, fake_turn
+from tests.support import FakeClock
 
 
 @pytest.fixture
@@ -46,6 +48,15 @@ def dbg(provider: TracerProvider, tmp_path: Path) -> Iterator[ConversationPipeli
     )
     yield debugger
     debugger.close()
+
+
+class Stalls(RecordingListener):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalls: list[StallEvent] = []
+
+    def on_stage_stalled(self, event: StallEvent) -> None:
+        self.stalls.append(event)
 
 
 class Broken:
@@ -116,20 +127,79 @@ async def test_cancelled_stage_is_not_an_error(
     assert root.status.status_code is StatusCode.UNSET
 
 
-async def test_disabled_debugger_records_nothing(
+async def test_tracing_off_stops_spans_only(
+    provider: TracerProvider, exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    events = Stalls()
+    dbg = ConversationPipelineDebugger(
+        enabled=False,
+        output_dir=tmp_path / "logs",
+        tracer_provider=provider,
+        listeners=[events],
+        stall_budgets={"llm": 5.0},
+        clock=clock,
+    )
+    try:
+        assert dbg.tracing is False and dbg.enabled is False
+        with dbg.conversation(session_id="s1", turn=1) as conv:
+            for name in STAGES:
+                async with conv.stage(name, {"text": "hello"}) as st:
+                    if name == "llm":
+                        clock.advance(6)
+                        dbg.stalls.check()  # what the loop's timer does once the budget passed
+                    st.set_output({"text": "hi"})
+        assert conv.conversation_id and conv.trace_id is None
+        cid = dbg.start_conversation()  # the reported-stage API records alike
+        reported = dbg.log_stage("stt", {"audio_bytes": 3}, {"transcript": "hi"})
+        assert reported["stage_name"] == "stt" and dbg.end_conversation() is not None
+        assert exporter.get_finished_spans() == ()  # no span at all, not even a root
+        assert events.stage_names() == [*STAGES, "stt"]
+        assert [c.conversation_id for c in events.conversations] == [conv.conversation_id, cid]
+        [stall] = events.stalls
+        assert (stall.stage, stall.idle_s, stall.trace_id) == ("llm", 6.0, None)
+        assert dbg.flush(5)
+        logs = [read_log(p) for p in (tmp_path / "logs").glob("*.json")]
+        [turn] = [log for log in logs if log["conversation_id"] == conv.conversation_id]
+        assert [s["stage_name"] for s in turn["stages"]] == list(STAGES)
+        assert [s["stage"] for s in turn["stalls"]] == ["llm"] and len(logs) == 2
+        dbg.tracing = True  # and back: the next turn is traced again
+        traced = await fake_turn(dbg)
+        assert len(_trace(exporter, traced.trace_id)) == 6
+    finally:
+        dbg.close()
+
+
+async def test_save_logs_switches_the_log_only(
     dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter, tmp_path: Path
 ) -> None:
-    recorder = RecordingListener()
-    dbg.add_listener(recorder)
-    dbg.enabled = False
-    conv = await fake_turn(dbg)
-    assert conv.conversation_id and conv.trace_id is None
-    assert dbg.log_stage("stt", {}, {}) is None
-    assert exporter.get_finished_spans() == () and recorder.stages == []
+    with capture_pipeline_events(dbg) as events:
+        dbg.save_logs = False
+        conv = await fake_turn(dbg)
     assert dbg.flush(5) and latest_log(tmp_path / "logs") is None
-    dbg.enabled = True
-    conv = await fake_turn(dbg)
-    assert len(_trace(exporter, conv.trace_id)) == 6
+    assert events.stage_names() == list(STAGES) and len(_trace(exporter, conv.trace_id)) == 6
+
+
+@pytest.mark.parametrize(("level", "expected"), [("INFO", logging.INFO), (logging.ERROR, 40)])
+def test_log_level_sets_the_tools_own_logger_only(
+    tmp_path: Path, level: int | str, expected: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    tool = logging.getLogger("coda_otel.pipeline")
+    before = (logging.getLogger().level, logging.getLogger("coda_otel").level, tool.level)
+    try:
+        ConversationPipelineDebugger(output_dir=tmp_path).close()
+        assert tool.level == before[2]  # not given: nothing is set
+        dbg = ConversationPipelineDebugger(enabled=True, log_level=level, output_dir=tmp_path)
+        dbg.close()
+        assert tool.level == expected
+        assert (logging.getLogger().level, logging.getLogger("coda_otel").level) == before[:2]
+        with caplog.at_level(logging.NOTSET):
+            dbg = ConversationPipelineDebugger(log_level="WARNING", output_dir=tmp_path)
+            dbg.start_conversation("quiet")  # an INFO record, below the tool's level now
+            dbg.close()
+        assert not [r for r in caplog.records if "quiet" in r.getMessage()]
+    finally:
+        tool.setLevel(before[2])
 
 
 async def test_concurrent_conversations_do_not_mix(

@@ -16,19 +16,9 @@ from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import WatchdogSettings
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
+from tests.support import FakeClock
 
 MIB = 1024 * 1024
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Widget:

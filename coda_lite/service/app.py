@@ -159,11 +159,9 @@ def build_app(
         log_max_files=tel.pipeline_log_max_files,
         log_max_bytes=tel.pipeline_log_max_bytes,
         stall_budgets=config.pipeline.stage_budgets(),
+        log_guard=WriteGuard("conversation_logs", metrics=metrics, room=disk.telemetry_may_write),
     )
     metrics.stage_inflight_oldest.set_function(debugger.stalls.oldest_age)
-    debugger.log_writer.guard = WriteGuard(
-        "conversation_logs", metrics=metrics, room=disk.telemetry_may_write
-    )
     caches = CacheDebugger(enabled=tel.enabled, metrics=metrics)
 
     faults = FaultInjector()  # an injected crash fails the stage too, not only its heartbeat

@@ -65,7 +65,7 @@ class AppDebugControl:
         if feature not in FEATURES:
             raise ValueError(f"unknown feature {feature!r}; expected one of {', '.join(FEATURES)}")
         if feature in ("tracing", "all"):
-            self.debugger.enabled = enabled
+            self.debugger.tracing = enabled  # spans only: metrics, events and logs go on
         if feature in ("snapshots", "all"):
             self.snapshots.enabled = enabled
         if feature in ("cache", "all"):
@@ -74,7 +74,7 @@ class AppDebugControl:
             "feature": feature,
             "enabled": enabled,
             "state": {
-                "tracing": self.debugger.enabled,
+                "tracing": self.debugger.tracing,
                 "snapshots": self.snapshots.enabled,
                 "cache": self.caches.enabled,
             },

@@ -131,10 +131,13 @@ class CacheDebugger:
     def __init__(
         self,
         enabled: bool = True,
+        log_level: int | str | None = None,
         *,
         metrics: CodaMetrics | None = None,
         thresholds: RecommendationThresholds | None = None,
     ) -> None:
+        if log_level is not None:  # this tool's own logger only, never the root or coda_otel
+            logger.setLevel(log_level)
         self.enabled = enabled
         self.metrics = metrics if metrics is not None else CodaMetrics(process_collector=False)
         self.thresholds = thresholds if thresholds is not None else RecommendationThresholds()

@@ -6,13 +6,16 @@
     with debugger.conversation(session_id="s1", turn=1) as conv:
         async with conv.stage("llm", {"query": text}) as st:
             st.set_output({"response": answer})
+    debugger.tracing = False      # spans stop; metrics, WebSocket events, logs, stalls go on
 
-Modules: ``debugger`` (the entry point), ``scopes`` (the conversation and stage scopes it
-hands out), ``noop`` (the scopes used when debugging is off), ``errors`` (how a failing stage
-is recorded), ``metrics_listener`` (stage events into Prometheus), ``conversation_log`` (one
-JSON file per turn, written off the hot path), ``genai`` (the model call's GenAI attributes and
-a turn's ``coda.latency.*``: ``conv.set_latency({...})`` puts voice-to-voice latency and its
-breakdown on the root span, the log, the metrics and the WebSocket).
+How the modules fit: ``debugger`` is the entry point and its switches; it hands each turn a
+``TurnRecorder`` (tracer, sanitizer, listeners, stall watcher, log saver) and builds the turn's
+``Conversation`` from ``conversation`` (the turn, its stages, how it ended, stalls reported on
+the stalled stage's own span). That module uses, and is never imported by: ``errors`` (how a
+failure is put on a span and a record), ``genai`` (the model call's GenAI attributes, a turn's
+``coda.latency.*``), ``stalls`` (stages past their budget, while they run), and
+``conversation_log`` (one JSON file per turn, built and written off the hot path).
+``metrics_listener`` turns the listener events into Prometheus metrics.
 """
 
 from __future__ import annotations

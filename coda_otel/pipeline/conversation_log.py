@@ -1,6 +1,6 @@
-"""One JSON file per conversation, written off the event loop, in a bounded folder.
+"""One JSON file per turn (a "conversation log"), written off the event loop, in a bounded folder.
 
-The pipeline debugger hands each finished conversation to :class:`ConversationLogWriter`,
+The pipeline debugger hands each finished turn to :class:`ConversationLogWriter`,
 which builds and writes the record on its own thread (atomic write, then retention by count
 and bytes), so a slow disk never delays a turn. File names come from validated ids only.
 These are debug logs: the rename is atomic (never a torn file) but not fsync'd, so a power cut
@@ -12,6 +12,14 @@ at the first write and every ``relist_every`` writes), not a listing per write::
     writer.flush(timeout_s=5)                                            # tests, shutdown
     record = read_log(writer.last_path)
     writer.close()
+
+A turn hands its finished records to a :class:`TurnLogs` (the writer, the sanitizer and the
+``save_logs`` switch), which builds the record on the writer's thread::
+
+    logs = TurnLogs(writer, sanitizer)
+    logs.save(header, records)                        # queued, built off the caller
+    logs.save(header, records, build_now=True)        # built here and returned (log_stage API)
+    logs.enabled = False                              # nothing written; build_now still builds
 
 A record (schema ``coda.pipeline_log/1``)::
 
@@ -47,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA = "coda.pipeline_log/1"
 LOG_PATTERN = "pipeline-*.json"
-#: Bytes one conversation log is expected to take (checked against the disk reserve).
+#: Bytes one turn's log is expected to take (checked against the disk reserve).
 LOG_SIZE_HINT = 16 * 1024
 RecordFactory = Callable[[], Mapping[str, Any]]
 
@@ -121,7 +129,7 @@ def build_log(
     sanitizer: Sanitizer,
     capture: bool,
 ) -> dict[str, Any]:
-    """The whole conversation record (see the module docstring) from the finished stages."""
+    """The whole turn's record (see the module docstring) from its finished stages."""
     cid = str(header["conversation_id"])
     total = header.get("total_duration_ms")
     stages: list[dict[str, Any]] = []
@@ -221,6 +229,37 @@ class ConversationLogWriter:
         self.written += 1
         self.last_path = path
         logger.debug("saved pipeline debug log to %s", path)
+
+
+class TurnLogs:
+    """Builds a finished turn's record and queues it on the writer (when ``enabled``)."""
+
+    def __init__(
+        self, writer: ConversationLogWriter, sanitizer: Sanitizer, *, enabled: bool = True
+    ) -> None:
+        self.writer = writer
+        self.sanitizer = sanitizer
+        self.enabled = enabled
+
+    def save(
+        self,
+        header: Mapping[str, Any],
+        records: list[StageRecord],
+        *,
+        build_now: bool = False,
+        save: bool = True,
+    ) -> dict[str, Any] | None:
+        """Queue the record, built on the writer thread unless ``build_now`` (then returned)."""
+        sanitizer, capture = self.sanitizer, self.sanitizer.capture_content
+        write = save and self.enabled
+        if build_now:
+            log = build_log(header, records, sanitizer, capture)
+            if write:
+                self.writer.submit(log)
+            return log
+        if write:
+            self.writer.submit(lambda: build_log(header, records, sanitizer, capture))
+        return None
 
 
 def read_log(path: Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """How a stage's outcome and failure are described on its span and in its record.
 
-Used by :mod:`coda_otel.pipeline.scopes` when a stage or a conversation ends::
+Used by :mod:`coda_otel.pipeline.conversation` when a stage or a turn ends::
 
     status = status_of(exc)                    # "ok", "error" or "cancelled"
     if status == "error":

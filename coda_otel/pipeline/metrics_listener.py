@@ -1,4 +1,4 @@
-"""Turns finished pipeline stages and conversations into Prometheus metrics.
+"""Turns finished pipeline stages and turns into Prometheus metrics.
 
 A :class:`~coda_otel.events.PipelineListener`: hand it to the pipeline debugger next to the
 other listeners. Stage durations carry an exemplar with the stage's ``trace_id`` (visible in
@@ -8,7 +8,7 @@ the OpenMetrics exposition), so a slow bucket on a dashboard links to its trace:
     listeners = [PipelineMetrics(metrics), ...]
     # per stage:        coda_pipeline_stage_duration_seconds{stage}  (+ exemplar trace_id)
     #                   coda_pipeline_stage_errors_total{stage, error_type}   on failure
-    # per conversation: coda_conversations_total{status}, coda_conversation_duration_seconds
+    # per turn:       coda_conversations_total{status}, coda_conversation_duration_seconds
     # per spoken turn:  coda_llm_time_to_first_token_seconds, coda_time_to_first_audio_seconds,
     #                   coda_voice_to_voice_latency_seconds, coda_llm_output_tokens_per_second
     # interrupted turn: coda_turns_interrupted_total{source}
@@ -55,7 +55,7 @@ def _exemplar(trace_id: str | None) -> dict[str, str] | None:
 
 
 class PipelineMetrics:
-    """Records stage and conversation metrics from pipeline events (cheap, never raises)."""
+    """Records stage and turn metrics from pipeline events (cheap, never raises)."""
 
     def __init__(self, metrics: CodaMetrics) -> None:
         self.metrics = metrics
