@@ -70,12 +70,16 @@ class InferenceObserver:
         tracer_provider: trace.TracerProvider | None = None,
         metrics: CodaMetrics | None = None,
         sanitizer: Sanitizer | None = None,
+        follow_parent: bool = False,
     ) -> None:
+        """``follow_parent``: trace a call only inside a traced operation (its stage), so a
+        pipeline whose tracing is off gets no stray root spans; metrics are recorded always."""
         from coda_otel import __version__
 
         self.tracer = trace.get_tracer("coda_otel.inference", __version__, tracer_provider)
         self.metrics = metrics
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
+        self.follow_parent = follow_parent
 
     def start(
         self,
@@ -109,7 +113,12 @@ class InferenceObserver:
         if input_messages and self.sanitizer.capture_content:
             attrs["gen_ai.input.messages"] = _messages(input_messages, self.sanitizer)
         kind = SpanKind.CLIENT if server_address else SpanKind.INTERNAL
-        span = self.tracer.start_span(f"{operation} {request_model}", kind=kind, attributes=attrs)
+        untraced = self.follow_parent and not trace.get_current_span().get_span_context().is_valid
+        span = (
+            trace.INVALID_SPAN
+            if untraced
+            else self.tracer.start_span(f"{operation} {request_model}", kind=kind, attributes=attrs)
+        )
         labels = {
             "gen_ai_operation_name": operation,
             "gen_ai_provider_name": provider,

@@ -55,10 +55,12 @@ def test_turns_remember_and_export_one_trace_each(service: Service) -> None:
     trace_id = body["trace_id"]
     assert len(trace_id) == 32
 
-    mine = service.spans(trace_id, count=7)
+    mine = service.spans(trace_id, count=8)
     by_name = {s.name: s for s in mine}
-    assert set(by_name) == {"conversation", *STAGES, "chat echo"}  # + the inference span
+    # the request's SERVER span, the turn under it, its stages, the inference span
+    assert set(by_name) == {"POST /v1/turns", "conversation", *STAGES, "chat echo"}
     root = by_name["conversation"]
+    assert root.parent_span_id == by_name["POST /v1/turns"].span_id
     assert all(by_name[stage].parent_span_id == root.span_id for stage in STAGES)
     assert by_name["chat echo"].parent_span_id == by_name["llm"].span_id
     # remembered once spoken: the memory update starts after speech ended

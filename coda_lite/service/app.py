@@ -175,7 +175,10 @@ def build_app(
         )
 
     inference = InferenceObserver(
-        tracer_provider=telemetry.tracer_provider, metrics=metrics, sanitizer=sanitizer
+        tracer_provider=telemetry.tracer_provider,
+        metrics=metrics,
+        sanitizer=sanitizer,
+        follow_parent=True,  # a model call is traced inside its traced llm stage only
     )
 
     def wrap_llm(llm: Any) -> Any:

@@ -191,7 +191,11 @@ def make_web_app(app: App) -> web.Application:
     )
     middlewares: list[Any] = [json_errors, security, body_deadline(server.body_timeout)]
     if app.config.telemetry.enabled:  # a SERVER span per turn request, child of the caller's
-        middlewares.insert(0, server_spans(app.telemetry.tracer_provider, TRACED_PATHS))
+        tracing = app.debugger  # its tracing switch turns these spans off too
+        spans = server_spans(
+            app.telemetry.tracer_provider, TRACED_PATHS, enabled=lambda: tracing.tracing
+        )
+        middlewares.insert(0, spans)
     web_app = web.Application(middlewares=middlewares, client_max_size=server.max_body_bytes)
     web_app[APP_KEY] = app
     web_app.router.add_post("/v1/turns", post_turn)

@@ -40,7 +40,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from coda_otel.events import ConversationEvent, PipelineListener, StageEvent, StallEvent
 from coda_otel.pipeline.conversation_log import StageRecord, TurnLogs
@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 END_REASON = "coda.turn.end_reason"
+#: On a stage's ``cancelled`` event: what cancelled it (``CancelledError``...).
+CANCELLED_BY = "coda.cancelled_by"
 STALL_EVENT = "stage.stalled"
 _BY_STATUS = {"ok": "completed", "error": "error", "cancelled": "cancelled"}
 _SCALARS = (str, bool, int, float)
@@ -302,7 +304,8 @@ class Stage:
             record_failure(span, exc, record, conv.recorder.sanitizer)
             conv.stage_failed(record, exc)
         elif exc is not None:
-            span.add_event("cancelled", {"exception.type": error_type(exc)})
+            # not an exception event (those are named "exception"): what cancelled the stage
+            span.add_event("cancelled", {CANCELLED_BY: error_type(exc)})
             if conv.end_reason is not None:
                 span.set_attribute(END_REASON, conv.end_reason)
         span.end()
@@ -521,11 +524,10 @@ class Conversation:
         }
         if self.session_id is not None:
             attrs["session.id"] = self.session_id
-        caller = trace.get_current_span().get_span_context()
-        links = [Link(caller)] if caller.is_valid else None  # e.g. the request that started it
-        span = self._span = self.tracer.start_span(
-            "conversation", context=otel_context.Context(), attributes=attrs, links=links
-        )
+        # A child of whatever started the turn (the request's SERVER span, a caller's trace
+        # context handed over the WebSocket), so a caller sees the turn inside its own trace;
+        # a turn nobody traced starts its own trace.
+        span = self._span = self.tracer.start_span("conversation", attributes=attrs)
         self.recording = span.is_recording()
         ctx = span.get_span_context()
         self.traced = ctx.is_valid

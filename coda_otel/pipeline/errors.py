@@ -6,7 +6,7 @@ Used by :mod:`coda_otel.pipeline.conversation` when a stage or a turn ends::
     if status == "error":
         record_failure(span, exc, record, sanitizer)   # exception event, error.type, ERROR status
     elif exc is not None:
-        span.add_event("cancelled", {"exception.type": error_type(exc)})
+        span.add_event("cancelled", {"coda.cancelled_by": error_type(exc)})
     same_failure(wrapper, recorded)            # True when `wrapper` is (or wraps) `recorded`
 
 Stack traces are bounded to :data:`STACK_LIMIT` characters, keeping the most recent frames.

@@ -62,9 +62,13 @@ def _finish(span: trace.Span, status: int) -> None:
 
 
 def server_spans(
-    tracer_provider: trace.TracerProvider | None, paths: Collection[str]
+    tracer_provider: trace.TracerProvider | None,
+    paths: Collection[str],
+    *,
+    enabled: Callable[[], bool] = lambda: True,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """An aiohttp middleware: requests to ``paths`` get a SERVER span, others pass through."""
+    """An aiohttp middleware: requests to ``paths`` get a SERVER span, others pass through;
+    ``enabled`` is asked per request (a tracing switch turned off at run time)."""
     from coda_otel import __version__
 
     traced = frozenset(paths)
@@ -72,7 +76,7 @@ def server_spans(
 
     @web.middleware
     async def server_span(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in traced:
+        if request.path not in traced or not enabled():
             return await handler(request)
         parent = propagate.extract(request.headers)
         span = tracer.start_span(
