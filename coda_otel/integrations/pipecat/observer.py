@@ -376,9 +376,10 @@ class CodaObserver(BaseObserver):  # type: ignore[misc]
         turn.generated_chars += len(text)
         turn.clock.mark_once("first_token", data.timestamp)
         turn.clock.mark("last_token", data.timestamp)
-        opened = turn.stages.get("llm")
-        if opened is not None:
-            opened.scope.mark_progress()
+        for name in ("llm", "tts"):  # a synthesizer fed text is waiting, not stuck
+            opened = turn.stages.get(name)
+            if opened is not None:
+                opened.scope.mark_progress()
 
     def _llm_end(self, data: FramePushed) -> None:
         turn = self._answering
