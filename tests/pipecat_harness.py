@@ -76,7 +76,7 @@ async def running(
         await asyncio.wait_for(started.wait(), start_timeout)
         yield worker
     finally:
-        if not task.done():
+        if not task.done() and not worker.has_finished():
             await worker.queue_frame(EndFrame())
         try:
             await asyncio.wait_for(task, 60)

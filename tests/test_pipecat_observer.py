@@ -244,3 +244,20 @@ async def test_the_observer_never_breaks_the_pipeline(rig: Rig) -> None:
         await eventually(lambda: rig.events.conversations, 10)
     assert rig.events.conversations[0].status == "ok"  # the pipeline answered regardless
     assert failures and observer.failures == len(failures)
+
+
+async def test_a_cancelled_pipeline_cancels_the_open_turn(tmp_path: Any) -> None:
+    rig = Rig(tmp_path, stall_budgets={"llm": 0.1})
+    try:
+        llm = ScriptedLLM(["never"], hold=asyncio.Event(), hold_after=0)
+        async with running(Pipeline([llm, ScriptedTTS()]), rig.observer) as worker:
+            await worker.queue_frame(typed("hello?"))
+            await eventually(lambda: rig.events.stalls, 10, what="the llm stage to be open")
+            await worker.cancel()
+            await eventually(lambda: rig.events.conversations, 10, what="the cancelled turn")
+    finally:
+        rig.debugger.close()
+    turn = rig.events.conversations[0]
+    assert turn.status == "cancelled" and turn.end_reason == "cancelled"
+    _, kids = children(rig.spans(turn.trace_id))
+    assert (kids["llm"].attributes or {})["coda.stage.status"] == "cancelled"

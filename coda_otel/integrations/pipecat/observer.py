@@ -25,7 +25,8 @@ What it turns into what (one root span ``conversation`` per user turn):
 * an ``ErrorFrame`` fails the stage of the processor that pushed it (``error.type`` is the
   exception's class when the frame carries one).
 * ``MetricsFrame`` items go to Prometheus (:mod:`.service_metrics`) when ``metrics`` is given.
-* ``EndFrame`` completes an unfinished turn, ``CancelFrame`` cancels it.
+* ``EndFrame`` completes an unfinished turn; ``CancelFrame`` (or the worker tearing the
+  observer down first) cancels it.
 
 The voice latency (:mod:`.clock`) is measured on the pipeline clock's frame timestamps and set
 on the turn (``conv.set_latency``): its breakdown adds up to voice-to-voice exactly.
@@ -216,6 +217,14 @@ class CodaObserver(BaseObserver):  # type: ignore[misc]
             logger.warning("coda observer: could not record %s", frame.name, exc_info=True)
             if self._on_error is not None:
                 self._on_error(exc)
+
+    async def cleanup(self) -> None:
+        """The pipeline is torn down: a turn still open ends ``cancelled`` (never left open)."""
+        await super().cleanup()
+        try:
+            self._finish_all(asyncio.CancelledError("pipeline stopped"))
+        except Exception:
+            logger.warning("coda observer: could not end the open turns", exc_info=True)
 
     def _handler(self, kind: type) -> Callable[[FramePushed], None] | None:
         try:
@@ -487,11 +496,12 @@ class CodaObserver(BaseObserver):  # type: ignore[misc]
 
     def _end(self, data: FramePushed) -> None:
         cancelled = isinstance(data.frame, CancelFrame)
+        self._finish_all(asyncio.CancelledError("pipeline cancelled") if cancelled else None)
+
+    def _finish_all(self, exc: BaseException | None) -> None:
         for turn in (self._answering, self._listening):
             if turn is not None:
-                self._finish(
-                    turn, asyncio.CancelledError("pipeline cancelled") if cancelled else None
-                )
+                self._finish(turn, exc)
 
 
 def _empty(item: Any) -> bool:
