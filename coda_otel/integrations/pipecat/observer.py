@@ -220,7 +220,7 @@ class CodaObserver(BaseObserver):  # type: ignore[misc]
 
     async def cleanup(self) -> None:
         """The pipeline is torn down: a turn still open ends ``cancelled`` (never left open)."""
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]
         try:
             self._finish_all(asyncio.CancelledError("pipeline stopped"))
         except Exception:
