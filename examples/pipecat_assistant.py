@@ -132,7 +132,7 @@ async def run(args: argparse.Namespace) -> int:
                 print(render(from_log(read_log(logs[-1]))))
             failures += event.status != "ok"
         if args.serve:
-            await serve(args.serve, debugger, metrics, worker)
+            await serve(args.serve, debugger, metrics, worker, observer)
         await worker.queue_frame(EndFrame())
 
     runner = WorkerRunner(handle_sigint=False)
@@ -150,13 +150,14 @@ async def serve(
     debugger: ConversationPipelineDebugger,
     metrics: CodaMetrics,
     worker: PipelineWorker,
+    observer: CodaObserver,
 ) -> None:
     """The debug console and /metrics for this pipeline until interrupted (Ctrl-C)."""
     from aiohttp import web
 
     from coda_otel.integrations.pipecat import PipecatDebugControl, debug_app
 
-    control = PipecatDebugControl(debugger, worker)
+    control = PipecatDebugControl(debugger, worker, observer=observer)
     app = debug_app(debugger, metrics, control)
     runner = web.AppRunner(app)
     await runner.setup()

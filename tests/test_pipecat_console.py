@@ -67,7 +67,7 @@ class PipecatApp:
                  CodaLiteTTSService(EspeakTTS(TtsConfig()))]
             )  # fmt: skip
             async with running(pipeline, observer) as worker:
-                self.control = PipecatDebugControl(self.debugger, worker)
+                self.control = PipecatDebugControl(self.debugger, worker, observer=observer)
                 runner = web.AppRunner(debug_app(self.debugger, self.metrics, self.control))
                 await runner.setup()
                 await web.TCPSite(runner, "127.0.0.1", self.port).start()
@@ -132,6 +132,11 @@ def test_a_scrape_of_metrics_shows_the_pipecat_turn(app: PipecatApp) -> None:
     assert moved("coda_service_ttfb_seconds_count", stage="tts") >= 1
     assert moved("coda_service_processing_seconds_count", stage="llm") == 1
     assert moved("coda_tts_characters_total") > 0
+
+
+def test_the_console_interrupt_command_says_when_nothing_was_answering(app: PipecatApp) -> None:
+    result = app.call(app.control.interrupt("web"))
+    assert result == {"session_id": "web", "interrupted": False, "conversation_id": None}
 
 
 @pytest.mark.browser

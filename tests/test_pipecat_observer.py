@@ -29,7 +29,7 @@ from pipecat.frames.frames import InterruptionFrame, UserStartedSpeakingFrame
 from pipecat.pipeline.pipeline import Pipeline
 
 from coda_otel.events import StallEvent
-from coda_otel.integrations.pipecat import CodaObserver
+from coda_otel.integrations.pipecat import CodaObserver, PipecatDebugControl
 from coda_otel.metrics import CodaMetrics
 from coda_otel.pipeline import ConversationPipelineDebugger, PipelineMetrics
 from coda_otel.testing import RecordingListener, eventually
@@ -171,8 +171,13 @@ async def test_an_interruption_mid_answer_ends_the_turn_interrupted(
     async with running(Pipeline([llm, tts]), rig.observer) as worker:
         await worker.queue_frame(typed("tell me everything"))
         await asyncio.wait_for(tts.spoke.wait(), 10)  # the first sentence; the model is held
-        frames: list[Any] = [UserStartedSpeakingFrame()] if barge_in else []
-        await worker.queue_frames([*frames, InterruptionFrame()])
+        if barge_in:  # as Pipecat's user aggregator does when the user speaks over the bot
+            await worker.queue_frames([UserStartedSpeakingFrame(), InterruptionFrame()])
+        else:  # the console's Interrupt button
+            answering = await eventually(lambda: rig.observer.answering, 10)
+            control = PipecatDebugControl(rig.debugger, worker, observer=rig.observer)
+            sent = await control.interrupt("s1")
+            assert sent["interrupted"] and sent["conversation_id"] == answering
         await eventually(lambda: rig.events.conversations, 10, what="the interrupted turn")
         hold.set()
     turn = rig.events.conversations[0]

@@ -218,6 +218,12 @@ class CodaObserver(BaseObserver):  # type: ignore[misc]
             if self._on_error is not None:
                 self._on_error(exc)
 
+    @property
+    def answering(self) -> str | None:
+        """The conversation id of the turn being answered now (model or speech running)."""
+        turn = self._answering
+        return turn.conv.conversation_id if turn is not None else None
+
     async def cleanup(self) -> None:
         """The pipeline is torn down: a turn still open ends ``cancelled`` (never left open)."""
         await super().cleanup()  # type: ignore[no-untyped-call]

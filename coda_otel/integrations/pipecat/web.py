@@ -2,7 +2,7 @@
 
 The same routes Coda Lite serves, fed by the Pipecat observer's turns::
 
-    hub = DebugHub(PipecatDebugControl(debugger, worker), metrics=metrics)
+    hub = DebugHub(PipecatDebugControl(debugger, worker, observer=observer), metrics=metrics)
     debugger.add_listener(hub)
     app = web.Application(middlewares=[debug_security(token=None,
                                                       open_paths=DEBUG_OPEN_PATHS)])
@@ -48,6 +48,11 @@ class _Worker(Protocol):
     async def queue_frame(self, frame: Frame) -> None: ...
 
 
+class _Answering(Protocol):
+    @property
+    def answering(self) -> str | None: ...
+
+
 class _Switchable(Protocol):
     enabled: bool
 
@@ -63,9 +68,17 @@ class PipecatDebugControl(ListenerBase):
     those commands say so (``invalid_params``) and the health view shows the pipeline only.
     """
 
-    def __init__(self, debugger: _Switchable, worker: _Worker, *, turn_timeout: float = 300.0):
+    def __init__(
+        self,
+        debugger: _Switchable,
+        worker: _Worker,
+        *,
+        observer: _Answering | None = None,
+        turn_timeout: float = 300.0,
+    ) -> None:
         self.debugger = debugger
         self.worker = worker
+        self.observer = observer
         self.turn_timeout = turn_timeout
         self._waiting: list[asyncio.Future[ConversationEvent]] = []
         self._last: ConversationEvent | None = None
@@ -134,8 +147,16 @@ class PipecatDebugControl(ListenerBase):
         raise ValueError("a Pipecat app has no watchdog components to reset")
 
     async def interrupt(self, session_id: str) -> Mapping[str, Any]:
-        await self.worker.queue_frame(InterruptionFrame())
-        return {"session_id": session_id, "interrupted": True, "conversation_id": None}
+        """Queue an ``InterruptionFrame``; ``interrupted`` says whether an answer was running
+        (known when the control was given the observer; otherwise the frame is sent anyway)."""
+        running = self.observer.answering if self.observer is not None else None
+        if self.observer is None or running is not None:
+            await self.worker.queue_frame(InterruptionFrame())
+        return {
+            "session_id": session_id,
+            "interrupted": running is not None or self.observer is None,
+            "conversation_id": running,
+        }
 
 
 def _settle(future: asyncio.Future[ConversationEvent], event: ConversationEvent) -> None:
