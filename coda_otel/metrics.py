@@ -49,6 +49,8 @@ MEMORY_OPERATIONS: tuple[str, ...] = (
     "export",
 )
 RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
+#: gen_ai.token.type: the prompt's tokens and the answer's.
+TOKEN_TYPES: tuple[str, ...] = ("input", "output")
 #: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
 TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots")
 WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
@@ -263,6 +265,32 @@ class CodaMetrics:
             "Age of the oldest pipeline stage still running (0 when none runs).",
             registry=r,
         )
+        # --- what a service reports about itself (e.g. Pipecat's MetricsFrame) ------------
+        self.service_ttfb = Histogram(
+            "coda_service_ttfb_seconds",
+            "Time to first byte a stage's service measured itself (request to first output).",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.service_processing = Histogram(
+            "coda_service_processing_seconds",
+            "Processing time a stage's service measured itself for one request.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "coda_llm_tokens",
+            "Model tokens used, by type (input: the prompt, output: the answer).",
+            ["type"],
+            registry=r,
+        )
+        self.tts_characters = Counter(
+            "coda_tts_characters",
+            "Characters sent to speech synthesis.",
+            registry=r,
+        )
         self.stage_errors = Counter(
             "coda_pipeline_stage_errors",
             "Stage failures, by stage and exception class.",
@@ -423,6 +451,8 @@ class CodaMetrics:
             self.turns_interrupted.labels(source=source)
         for reason in SHED_REASONS:
             self.turns_shed.labels(reason=reason)
+        for kind in TOKEN_TYPES:
+            self.llm_tokens.labels(type=kind)
         for trigger in SNAPSHOT_TRIGGERS:
             self.memory_snapshots.labels(trigger=trigger)
         for tier in MEMORY_TIERS:
