@@ -50,7 +50,7 @@ MEMORY_OPERATIONS: tuple[str, ...] = (
 )
 RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
 #: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
-TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots")
+TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots", "trace_store")
 WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
 OTHER = "other"
 
