@@ -1,4 +1,4 @@
-"""The debug console: the four debug views (pipeline, memory, cache, health) as one web page.
+"""The debug console: the five debug views (pipeline, traces, memory, cache, health) as one page.
 
 The page is served by the service it debugs and talks to it over the debug WebSocket
 (``/ws``, same origin) plus a few read-only JSON routes for what the WebSocket does not carry
