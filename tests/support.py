@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from aiohttp import web
 
-from coda_otel.testing import free_port
+from coda_otel.testing import free_port, serving
 
 __all__ = ["IN_CI", "free_port", "require_module", "require_tool", "serving"]
 
@@ -40,16 +37,3 @@ def require_module(name: str) -> None:
         if IN_CI:
             pytest.fail(f"python module {name} missing: {exc}")
         pytest.skip(f"python module {name} missing: {exc}")
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """``app`` on a free loopback port for the block; yields its base URL, cleans up after."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()

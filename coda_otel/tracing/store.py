@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS turns_start ON turns (start_ns);
 CREATE INDEX IF NOT EXISTS turns_session ON turns (session_id, start_ns);
+CREATE INDEX IF NOT EXISTS turns_status ON turns (status, start_ns);
+CREATE INDEX IF NOT EXISTS turns_stalled ON turns (stalled, start_ns);
 """
 
 
