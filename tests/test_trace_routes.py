@@ -13,13 +13,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+import requests
 from aiohttp import web
 
+from coda_lite.config import ConfigError, load_config
 from coda_otel.console import add_trace_routes
 from coda_otel.files import atomic_write_json
 from coda_otel.tracing.store import TraceStore
 from coda_otel.web.security import debug_security
-from tests.support import serving
+from tests.prometheus_harness import wait_until
+from tests.service_harness import coda_service
+from tests.support import free_port, require_tool, serving
 from tests.test_trace_store import Turns
 
 TOKEN = "trace-routes-token-0123456789"
@@ -137,3 +141,38 @@ async def test_with_the_store_off_the_routes_say_so(start: Start) -> None:
     base = await start(None)
     status, body = await get(f"{base}/debug/traces")
     assert status == 404 and body["error"]["code"] == "trace_store_off"
+
+
+@pytest.mark.slow
+def test_the_service_keeps_turns_across_a_restart_with_a_dead_collector(tmp_path: Path) -> None:
+    """A real ``coda-lite serve`` exporting to a closed port: the turn is kept locally anyway,
+    and is still there after the service restarts."""
+    require_tool("espeak-ng")
+    env = {
+        "OTEL_TRACES_EXPORTER": None,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "CODA_DEBUG_TOKEN": TOKEN,
+    }
+    with coda_service(tmp_path, env=env) as base:
+        r = requests.post(
+            f"{base}/v1/turns", json={"text": "Keep me.", "session_id": "kept"}, headers=AUTH
+        )
+        assert r.status_code == 200, r.text
+        trace_id = r.json()["trace_id"]
+
+        def listed() -> bool:
+            got = requests.get(f"{base}/debug/traces?session_id=kept", headers=AUTH, timeout=5)
+            return [t["trace_id"] for t in got.json()["traces"]] == [trace_id]
+
+        wait_until(listed, 15, "the turn in the local trace store")
+        assert requests.get(f"{base}/debug/traces", timeout=5).status_code == 401
+    with coda_service(tmp_path, env=env) as base:
+        assert listed()
+        spans = requests.get(f"{base}/debug/traces/{trace_id}", headers=AUTH, timeout=5).json()
+        assert {s["name"] for s in spans["spans"]} >= {"conversation", "llm", "tts"}
+
+
+def test_a_negative_store_size_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="trace_store_turns must not be negative"):
+        load_config(None, {"CODA_TELEMETRY_TRACE_STORE_TURNS": "-1"})
+    assert load_config(None, {}).telemetry.trace_store_turns == 1000
