@@ -35,6 +35,7 @@ MODULES = (
     "memory_growth",
     "voice",
     "pipecat",
+    "traces",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 

@@ -52,7 +52,7 @@ RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
 #: gen_ai.token.type: the prompt's tokens and the answer's.
 TOKEN_TYPES: tuple[str, ...] = ("input", "output")
 #: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
-TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots")
+TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots", "trace_store")
 WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
 OTHER = "other"
 

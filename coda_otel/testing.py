@@ -23,9 +23,11 @@ import inspect
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
 
 from coda_otel.events import ConversationEvent, ListenerBase, StageEvent
 
@@ -37,6 +39,7 @@ __all__ = [
     "capture_pipeline_events",
     "eventually",
     "free_port",
+    "serving",
     "wait_until",
 ]
 
@@ -216,3 +219,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free loopback port for the block; yields its base URL, cleans up after::
+
+    async with serving(app) as base:
+        async with session.get(f"{base}/debug/traces") as resp: ...
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import require_module, require_tool
+import pytest
+
+from tests.support import IN_CI, require_module, require_tool
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -85,3 +87,14 @@ class ConsolePage:
 
     def close(self) -> None:
         self.context.close()
+
+
+def playwright_expect() -> Any:
+    """Playwright's ``expect``; without the package the calling module skips (fails in CI)."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError as exc:  # a laptop without the dev extra skips; CI fails
+        if IN_CI:
+            raise
+        pytest.skip(f"playwright is not installed: {exc}", allow_module_level=True)
+    return expect

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
-from coda_otel.testing import free_port
+from coda_otel.testing import free_port, serving
 
-__all__ = ["IN_CI", "FakeClock", "free_port", "require_module", "require_tool"]
+__all__ = ["IN_CI", "FakeClock", "free_port", "require_module", "require_tool", "serving"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

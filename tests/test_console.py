@@ -7,6 +7,7 @@ reconnect tests start their own. Each view's screenshot is written to docs/conso
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,9 @@ def test_a_snapshot_diff_shows_the_memory_the_turn_added(console: ConsolePage) -
     added = console.page.locator(".diff-added li")
     added.first.wait_for()
     assert "teal" in " ".join(added.all_inner_texts())
+    # moments are local times, never raw Unix seconds such as 1795784216.560
+    turns_text = console.page.inner_text(".diff-turns")
+    assert not re.search(r"\b1[0-9]{9}\.[0-9]+", turns_text), turns_text
     console.page.wait_for_selector("#snap-table tr[data-snapshot]")
     if charts_built(console):
         expect(console.page.locator("#memory-chart canvas")).to_have_count(1)
@@ -348,7 +352,7 @@ def test_fields_the_page_does_not_know_are_shown(console: ConsolePage) -> None:
     console.view("pipeline")
     console.page.evaluate(UNKNOWN_FIELDS)
     turn = console.page.locator("article.turn[data-conversation=conv-with-latency]")
-    expect(turn.locator("details")).to_contain_text("time_to_first_audio_ms")
-    expect(turn.locator("details")).to_contain_text("456.700")
+    expect(turn.locator("details")).to_contain_text("time_to_first_audio")
+    expect(turn.locator("details")).to_contain_text("457 ms")  # in human units
     expect(turn.locator("details")).not_to_contain_text("conversation_id")  # known fields
     expect(turn.locator("details")).not_to_contain_text("later_field")  # null: nothing to show

@@ -94,6 +94,10 @@ class TelemetryConfig:
     snapshot_interval: int = 10
     snapshot_max_files: int = 200
     snapshot_max_bytes: int = 100 * MiB
+    # the local trace store (the console's Traces view): the last N turns, whatever the
+    # exporter, within a byte cap of span content; 0 turns: no store
+    trace_store_turns: int = 1000
+    trace_store_max_bytes: int = 64 * MiB
     embed_cache_size: int = 1024
     embed_cache_ttl: float = 3600.0
     llm_cache_size: int = 256
@@ -203,6 +207,10 @@ class Config:
         return self.home / "traces"
 
     @property
+    def trace_store_path(self) -> Path:
+        return self.traces_dir / "turns.sqlite3"
+
+    @property
     def memory_db_path(self) -> Path:
         return self.memory.db_path or self.data_dir / "memory.sqlite3"
 
@@ -290,6 +298,8 @@ def _check_supervision(tel: TelemetryConfig) -> None:
         (tel.leak_min_samples >= 3, "leak_min_samples must be at least 3"),
         (tel.leak_window >= tel.leak_min_samples, "leak_window must be >= leak_min_samples"),
         (tel.leak_slope_bytes_per_s > 0, "leak_slope_bytes_per_s must be positive"),
+        (tel.trace_store_turns >= 0, "trace_store_turns must not be negative (0: no store)"),
+        (tel.trace_store_max_bytes > 0, "trace_store_max_bytes must be positive"),
     ]
     for ok, message in problems:
         if not ok:

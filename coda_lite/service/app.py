@@ -44,6 +44,8 @@ from coda_otel.pipeline.metrics_listener import PipelineMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.tracing.setup import Telemetry, configure
+from coda_otel.tracing.store import TraceStore, open_trace_store
+from coda_otel.tracing.store_exporter import TraceStoreExporter, store_processor
 from coda_otel.tracing.waterfall import latency_lines
 from coda_otel.write_guard import WriteGuard
 from coda_otel.ws.hub import DebugHub
@@ -73,6 +75,7 @@ class App:
     faults: FaultInjector
     hub: DebugHub
     outputs: dict[str, str] = field(default_factory=dict)
+    trace_store: TraceStore | None = None  # the last N turns, for the console's Traces view
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -122,6 +125,8 @@ class App:
         await asyncio.to_thread(self.snapshots.close)
         await asyncio.to_thread(self.debugger.close)
         await asyncio.to_thread(self.telemetry.shutdown)
+        if self.trace_store is not None:
+            await asyncio.to_thread(self.trace_store.close)
         await self.pipeline.aclose()
 
 
@@ -141,12 +146,21 @@ def build_app(
         reserve_bytes=tel.disk_reserve_bytes,
         metrics=metrics,
     )
+    trace_store = (
+        open_trace_store(config.trace_store_path, max_turns=tel.trace_store_turns,
+                         max_bytes=tel.trace_store_max_bytes)
+        if tel.trace_store_turns > 0 else None
+    )  # fmt: skip
+    store_guard = WriteGuard("trace_store", metrics=metrics, room=disk.telemetry_may_write)
     telemetry = configure(
         service_version=__version__,
         coda_home=config.home,
         metrics=metrics,
         set_global=set_global_tracer,
         write_room=disk.telemetry_may_write,
+        local_processors=[store_processor(TraceStoreExporter(trace_store, store_guard))]
+        if trace_store is not None
+        else [],
     )
     # one content policy (capture, redaction) for every writer: spans, logs, files, WebSocket
     sanitizer = Sanitizer.from_env(capture_content=tel.capture_content)
@@ -278,5 +292,7 @@ def build_app(
             "conversation logs": str(config.pipeline_logs_dir),
             "memory snapshots": str(config.snapshots_dir),
             "memory database": str(config.memory_db_path),
+            "trace store": str(config.trace_store_path) if trace_store else "off",
         },
+        trace_store=trace_store,
     )

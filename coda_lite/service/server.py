@@ -15,6 +15,8 @@
     POST /debug/components/{name}/reset   an operator re-enables a component marked failed
     GET  /ws              the debug WebSocket (docs/websocket.md)
     GET  /debug/          the debug console page (docs/console.md)
+    GET  /debug/traces    recent turns from the local trace store, searchable; /{trace_id}
+                          one turn's spans, /{trace_id}/log its conversation log
 
 A turn interrupted by a newer turn in its session answers 409 ``interrupted``; a client
 that disconnects mid-turn interrupts its turn (it ends with the reason ``interrupted``).
@@ -46,7 +48,12 @@ from coda_lite.pipeline.admission import Overloaded
 from coda_lite.pipeline.conversation import StageError, StageTimeoutError
 from coda_lite.pipeline.turns import TurnInterrupted
 from coda_lite.service.app import App, build_app
-from coda_otel.console import CONSOLE_OPEN_PATHS, ConsoleSettings, add_console_routes
+from coda_otel.console import (
+    CONSOLE_OPEN_PATHS,
+    ConsoleSettings,
+    add_console_routes,
+    add_trace_routes,
+)
 from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 from coda_otel.web.bodies import json_object
@@ -223,6 +230,8 @@ def make_web_app(app: App) -> web.Application:
             },
         ),
     )
+
+    add_trace_routes(web_app, app.trace_store, logs_dir=app.config.pipeline_logs_dir)
 
     async def start_watchdog(_: web.Application) -> None:
         web_app["watchdog_task"] = asyncio.create_task(app.watchdog.start())

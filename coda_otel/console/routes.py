@@ -49,6 +49,7 @@ ASSETS: dict[str, str] = {
     "memory.js": "text/javascript",
     "cache.js": "text/javascript",
     "health.js": "text/javascript",
+    "traces.js": "text/javascript",
     "vendor/uPlot.iife.min.js": "text/javascript",
     "vendor/uPlot.min.css": "text/css",
 }

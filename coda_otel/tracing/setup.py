@@ -32,7 +32,7 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opentelemetry import trace
@@ -258,8 +258,14 @@ def configure(
     set_global: bool = True,
     export_timeout_s: float = 2.0,
     write_room: Callable[[int], bool] | None = None,
+    local_processors: Sequence[SpanProcessor] = (),
 ) -> Telemetry:
-    """Build (or adopt) the TracerProvider; see the module docstring for the variables."""
+    """Build (or adopt) the TracerProvider; see the module docstring for the variables.
+
+    ``local_processors`` (the local trace store's) see every sampled span beside the
+    exporters: not tail-sampled, not counted as exported, there with ``none`` too. A provider
+    passed in or adopted is not given them.
+    """
     if tracer_provider is not None:
         return Telemetry(tracer_provider, "tracer provider passed in by the host", owned=False)
     if set_global:
@@ -287,7 +293,7 @@ def configure(
     if policy is not None and processors:  # sampled-out turns are neither exported nor dropped
         processors = [TailSamplingProcessor(policy, processors)]
         description += f"; {describe(policy)}"
-    for processor in processors:
+    for processor in [*processors, *local_processors]:
         provider.add_span_processor(processor)
     telemetry = Telemetry(
         provider,

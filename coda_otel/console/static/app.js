@@ -1,10 +1,11 @@
 // The console's entry point: asks for the token when the service needs one, opens the
-// WebSocket, routes events to the four views and renders dirty views a few times a second.
+// WebSocket, routes events to the five views and renders dirty views a few times a second.
 import { Connection } from "./conn.js";
 import { PipelineView } from "./pipeline.js";
 import { MemoryView } from "./memory.js";
 import { CacheView } from "./cache.js";
 import { HealthView } from "./health.js";
+import { TracesView } from "./traces.js";
 
 const RENDER_EVERY_MS = 250; // at most 4 renders a second, however fast events arrive
 const TOKEN_KEY = "coda-debug-token";
@@ -126,6 +127,7 @@ async function main() {
   const ctx = { api, config, charts, conn: null };
   const views = {
     pipeline: new PipelineView(ctx),
+    traces: new TracesView(ctx),
     memory: new MemoryView(ctx),
     cache: new CacheView(ctx),
     health: new HealthView(ctx),

@@ -17,7 +17,7 @@ export class CacheView {
     this.history = new Map(); // cache name -> hit ratio at each of this.times
     this.dirty = true;
     this.visible = false;
-    this.chart = new LineChart($("cache-chart"), ctx.charts, [], { yRange: [0, 1] });
+    this.chart = new LineChart($("cache-chart"), ctx.charts, [], { yRange: [0, 1], yFormat: "percent" });
   }
 
   async onOpen() {

@@ -16,11 +16,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Milliseconds for people: "0.42 ms", "12.3 ms", "812 ms", "1.25 s", "42.1 s", "3 min 5 s". */
 export function fmtMs(ms) {
   if (typeof ms !== "number" || !isFinite(ms)) return "–";
-  if (ms >= 10000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms >= 100) return `${ms.toFixed(0)} ms`;
-  return `${ms.toFixed(1)} ms`;
+  const abs = Math.abs(ms);
+  if (abs < 1) return `${ms.toFixed(2)} ms`;
+  if (abs < 100) return `${ms.toFixed(1)} ms`;
+  if (abs < 1000) return `${ms.toFixed(0)} ms`;
+  if (abs < 10000) return `${(ms / 1000).toFixed(2)} s`;
+  if (abs < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 }
 
 export function fmtBytes(n) {
@@ -42,9 +47,42 @@ export function fmtAge(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-export function fmtTime(iso) {
-  const d = new Date(iso);
-  return isNaN(d) ? String(iso ?? "–") : d.toLocaleTimeString();
+/** A moment (ISO text, or Unix seconds) as local time; the date too when it is not today. */
+export function fmtTime(when) {
+  const d = typeof when === "number" ? new Date(when * 1000) : new Date(when);
+  if (when === null || when === undefined || isNaN(d)) return String(when ?? "–");
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+// Field names that say what unit a number is in; a plain number elsewhere stays a number.
+const UNIT_RULES = [
+  [/^coda\.latency\.(?!output_tokens)/, (v) => fmtMs(v * 1000)], // span attributes: seconds
+  [/(^|_)us$/, (v) => fmtMs(v / 1000)],
+  [/(^|_)ms$/, (v) => fmtMs(v)],
+  [/(^|_)(s|seconds)$/, (v) => fmtMs(v * 1000)],
+  [/(^|_)(bytes|size|memory_usage)$/, (v) => fmtBytes(v)],
+  [/(^|_)(at|time|timestamp|accessed|created|updated)$/, (v) => (v > 1e9 && v < 1e11 ? fmtTime(v) : null)],
+];
+const hasUnit = (key) => UNIT_RULES.some(([pattern]) => pattern.test(key));
+/** The name that says a child's unit: its own, else its parent's ({"breakdown_us": {"llm": 5}}). */
+const unitKey = (parent, key) => (!hasUnit(key) && hasUnit(parent) ? parent : key);
+
+/** A field's name without the unit suffix its value now shows ("voice_to_voice_us" -> "voice_to_voice"). */
+function label(key, value) {
+  return fmtField(key, value) !== null ? key.replace(/_(us|ms|s|seconds)$/, "") : key;
+}
+
+/** A number shown with the unit its field name implies ("voice_to_voice_us" -> "142 ms"). */
+export function fmtField(key, value) {
+  if (typeof value !== "number" || !isFinite(value) || !key) return null;
+  for (const [pattern, format] of UNIT_RULES) {
+    if (pattern.test(key)) {
+      const text = format(value);
+      if (text !== null) return text;
+    }
+  }
+  return null;
 }
 
 /**
@@ -52,9 +90,13 @@ export function fmtTime(iso) {
  * objects become tables, scalars become text. Used for fields the page does not know yet, so
  * new event fields show up without a redesign.
  */
-export function renderValue(value, depth = 0) {
+export function renderValue(value, depth = 0, key = "") {
   if (value === null || value === undefined) return el("span", { class: "nil" }, "–");
-  if (typeof value === "number") return el("span", { class: "num" }, Number.isInteger(value) ? value : value.toFixed(3));
+  if (typeof value === "number") {
+    const human = fmtField(key, value);
+    if (human !== null) return el("span", { class: "num", title: String(value) }, human);
+    return el("span", { class: "num" }, Number.isInteger(value) ? value : value.toFixed(3));
+  }
   if (typeof value !== "object") return el("span", {}, String(value));
   if (depth > 4) return el("span", {}, JSON.stringify(value).slice(0, 200));
   if (Array.isArray(value)) {
@@ -63,12 +105,13 @@ export function renderValue(value, depth = 0) {
       const keys = [...new Set(value.flatMap((v) => Object.keys(v)))];
       return el("table", { class: "kv grid" },
         el("tr", {}, keys.map((k) => el("th", {}, k))),
-        value.slice(0, 50).map((row) => el("tr", {}, keys.map((k) => el("td", {}, renderValue(row[k], depth + 1))))));
+        value.slice(0, 50).map((row) => el("tr", {}, keys.map((k) => el("td", {}, renderValue(row[k], depth + 1, unitKey(key, k)))))));
     }
     return el("span", {}, value.slice(0, 50).map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(", "));
   }
   return el("table", { class: "kv" },
-    Object.entries(value).map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, renderValue(v, depth + 1)))));
+    Object.entries(value).map(([k, v]) => el("tr", {}, el("th", { scope: "row", title: k }, label(k, v)),
+      el("td", {}, renderValue(v, depth + 1, unitKey(key, k))))));
 }
 
 /** The fields of ``obj`` not in ``known`` (a Set) and not null, or null when there are none. */
