@@ -19,7 +19,7 @@ from tests.service_harness import coda_service
 from tests.support import free_port, require_tool
 
 expect = playwright_expect()
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CONFIG = (
     # no restart: an injected fault lasts, so a turn meets it however slow the machine is
@@ -39,7 +39,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str
         "CODA_JAEGER_URL": JAEGER,
     }
     home = tmp_path_factory.mktemp("coda-traces")
-    with chromium() as browser, coda_service(home, config=CONFIG, env=env) as url:
+    with chromium() as browser, coda_service(home, config=CONFIG, env=env) as service:
+        url = service.base
         yield browser, url
 
 

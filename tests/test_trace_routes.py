@@ -153,7 +153,8 @@ def test_the_service_keeps_turns_across_a_restart_with_a_dead_collector(tmp_path
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "CODA_DEBUG_TOKEN": TOKEN,
     }
-    with coda_service(tmp_path, env=env) as base:
+    with coda_service(tmp_path, env=env) as service:
+        base = service.base
         r = requests.post(
             f"{base}/v1/turns", json={"text": "Keep me.", "session_id": "kept"}, headers=AUTH
         )
@@ -166,7 +167,8 @@ def test_the_service_keeps_turns_across_a_restart_with_a_dead_collector(tmp_path
 
         wait_until(listed, 15, "the turn in the local trace store")
         assert requests.get(f"{base}/debug/traces", timeout=5).status_code == 401
-    with coda_service(tmp_path, env=env) as base:
+    with coda_service(tmp_path, env=env) as service:
+        base = service.base
         assert listed()
         spans = requests.get(f"{base}/debug/traces/{trace_id}", headers=AUTH, timeout=5).json()
         assert {s["name"] for s in spans["spans"]} >= {"conversation", "llm", "tts"}
