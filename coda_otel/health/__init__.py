@@ -9,7 +9,7 @@
 
 Modules: ``watchdog`` (the supervisor), ``state`` (one component's figures), ``status``
 (reports, listeners and the up gauges), ``recovery`` (restart limits and backoff), ``leak``
-(memory growth by least squares), ``faults`` (crash/hang/unhealthy/leak, for drills).
+(memory growth by least squares), ``faults`` (crash/hang/slow/unhealthy/leak, for drills).
 """
 
 from __future__ import annotations

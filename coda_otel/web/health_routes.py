@@ -20,7 +20,7 @@ Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
   component's failures and restart count are forgotten and supervision resumes (its status is
   ``unknown`` until the next check). 200 with the component's status; 404 for an unknown name.
   Always mounted: protect ``/debug/`` with the service's auth when it is reachable by others.
-* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|unhealthy|leak"}``:
+* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|slow|unhealthy|leak"}``:
   202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
   component or fault.
 """
