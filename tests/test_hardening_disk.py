@@ -44,12 +44,13 @@ def test_low_disk_degrades_health_and_shows_on_metrics(service: Service) -> None
     assert service.metric("coda_disk_free_bytes ") > 0
     assert service.metric("coda_disk_low_bytes ") == PB
     assert service.metric('coda_component_up{component="disk"}') == 0
-    # many more checks: reported, never restarted, never "failed"
+    # many more checks: degraded for a resource cause, never restarted, never "failed"
     checks = 'coda_component_check_duration_seconds_count{component="disk"}'
     before = service.metric(checks)
     service.eventually(lambda: service.metric(checks) >= before + 4, what="four more checks")
     disk = service.component("disk")
-    assert disk["status"] == "unhealthy" and disk["restarts_total"] == 0, disk
+    found = (disk["status"], disk["cause"], disk["restarts_total"])
+    assert found == ("degraded", "resource", 0), disk
     assert "below" in disk["last_heartbeat"]["last_error"]
 
 
