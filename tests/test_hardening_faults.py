@@ -7,19 +7,24 @@ which it never answers (a server whose heartbeat looks fine while its real calls
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from coda_lite.config import load_config
 from coda_lite.pipeline.conversation import StageError
 from coda_lite.service.app import build_app
+from tests.prometheus_harness import ManagedProcess
 from tests.service_harness import Service, coda_service
 
 
@@ -171,3 +176,39 @@ async def test_with_tracing_disabled_a_hung_model_still_makes_the_llm_unhealthy(
         assert "real calls time out" in heartbeat["last_error"], heartbeat
     finally:
         await app.aclose()
+
+
+def test_a_hung_llm_stream_leaves_the_server_answering_and_sigterm_stops_it(
+    tmp_path: Path, llm: FakeLLM
+) -> None:
+    """The ``hang`` fault on the llm's streaming call (an async generator) hangs that turn
+    only: liveness, metrics and the reset route answer meanwhile, and SIGTERM ends it all."""
+    config = CONFIG.format(url=llm.url).replace("llm_timeout: 2", "llm_timeout: 60")
+    started: list[ManagedProcess] = []
+    with coda_service(tmp_path, config=config, started=started) as service:
+        service.eventually(lambda: service.component("llm")["status"] == "healthy")
+        service.inject("llm", "hang")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            turn = pool.submit(service.turn, "Hello there.", timeout=90)
+            stuck = "coda_stage_inflight_oldest_seconds "
+            service.eventually(lambda: service.metric(stuck) > 1.0,
+                               what="the turn to hang in the llm stage")  # fmt: skip
+            for path in ("/health/live", "/metrics", "/health"):
+                t0 = time.monotonic()
+                assert service.get(path, timeout=5).status_code in (200, 503), path
+                assert time.monotonic() - t0 < 5, path
+            reset = service.post("/debug/components/llm/reset", json={}, timeout=5)
+            assert reset.status_code == 200 and reset.json()["component"] == "llm", reset.text
+            assert not turn.done()  # the turn itself still hangs on the model
+
+            proc = started[0].proc
+            assert proc is not None
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)  # a frozen loop never handles SIGTERM: this would time out
+            took = time.monotonic() - t0
+            with contextlib.suppress(requests.RequestException):
+                turn.result(timeout=30)  # answered or cut off: it does not outlive the server
+    # stopping waits for worker threads still busy with start-up work (about 9 s on a loaded
+    # 2-core machine, hung turn or not); the bound only says the hang adds nothing unbounded
+    assert took < 30, f"SIGTERM took {took:.1f} s to stop the service"
