@@ -25,8 +25,8 @@ the supervisor whether a restart can help: ``"resource"`` while the last failure
 disk or exhausted memory (:func:`resource_error`: ENOSPC, EFBIG, EDQUOT, "database or disk is
 full", "disk I/O error", ``MemoryError``; counted apart from the error rate, as the component
 is not at fault, and cleared by the next call that succeeds); ``"overload"`` when a call timed
-out while other calls were still in flight (it queued behind them); ``"fault"`` when a call
-timed out alone (hung). Without such evidence the heartbeat carries no ``cause``.
+out while other calls ran beside it since the last success (it queued behind them);
+``"fault"`` when a call timed out alone (hung). Without such evidence there is no ``cause``.
 
 A heartbeat carries ``memory_usage`` only when the component passes its own figure (bytes);
 the process's resident memory is the watchdog's to sample, once, not every component's.
@@ -80,6 +80,7 @@ class CallStats:
         self.resource_errors_total = 0
         self.last_resource_error: str | None = None  # cleared by a success
         self.inflight = 0  # calls inside track() now
+        self._peak_inflight = 0  # most calls at once since the last success
 
     @contextmanager
     def track(self, *inputs: object) -> Iterator[None]:
@@ -87,6 +88,7 @@ class CallStats:
         start = time.perf_counter()
         with self._lock:
             self.inflight += 1
+            self._peak_inflight = max(self._peak_inflight, self.inflight)
         try:
             yield
         except Exception as exc:
@@ -138,15 +140,18 @@ class CallStats:
             else:
                 self.last_timeout = None  # a real call works again
                 self.last_resource_error = None
+                self._peak_inflight = self.inflight - 1  # the others still running
 
     def record_timeout(self, why: str) -> None:
         """A real call timed out: unhealthy until a call succeeds (restarts do not clear it).
 
-        Other calls still in flight mean it queued behind them: the cause is ``overload``."""
+        Calls that ran side by side since the last success mean it queued behind others: the
+        cause is ``overload``; a call that timed out alone hung: ``fault``."""
         with self._lock:
             self.timeouts_total += 1
             self.last_timeout = why[:300]
-            self.timeout_cause = "overload" if self.inflight > 0 else "fault"
+            queued = max(self._peak_inflight, self.inflight) > 1
+            self.timeout_cause = "overload" if queued else "fault"
 
     @property
     def error_rate(self) -> float:

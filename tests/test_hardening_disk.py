@@ -68,6 +68,13 @@ def test_full_disk_turns_still_answer_and_telemetry_keeps_the_reserve(
             break
     # SQLite reports the cut-short write as "disk I/O error" (EFBIG) or "disk is full" (ENOSPC)
     assert warned and "memory_update stage failed" in warned[0], f"no failure in {answered} turns"
+    # the store's writes fail for lack of room: degraded for that cause, never restarted
+    store = service.eventually(
+        lambda: (c := service.component("memory_store"))["status"] == "degraded" and c,
+        what="the memory store to be degraded by the full disk",
+    )
+    assert store["cause"] == "resource" and store["restarts_total"] == 0, store
+    assert "no restart frees it" in store["reason"], store
     text = service.metrics()
     failed = [
         ln

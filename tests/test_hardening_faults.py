@@ -183,7 +183,11 @@ def test_a_hung_llm_stream_leaves_the_server_answering_and_sigterm_stops_it(
 ) -> None:
     """The ``hang`` fault on the llm's streaming call (an async generator) hangs that turn
     only: liveness, metrics and the reset route answer meanwhile, and SIGTERM ends it all."""
-    config = CONFIG.format(url=llm.url).replace("llm_timeout: 2", "llm_timeout: 60")
+    config = (  # the turn hangs until SIGTERM: no deadline, no restart clears the fault
+        CONFIG.format(url=llm.url)
+        .replace("llm_timeout: 2", "llm_timeout: 60")
+        .replace("failure_threshold: 3", "failure_threshold: 1000")
+    )
     started: list[ManagedProcess] = []
     with coda_service(tmp_path, config=config, started=started) as service:
         service.eventually(lambda: service.component("llm")["status"] == "healthy")

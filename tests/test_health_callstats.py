@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import sqlite3
 from typing import Any
@@ -112,17 +113,19 @@ def test_a_full_disk_is_a_resource_cause_not_the_components_failure(exc: Excepti
 
 def test_a_timeout_behind_other_calls_is_overload_and_alone_a_fault() -> None:
     stats = CallStats()
-    with stats.track("running"):  # another call still in flight: the timed-out one queued
-        stats.record_timeout("llm stage deadline passed")
-        beat = stats.heartbeat(healthy=True, models_loaded=True)
-    assert (beat["healthy"], beat["cause"], beat["inflight"]) == (False, "overload", 1)
-    assert "queued behind other calls" in beat["last_error"]
-    # the call it queued behind succeeded: real calls work, the evidence is gone
-    assert "cause" not in stats.heartbeat(healthy=True, models_loaded=True)
-
-    stats.record_timeout("llm stage deadline passed")  # nothing else running: it hung
+    with pytest.raises(asyncio.CancelledError), stats.track("alone"):
+        raise asyncio.CancelledError  # cut at its stage deadline (cancelled, then recorded)
+    stats.record_timeout("llm stage deadline passed")
     beat = stats.heartbeat(healthy=True, models_loaded=True)
     assert (beat["healthy"], beat["cause"], beat["inflight"]) == (False, "fault", 0)
-    with stats.track("works"):
+    with stats.track("works"):  # a real call works: the evidence is gone
         pass
     assert stats.heartbeat(healthy=True, models_loaded=True)["healthy"] is True
+
+    # two calls side by side (one queued behind the other), both cut at their deadline
+    with pytest.raises(asyncio.CancelledError), stats.track("a"), stats.track("b"):
+        raise asyncio.CancelledError
+    stats.record_timeout("llm stage deadline passed")
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert (beat["healthy"], beat["cause"], beat["inflight"]) == (False, "overload", 0)
+    assert "queued behind other calls" in beat["last_error"]
