@@ -7,7 +7,6 @@ which it never answers (a server whose heartbeat looks fine while its real calls
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import threading
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from coda_lite.config import load_config
 from coda_lite.pipeline.conversation import StageError
@@ -211,8 +209,9 @@ def test_a_hung_llm_stream_leaves_the_server_answering_and_sigterm_stops_it(
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)  # a frozen loop never handles SIGTERM: this would time out
             took = time.monotonic() - t0
-            with contextlib.suppress(requests.RequestException):
-                turn.result(timeout=30)  # answered or cut off: it does not outlive the server
-    # stopping waits for worker threads still busy with start-up work (about 9 s on a loaded
-    # 2-core machine, hung turn or not); the bound only says the hang adds nothing unbounded
-    assert took < 30, f"SIGTERM took {took:.1f} s to stop the service"
+            # shutting down ends the fault: the held turn answers instead of being dropped
+            assert turn.result(timeout=30).status_code == 200
+    # stopping also waits for worker threads still busy with start-up work (about 9 s on a
+    # loaded 2-core machine, hung turn or not): the bound says the hang adds nothing to it
+    assert took < 20, f"SIGTERM took {took:.1f} s to stop the service"
+    print(f"SIGTERM stopped the service holding a hung llm turn in {took:.1f} s")

@@ -113,6 +113,11 @@ class FaultInjector:
             fault.released.set()
             fault.held.clear()
 
+    def clear_all(self) -> None:
+        """End every fault (a server shutting down releases the calls its faults hold)."""
+        for name in list(self._faults):
+            self.clear(name)
+
     def active(self, component_name: str) -> str | None:
         """The fault currently injected into the component, if any."""
         fault = self._faults.get(component_name)

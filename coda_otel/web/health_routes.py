@@ -26,7 +26,9 @@ Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
   service's auth when it is reachable by others.
 * ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|slow|unhealthy|leak"}``:
   202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
-  component or fault.
+  component or fault. Every fault ends when the application shuts down (``on_shutdown``,
+  before aiohttp waits for running handlers), so a turn held by a ``hang`` answers and a
+  SIGTERM stops the server promptly.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ def add_health_routes(
         body = {"component": component, "fault": fault, "status": "injected"}
         return web.json_response(body, status=202)
 
+    async def end_faults(_: web.Application) -> None:
+        if fault_injector is not None:
+            fault_injector.clear_all()
+
+    app.on_shutdown.append(end_faults)
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
