@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import sqlite3
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from coda_otel.health.causes import cause_of_error, cause_of_heartbeat
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import WatchdogSettings
@@ -549,3 +551,22 @@ async def test_process_is_a_reserved_name_with_leak_detection() -> None:
     with pytest.raises(ValueError, match="'process' is reserved"):
         CodaWatchdog([Widget("process")], leak_detector=LeakDetector())
     CodaWatchdog([Widget("process")])  # fine without a leak detector
+
+
+@pytest.mark.parametrize(
+    ("failure", "cause"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "resource"),
+        (OSError(errno.EFBIG, "File too large"), "resource"),
+        (sqlite3.OperationalError("database or disk is full"), "resource"),
+        (MemoryError(), "resource"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "fault"),
+        (RuntimeError("model crashed"), "fault"),
+        ({"healthy": False, "cause": "overload"}, "overload"),
+        ({"healthy": False, "last_error": "sqlite3: disk I/O error"}, "resource"),
+        ({"healthy": False, "cause": "bogus", "last_error": "probe failed"}, "fault"),
+    ],
+)
+def test_causes_name_what_a_restart_cannot_fix(failure: Any, cause: str) -> None:
+    found = cause_of_heartbeat(failure) if isinstance(failure, Mapping) else cause_of_error(failure)
+    assert found == cause
