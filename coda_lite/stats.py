@@ -20,6 +20,14 @@ the backend's own timeout) makes the heartbeat unhealthy whatever the component'
 says, until a real call succeeds again; a restart does not wipe that evidence (a restarted
 component whose server still hangs is still hung).
 
+The heartbeat's ``cause`` (the field :class:`coda_otel.protocols.Component` documents) tells
+the supervisor whether a restart can help: ``"resource"`` while the last failure was a full
+disk or exhausted memory (:func:`resource_error`: ENOSPC, EFBIG, EDQUOT, "database or disk is
+full", "disk I/O error", ``MemoryError``; counted apart from the error rate, as the component
+is not at fault, and cleared by the next call that succeeds); ``"overload"`` when a call timed
+out while other calls ran beside it since the last success (it queued behind them);
+``"fault"`` when a call timed out alone (hung). Without such evidence there is no ``cause``.
+
 A heartbeat carries ``memory_usage`` only when the component passes its own figure (bytes);
 the process's resident memory is the watchdog's to sample, once, not every component's.
 """
@@ -27,6 +35,8 @@ the process's resident memory is the watchdog's to sample, once, not every compo
 from __future__ import annotations
 
 import collections
+import errno
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +44,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from coda_lite.errors import INPUT_SHAPED, InputError, malformed_text
+
+_RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.ENOMEM})
+_RESOURCE_TEXT = re.compile(
+    r"no space left on device|database or disk is full|disk i/o error|file too large"
+    r"|disk quota exceeded|cannot allocate memory",
+    re.IGNORECASE,
+)
+
+
+def resource_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the machine ran out of disk or memory (no restart fixes it)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return True
+    return bool(_RESOURCE_TEXT.search(str(exc)))
 
 
 class CallStats:
@@ -50,17 +76,27 @@ class CallStats:
         self.restarts = 0
         self.timeouts_total = 0
         self.last_timeout: str | None = None  # set by a timed-out call, cleared by a success
+        self.timeout_cause = "fault"  # "overload" when it timed out behind other calls
+        self.resource_errors_total = 0
+        self.last_resource_error: str | None = None  # cleared by a success
+        self.inflight = 0  # calls inside track() now
+        self._peak_inflight = 0  # most calls at once since the last success
 
     @contextmanager
     def track(self, *inputs: object) -> Iterator[None]:
         """Time the block and record whether it failed; ``inputs``: the text it was handed."""
         start = time.perf_counter()
+        with self._lock:
+            self.inflight += 1
+            self._peak_inflight = max(self._peak_inflight, self.inflight)
         try:
             yield
         except Exception as exc:
             seconds = time.perf_counter() - start
             if self._callers_fault(exc, inputs):
                 self._record_input_error(seconds)
+            elif resource_error(exc):
+                self._record_resource_error(seconds, f"{type(exc).__name__}: {exc}")
             else:
                 self._record(seconds, f"{type(exc).__name__}: {exc}")
                 if isinstance(exc, TimeoutError):
@@ -68,6 +104,9 @@ class CallStats:
             raise
         else:
             self._record(time.perf_counter() - start, None)
+        finally:
+            with self._lock:
+                self.inflight -= 1
 
     @staticmethod
     def _callers_fault(exc: Exception, inputs: tuple[object, ...]) -> bool:
@@ -83,6 +122,13 @@ class CallStats:
             self.calls_total += 1
             self.input_errors_total += 1
 
+    def _record_resource_error(self, seconds: float, error: str) -> None:
+        with self._lock:  # not the component's failure: the disk or memory ran out
+            self.last_response_time = seconds
+            self.calls_total += 1
+            self.resource_errors_total += 1
+            self.last_resource_error = error[:300]
+
     def _record(self, seconds: float, error: str | None) -> None:
         with self._lock:
             self.last_response_time = seconds
@@ -93,12 +139,19 @@ class CallStats:
                 self.last_error = error[:300]
             else:
                 self.last_timeout = None  # a real call works again
+                self.last_resource_error = None
+                self._peak_inflight = self.inflight - 1  # the others still running
 
     def record_timeout(self, why: str) -> None:
-        """A real call timed out: unhealthy until a call succeeds (restarts do not clear it)."""
+        """A real call timed out: unhealthy until a call succeeds (restarts do not clear it).
+
+        Calls that ran side by side since the last success mean it queued behind others: the
+        cause is ``overload``; a call that timed out alone hung: ``fault``."""
         with self._lock:
             self.timeouts_total += 1
             self.last_timeout = why[:300]
+            queued = max(self._peak_inflight, self.inflight) > 1
+            self.timeout_cause = "overload" if queued else "fault"
 
     @property
     def error_rate(self) -> float:
@@ -116,7 +169,8 @@ class CallStats:
         """The heartbeat figures; ``extra`` adds the component's own (``memory_usage=...``)."""
         rate = self.error_rate
         with self._lock:
-            timed_out = self.last_timeout
+            timed_out, timeout_cause = self.last_timeout, self.timeout_cause
+            out_of = self.last_resource_error
             beat: dict[str, Any] = {
                 "healthy": healthy and timed_out is None,
                 "models_loaded": models_loaded,
@@ -128,9 +182,18 @@ class CallStats:
                 "restarts": self.restarts,
                 "last_error": self.last_error,
                 "timeouts": self.timeouts_total,
+                "resource_errors": self.resource_errors_total,
+                "inflight": self.inflight,
             }
         beat.update(extra)
         if timed_out is not None:
             beat["healthy"] = False
+            beat["cause"] = timeout_cause
             beat["last_error"] = f"real calls time out (whatever the probe says): {timed_out}"
+            if timeout_cause == "overload":
+                beat["last_error"] += " (queued behind other calls)"
+        if out_of is not None:
+            beat["healthy"] = False
+            beat["cause"] = "resource"
+            beat["last_error"] = f"out of disk or memory (no restart frees it): {out_of}"
         return beat

@@ -51,6 +51,9 @@ MEMORY_OPERATIONS: tuple[str, ...] = (
 RESTART_KINDS: tuple[str, ...] = ("restart", "force_restart")
 #: gen_ai.token.type: the prompt's tokens and the answer's.
 TOKEN_TYPES: tuple[str, ...] = ("input", "output")
+#: why a component is ``degraded`` (label ``cause`` of ``coda_component_degraded``): causes
+#: a restart cannot fix (coda_otel.health.causes)
+DEGRADED_CAUSES: tuple[str, ...] = ("resource", "overload")
 #: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
 TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots", "trace_store")
 WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
@@ -374,8 +377,16 @@ class CodaMetrics:
         )  # fmt: skip
         self.component_failed = Gauge(
             "coda_component_failed",
-            "1 when the watchdog gave up restarting the component (restart intensity passed).",
+            "1 while the component's restart budget is spent: no more restarts, only probes with "
+            "backoff until a check passes.",
             ["component"],
+            registry=r,
+        )
+        self.component_degraded = Gauge(
+            "coda_component_degraded",
+            "1 while the component is degraded for this cause (resource: disk or memory "
+            "exhausted; overload: its work queues); it is re-checked, never restarted.",
+            ["component", "cause"],
             registry=r,
         )
         self.component_restarts = Counter(
@@ -479,6 +490,8 @@ class CodaMetrics:
         """Initialise one component's health series (call when the watchdog adopts it)."""
         self.component_up.labels(component=component)
         self.component_failed.labels(component=component)
+        for cause in DEGRADED_CAUSES:
+            self.component_degraded.labels(component=component, cause=cause)
         for kind in RESTART_KINDS:
             self.component_restarts.labels(component=component, kind=kind)
         self.component_heartbeat_age.labels(component=component)

@@ -24,8 +24,18 @@ class Component(Protocol):
 
     ``get_heartbeat`` returns at least ``{"healthy": bool}``; optional figures the watchdog
     keeps: ``memory_usage`` (bytes), ``response_time`` (seconds), ``error_rate`` (0..1),
-    ``models_loaded`` (bool, for readiness). A component with ``restartable = False`` (a
-    condition such as free disk space) is reported unhealthy but never restarted.
+    ``models_loaded`` (bool, for readiness), ``last_error`` (str: why it is unhealthy) and
+    ``cause`` (why, in one word, so that only what a restart can fix is restarted):
+
+    * ``"resource"``: a full disk (ENOSPC, EFBIG, "database or disk is full", "disk I/O
+      error") or exhausted memory; ``"overload"``: its calls time out because they queue
+      behind other work. Either makes it ``degraded``; it is checked again every interval,
+      never restarted, and healthy at the first check that passes.
+    * ``"fault"`` (or no ``cause``): restarted after repeated failures. Without a ``cause``
+      the watchdog reads ``last_error`` for the resource errors above.
+
+    A component with ``restartable = False`` (a condition such as free disk space) is reported
+    unhealthy but never restarted.
     """
 
     name: str

@@ -46,12 +46,13 @@ def test_low_disk_degrades_health_and_shows_on_metrics(service: Service) -> None
     assert service.metric("coda_disk_free_bytes ") > 0
     assert service.metric("coda_disk_low_bytes ") == PB
     assert service.metric('coda_component_up{component="disk"}') == 0
-    # many more checks: reported, never restarted, never "failed"
+    # many more checks: degraded for a resource cause, never restarted, never "failed"
     checks = 'coda_component_check_duration_seconds_count{component="disk"}'
     before = service.metric(checks)
     service.eventually(lambda: service.metric(checks) >= before + 4, what="four more checks")
     disk = service.component("disk")
-    assert disk["status"] == "unhealthy" and disk["restarts_total"] == 0, disk
+    found = (disk["status"], disk["cause"], disk["restarts_total"])
+    assert found == ("degraded", "resource", 0), disk
     assert "below" in disk["last_heartbeat"]["last_error"]
 
 
@@ -69,6 +70,13 @@ def test_full_disk_turns_still_answer_and_telemetry_keeps_the_reserve(
             break
     # SQLite reports the cut-short write as "disk I/O error" (EFBIG) or "disk is full" (ENOSPC)
     assert warned and "memory_update stage failed" in warned[0], f"no failure in {answered} turns"
+    # the store's writes fail for lack of room: degraded for that cause, never restarted
+    store = service.eventually(
+        lambda: (c := service.component("memory_store"))["status"] == "degraded" and c,
+        what="the memory store to be degraded by the full disk",
+    )
+    assert store["cause"] == "resource" and store["restarts_total"] == 0, store
+    assert "no restart frees it" in store["reason"], store
     text = service.metrics()
     failed = [
         ln

@@ -7,8 +7,10 @@ which it never answers (a server whose heartbeat looks fine while its real calls
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from coda_lite.config import load_config
 from coda_lite.pipeline.conversation import StageError
 from coda_lite.service.app import build_app
 from tests.fake_openai import FakeOpenAI
+from tests.prometheus_harness import ManagedProcess
 from tests.service_harness import Service, coda_service
 
 pytestmark = [pytest.mark.slow]
@@ -129,3 +132,44 @@ async def test_with_tracing_disabled_a_hung_model_still_makes_the_llm_unhealthy(
         assert "real calls time out" in heartbeat["last_error"], heartbeat
     finally:
         await app.aclose()
+
+
+def test_a_hung_llm_stream_leaves_the_server_answering_and_sigterm_stops_it(
+    tmp_path: Path, llm: FakeOpenAI
+) -> None:
+    """The ``hang`` fault on the llm's streaming call (an async generator) hangs that turn
+    only: liveness, metrics and the reset route answer meanwhile, and SIGTERM ends it all."""
+    config = (  # the turn hangs until SIGTERM: no deadline, no restart clears the fault
+        CONFIG.format(url=llm.url)
+        .replace("llm_timeout: 2", "llm_timeout: 60")
+        .replace("failure_threshold: 3", "failure_threshold: 1000")
+    )
+    started: list[ManagedProcess] = []
+    with coda_service(tmp_path, config=config, started=started) as service:
+        service.eventually(lambda: service.component("llm")["status"] == "healthy")
+        service.inject("llm", "hang")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            turn = pool.submit(service.turn, "Hello there.", timeout=90)
+            stuck = "coda_stage_inflight_oldest_seconds "
+            service.eventually(lambda: service.metric(stuck) > 1.0,
+                               what="the turn to hang in the llm stage")  # fmt: skip
+            for path in ("/health/live", "/metrics", "/health"):
+                t0 = time.monotonic()
+                assert service.get(path, timeout=5).status_code in (200, 503), path
+                assert time.monotonic() - t0 < 5, path
+            reset = service.post("/debug/components/llm/reset", json={}, timeout=5)
+            assert reset.status_code == 200 and reset.json()["component"] == "llm", reset.text
+            assert not turn.done()  # the turn itself still hangs on the model
+
+            proc = started[0].proc
+            assert proc is not None
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)  # a frozen loop never handles SIGTERM: this would time out
+            took = time.monotonic() - t0
+            # shutting down ends the fault: the held turn answers instead of being dropped
+            assert turn.result(timeout=30).status_code == 200
+    # stopping also waits for worker threads still busy with start-up work (about 9 s on a
+    # loaded 2-core machine, hung turn or not): the bound says the hang adds nothing to it
+    assert took < 20, f"SIGTERM took {took:.1f} s to stop the service"
+    print(f"SIGTERM stopped the service holding a hung llm turn in {took:.1f} s")

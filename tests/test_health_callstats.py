@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import sqlite3
 from typing import Any
 
 import pytest
@@ -79,3 +82,50 @@ async def test_bad_text_does_not_make_real_stages_unhealthy() -> None:
         beat = await stage.get_heartbeat()
         assert beat["healthy"] and beat["error_rate"] == 0.0 and beat["errors"] == 0, stage.name
         assert beat["input_errors"] == 3 and "memory_usage" not in beat, stage.name
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        sqlite3.OperationalError("database or disk is full"),
+        sqlite3.OperationalError("disk I/O error"),
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EFBIG, "File too large"),
+        MemoryError(),
+    ],
+    ids=["sqlite-full", "sqlite-io", "enospc", "efbig", "memory"],
+)
+def test_a_full_disk_is_a_resource_cause_not_the_components_failure(exc: Exception) -> None:
+    stats = CallStats()
+    with stats.track("ok"):
+        pass
+    fail(stats, exc, "a memory to save")
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert (beat["healthy"], beat["cause"], beat["resource_errors"]) == (False, "resource", 1)
+    assert "no restart frees it" in beat["last_error"] and type(exc).__name__ in beat["last_error"]
+    assert beat["error_rate"] == 0.0 and beat["errors"] == 0  # not counted against it
+
+    with stats.track("space again"):  # a real call works: the evidence is gone
+        pass
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert beat["healthy"] is True and "cause" not in beat
+
+
+def test_a_timeout_behind_other_calls_is_overload_and_alone_a_fault() -> None:
+    stats = CallStats()
+    with pytest.raises(asyncio.CancelledError), stats.track("alone"):
+        raise asyncio.CancelledError  # cut at its stage deadline (cancelled, then recorded)
+    stats.record_timeout("llm stage deadline passed")
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert (beat["healthy"], beat["cause"], beat["inflight"]) == (False, "fault", 0)
+    with stats.track("works"):  # a real call works: the evidence is gone
+        pass
+    assert stats.heartbeat(healthy=True, models_loaded=True)["healthy"] is True
+
+    # two calls side by side (one queued behind the other), both cut at their deadline
+    with pytest.raises(asyncio.CancelledError), stats.track("a"), stats.track("b"):
+        raise asyncio.CancelledError
+    stats.record_timeout("llm stage deadline passed")
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert (beat["healthy"], beat["cause"], beat["inflight"]) == (False, "overload", 0)
+    assert "queued behind other calls" in beat["last_error"]

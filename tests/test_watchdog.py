@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
+import sqlite3
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from coda_otel.health.causes import cause_of_error, cause_of_heartbeat
 from coda_otel.health.faults import FaultInjector
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import WatchdogSettings
 from coda_otel.health.watchdog import CodaWatchdog
 from coda_otel.metrics import CodaMetrics
+from coda_otel.testing import eventually
 from tests.support import FakeClock
 
 MIB = 1024 * 1024
@@ -159,34 +165,173 @@ async def test_backoff_doubles_up_to_the_cap() -> None:
     assert waiting == {"recovering"}
 
 
-async def test_restart_limit_marks_failed_until_reset(metrics: CodaMetrics) -> None:
+async def test_restart_budget_spent_then_half_open_probes_with_backoff_heal_it(
+    metrics: CodaMetrics,
+) -> None:
     clock = FakeClock()
     broken, fine = Widget("tts", clock, broken=True), Widget("cache", clock)
     watchdog = CodaWatchdog(
         [broken, fine], 1.0, failure_threshold=1, max_restarts=2, restart_period=60.0,
-        backoff_initial=0.5, metrics=metrics, clock=clock,
+        backoff_initial=0.5, probe_backoff_max=8.0, metrics=metrics, clock=clock,
     )  # fmt: skip
     for _ in range(10):
         await watchdog.check_health()
-        clock.advance(1.0)
+        clock.advance(0.25)
     status = watchdog.get_health_status()
-    assert status["components"]["tts"]["status"] == "failed"
+    tts = status["components"]["tts"]
+    assert (tts["status"], tts["half_open"], tts["cause"]) == ("failed", True, "fault")
+    assert tts["reason"] == "component reports unhealthy" and tts["probe_in_s"] is not None
     assert status["failed"] == ["tts"] and status["overall_health"] == "unhealthy"
     assert not watchdog.ready
-    assert status["components"]["tts"]["restarts_total"] == 2
+    assert tts["restarts_total"] == 2 and len(broken.calls) == 4  # restart + force, twice
     assert sample(metrics, "coda_component_failed", component="tts") == 1.0
+
+    # half-open: one probe (a check, no restart) at a time, the first 1 s after it failed,
+    # then 2, 4, 8, 8 s apart
+    probes: list[float] = []
+    for _ in range(200):
+        before = broken.heartbeats
+        await asyncio.gather(watchdog.check_health(), watchdog.check_health())
+        assert broken.heartbeats - before <= 1  # never two probes at once
+        if broken.heartbeats > before:
+            probes.append(clock.now)
+        clock.advance(0.25)
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert gaps[:5] == [2.0, 4.0, 8.0, 8.0, 8.0], probes
+    assert len(broken.calls) == 4  # a spent budget: never restarted again
+    assert watchdog.get_health_status()["components"]["tts"]["status"] == "failed"
+
+    broken.broken = False  # the cause went away: the next probe passes, nobody resets it
+    for _ in range(40):
+        status = await watchdog.check_health()
+        if status["components"]["tts"]["status"] == "healthy":
+            break
+        clock.advance(0.25)
+    tts = status["components"]["tts"]
+    assert (tts["status"], tts["half_open"], tts["reason"], tts["cause"]) == (
+        "healthy", False, None, None,
+    )  # fmt: skip
+    assert status["overall_health"] == "healthy" and watchdog.ready
+    assert len(broken.calls) == 4 and tts["restarts_total"] == 2
+    assert sample(metrics, "coda_component_failed", component="tts") == 0.0
+    assert sample(metrics, "coda_component_up", component="tts") == 1.0
+
+
+async def test_reset_retries_a_failed_component_at_once() -> None:
+    clock = FakeClock()
+    broken = Widget("tts", clock, broken=True)
+    watchdog = CodaWatchdog([broken], 1.0, failure_threshold=1, max_restarts=1,
+                            probe_backoff_max=300.0, clock=clock)  # fmt: skip
+    for _ in range(3):
+        clock.advance(0.5)
+        await watchdog.check_health()
+    assert watchdog.get_health_status()["components"]["tts"]["status"] == "failed"
     heartbeats = broken.heartbeats
     await watchdog.check_health()
-    assert broken.heartbeats == heartbeats  # failed components are left alone
+    assert broken.heartbeats == heartbeats  # between probes it is left alone
 
     broken.broken = False
-    watchdog.reset("tts")
-    assert sample(metrics, "coda_component_failed", component="tts") == 0.0
+    watchdog.reset("tts")  # no waiting for the next probe
+    assert watchdog.get_health_status()["components"]["tts"]["status"] == "unknown"
     status = await watchdog.check_health()
     assert status["components"]["tts"]["status"] == "healthy"
     assert status["overall_health"] == "healthy" and watchdog.ready
     with pytest.raises(ValueError, match="unknown component 'nope'"):
         watchdog.reset("nope")
+
+
+class Store(Widget):
+    """A store on a disk that fills up: it says so in its heartbeat, or raises like SQLite."""
+
+    def __init__(self, name: str, clock: FakeClock, *, says_cause: bool) -> None:
+        super().__init__(name, clock)
+        self.full = False
+        self.says_cause = says_cause
+
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        self.heartbeats += 1
+        if self.full and not self.says_cause:
+            raise sqlite3.OperationalError("database or disk is full")
+        if self.full:
+            return {"healthy": False, "cause": "resource", "last_error": "no room for memories"}
+        return {"healthy": True}
+
+
+@pytest.mark.parametrize("says_cause", [True, False], ids=["heartbeat-cause", "error-text"])
+async def test_a_resource_cause_degrades_is_re_probed_never_restarted_and_heals(
+    says_cause: bool, metrics: CodaMetrics
+) -> None:
+    clock = FakeClock()
+    store = Store("memory_store", clock, says_cause=says_cause)
+    watchdog = CodaWatchdog([store], 1.0, failure_threshold=1, max_restarts=3,
+                            metrics=metrics, clock=clock)  # fmt: skip
+    await watchdog.check_health()
+    store.full = True
+    for n in range(12):  # many times the restart budget
+        status = await watchdog.check_health()
+        clock.advance(1.0)
+        assert store.heartbeats == n + 2  # checked again every interval
+    component = status["components"]["memory_store"]
+    assert (component["status"], component["cause"]) == ("degraded", "resource")
+    reason = "no room for memories" if says_cause else "database or disk is full"
+    assert reason in component["reason"]
+    assert store.calls == [] and component["restarts_total"] == 0  # never restarted
+    assert status["overall_health"] == "degraded" and status["failed"] == []
+    assert watchdog.ready  # it still answers: reads work on a full disk
+    degraded = {"component": "memory_store", "cause": "resource"}
+    assert sample(metrics, "coda_component_degraded", **degraded) == 1.0
+    assert sample(metrics, "coda_component_up", component="memory_store") == 0.0
+
+    store.full = False  # space is freed: the next check finds it healthy, nobody resets it
+    status = await watchdog.check_health()
+    assert status["components"]["memory_store"]["status"] == "healthy"
+    assert status["overall_health"] == "healthy" and store.calls == []
+    assert sample(metrics, "coda_component_degraded", **degraded) == 0.0
+
+
+class Queued(Widget):
+    """A heartbeat that needs a worker thread of the default executor, like SQLite's probe."""
+
+    async def get_heartbeat(self) -> Mapping[str, Any]:
+        self.heartbeats += 1
+        return await asyncio.to_thread(lambda: {"healthy": True})
+
+
+async def test_an_overload_cause_degrades_and_is_not_restarted(metrics: CodaMetrics) -> None:
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=2)
+    loop.set_default_executor(executor)  # this test's loop only
+    busy = threading.Event()
+    clock = FakeClock()
+    store = Queued("memory_store", clock)
+    watchdog = CodaWatchdog(
+        [store], 1.0, heartbeat_timeout=0.1, overload_probe_timeout=0.05, failure_threshold=1,
+        max_restarts=1, metrics=metrics, clock=clock,
+    )  # fmt: skip
+    assert (await watchdog.check_health())["overall_health"] == "healthy"
+    jobs = [loop.run_in_executor(None, busy.wait) for _ in range(2)]  # the model's sessions
+    try:
+        for _ in range(5):  # past the threshold and the restart budget: still no restart
+            status = await watchdog.check_health()
+            clock.advance(1.0)
+        component = status["components"]["memory_store"]
+        assert (component["status"], component["cause"]) == ("degraded", "overload"), component
+        assert "did not answer within" in component["reason"]
+        assert "worker threads are all busy" in component["reason"]
+        assert store.calls == [] and status["failed"] == [] and watchdog.ready
+        labels = {"component": "memory_store", "cause": "overload"}
+        assert sample(metrics, "coda_component_degraded", **labels) == 1.0
+    finally:
+        busy.set()
+        await asyncio.gather(*jobs)
+
+    async def healthy() -> bool:  # the queue drained: healthy again by itself
+        status = await watchdog.check_health()
+        return bool(status["components"]["memory_store"]["status"] == "healthy")
+
+    await eventually(healthy, 10, what="a healthy check once the queue drained")
+    assert store.calls == []
+    executor.shutdown(wait=False)
 
 
 async def test_flapping_component_stops_being_restarted_at_the_limit() -> None:
@@ -396,3 +541,22 @@ async def test_process_is_a_reserved_name_with_leak_detection() -> None:
     with pytest.raises(ValueError, match="'process' is reserved"):
         CodaWatchdog([Widget("process")], leak_detector=LeakDetector())
     CodaWatchdog([Widget("process")])  # fine without a leak detector
+
+
+@pytest.mark.parametrize(
+    ("failure", "cause"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "resource"),
+        (OSError(errno.EFBIG, "File too large"), "resource"),
+        (sqlite3.OperationalError("database or disk is full"), "resource"),
+        (MemoryError(), "resource"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "fault"),
+        (RuntimeError("model crashed"), "fault"),
+        ({"healthy": False, "cause": "overload"}, "overload"),
+        ({"healthy": False, "last_error": "sqlite3: disk I/O error"}, "resource"),
+        ({"healthy": False, "cause": "bogus", "last_error": "probe failed"}, "fault"),
+    ],
+)
+def test_causes_name_what_a_restart_cannot_fix(failure: Any, cause: str) -> None:
+    found = cause_of_heartbeat(failure) if isinstance(failure, Mapping) else cause_of_error(failure)
+    assert found == cause

@@ -7,9 +7,10 @@
     watchdog.get_health_status()["overall_health"]   # what /health answers
     watchdog.stop(); await task
 
-Modules: ``watchdog`` (the supervisor), ``state`` (one component's figures), ``status``
+Modules: ``watchdog`` (the supervisor), ``causes`` (resource, overload or fault: what a
+restart can fix), ``state`` (one component's figures and their transitions), ``status``
 (reports, listeners and the up gauges), ``recovery`` (restart limits and backoff), ``leak``
-(memory growth by least squares), ``faults`` (crash/hang/unhealthy/leak, for drills).
+(memory growth by least squares), ``faults`` (crash/hang/slow/unhealthy/leak, for drills).
 """
 
 from __future__ import annotations

@@ -5,15 +5,16 @@
     disk = DiskSpace(coda_home, low_bytes=200 * 2**20, reserve_bytes=50 * 2**20, metrics=metrics)
     watchdog = CodaWatchdog([*components, disk], required=[c.name for c in components])
     disk.telemetry_may_write(4096)   # False once a write would leave less than the reserve
-    await disk.get_heartbeat()       # {'healthy': False, 'free_bytes': ..., 'last_error': ...}
+    await disk.get_heartbeat()   # {'healthy': False, 'cause': 'resource', 'free_bytes': ..., ...}
 
-The component (name ``"disk"``) turns unhealthy (health ``degraded``) while free space is
+The component (name ``"disk"``) is ``degraded`` (cause ``resource``) while free space is
 below ``low_bytes``, well before writes fail; ``coda_disk_free_bytes`` and
 ``coda_disk_low_bytes`` are read at scrape time (one ``statvfs``, no lock). Telemetry
 writers stop at ``reserve_bytes`` so the application's own data (the memory store) keeps room.
-It is ``restartable = False``: free space is not something a restart gives back, so the
-watchdog reports it (``unhealthy``) and never marks it ``failed``; it is healthy again as
-soon as space is freed.
+Free space is not something a restart gives back: its heartbeat says ``cause: "resource"``,
+so the watchdog reports it (``degraded``) and never restarts it or marks it ``failed``
+(``restartable = False`` says the same to any supervisor); it is healthy again at the first
+check after space is freed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from coda_otel.health.causes import RESOURCE
 from coda_otel.metrics import CodaMetrics
 
 DEFAULT_LOW_BYTES = 200 * 2**20
@@ -74,6 +76,7 @@ class DiskSpace:
             "path": str(self.path),
         }
         if free < self.low_bytes:
+            beat["cause"] = RESOURCE  # degraded and re-checked, never restarted
             beat["last_error"] = (
                 f"only {free} bytes free on {self.path} (below {self.low_bytes}); telemetry "
                 f"stops writing at {self.reserve_bytes}, then the memory store runs out"

@@ -3,14 +3,20 @@
 :class:`~coda_otel.health.watchdog.CodaWatchdog` owns one and reaches it through its public API
 (``get_health_status``, ``ready``, ``add_listener``); on its own it reads like this::
 
-    report = HealthReport(states, watchdog, metrics=metrics, clock=time.monotonic)
+    report = HealthReport(states, settings, detector, metrics=metrics, clock=time.monotonic)
+    state = ComponentState(llm, True, clock(), on_change=report.changed)
+    report.adopt(state)                              # its series are registered
     report.add_listener(lambda status: hub.publish("health_status", status))
-    report.set_status(states["llm"], "recovering")   # logged; listeners get a fresh status
+    state.begin_attempt(clock())                     # logged; listeners get a fresh status
     report.status()["overall_health"]                # healthy | degraded | unhealthy
 
-Overall health is ``unhealthy`` only while a required component is ``failed``; any component
-that is not ``healthy`` makes it ``degraded``. Listeners run on the event loop and must be
-cheap; one that raises is logged and the others still run.
+Overall health is ``unhealthy`` only while a required component is ``failed`` (its restart
+budget spent; it is probed with backoff and heals by itself); any component that is not
+``healthy`` makes it ``degraded``. ``ready`` is True while every required component can
+answer: ``healthy``, or ``degraded`` for a resource or overload cause, with its models loaded.
+Each status change updates the ``coda_component_up``, ``coda_component_failed`` and
+``coda_component_degraded{cause}`` gauges. Listeners run on the event loop and must be cheap;
+one that raises is logged and the others still run.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ from typing import Any
 
 from coda_otel.health.leak import LeakDetector
 from coda_otel.health.state import ComponentState, WatchdogSettings, describe_process, now_iso
-from coda_otel.metrics import CodaMetrics
+from coda_otel.metrics import DEGRADED_CAUSES, CodaMetrics
 
 logger = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = ("unknown", "healthy", "unhealthy", "recovering", "failed")
+STATUSES: tuple[str, ...] = ("unknown", "healthy", "degraded", "unhealthy", "recovering", "failed")
 HealthListener = Callable[[dict[str, Any]], None]
 
 
@@ -52,13 +58,13 @@ class HealthReport:
         self._clock = clock
         self._listeners: list[HealthListener] = []
         for st in states.values():
-            self._adopt(st)
+            self.adopt(st)
 
     @property
     def ready(self) -> bool:
-        """True when every required component is healthy with its models loaded."""
-        states = self._states.values()
-        return all(st.status == "healthy" and st.models_loaded for st in states if st.required)
+        """True while every required component can answer (healthy, or degraded by a resource
+        or overload cause) with its models loaded."""
+        return all(st.serving for st in self._states.values() if st.required)
 
     def add_listener(self, listener: HealthListener) -> None:
         """Call ``listener(status)`` on every status change; ``status["change"]`` says which."""
@@ -80,36 +86,42 @@ class HealthReport:
             "timestamp": now_iso(),
         }
 
-    def set_status(self, st: ComponentState, status: str) -> None:
-        """Move ``st`` to ``status``; on a change, log it and tell every listener."""
-        old, st.status = st.status, status
-        if old == status:
-            return
-        logger.info("component %s: %s -> %s", st.component.name, old, status)
+    def changed(self, st: ComponentState, previous: str) -> None:
+        """``st``'s status moved from ``previous``: log it, set its gauges, tell listeners."""
+        logger.info(
+            "component %s: %s -> %s%s", st.name, previous, st.status,
+            f" ({st.cause}: {st.last_error})" if st.status != "healthy" and st.cause else "",
+        )  # fmt: skip
+        self._set_gauges(st)
         if not self._listeners:
             return
         snapshot = self.status()
-        snapshot["change"] = {"component": st.component.name, "previous": old, "status": status}
+        snapshot["change"] = {"component": st.name, "previous": previous, "status": st.status}
         for listener in list(self._listeners):
             try:
                 listener(snapshot)
             except Exception:
                 logger.exception("health listener %r failed", listener)
 
-    def update_up(self, st: ComponentState) -> None:
-        """Set the component's ``up`` gauge from its status (1 only when healthy)."""
-        if self._metrics is not None:
-            up = int(st.status == "healthy")
-            self._metrics.component_up.labels(component=st.component.name).set(up)
-
-    def _adopt(self, st: ComponentState) -> None:
+    def adopt(self, st: ComponentState) -> None:
+        """Register ``st``'s series (when metrics are given) and set them from its status."""
         if self._metrics is None:
             return
-        name = st.component.name
-        self._metrics.register_component(name)
-        self._metrics.component_heartbeat_age.labels(component=name).set_function(
+        self._metrics.register_component(st.name)
+        self._metrics.component_heartbeat_age.labels(component=st.name).set_function(
             lambda: st.heartbeat_age(self._clock())
         )
+        self._set_gauges(st)
+
+    def _set_gauges(self, st: ComponentState) -> None:
+        metrics = self._metrics
+        if metrics is None:
+            return
+        metrics.component_up.labels(component=st.name).set(int(st.status == "healthy"))
+        metrics.component_failed.labels(component=st.name).set(int(st.status == "failed"))
+        for cause in DEGRADED_CAUSES:
+            degraded = st.status == "degraded" and st.cause == cause
+            metrics.component_degraded.labels(component=st.name, cause=cause).set(int(degraded))
 
     def _overall(self) -> str:
         states = self._states.values()

@@ -7,24 +7,38 @@
     task = asyncio.create_task(watchdog.start())   # one check loop per component
     watchdog.get_health_status()["overall_health"]  # healthy | degraded | unhealthy
     watchdog.get_health_status()["process"]         # resident memory and its leak verdict
-    watchdog.reset("llm")                           # operator: retry a component marked failed
+    watchdog.get_health_status()["components"]["llm"]["reason"]  # why it is not healthy
+    watchdog.reset("llm")                           # operator: retry a failed one at once
     watchdog.stop(); await task
 
 A heartbeat that raises, reports ``healthy: False`` or does not answer within
-``heartbeat_timeout`` seconds is a failure. After ``failure_threshold`` consecutive failures the
-watchdog restarts the component, checks it, and force-restarts it if it is still unhealthy (or
-if ``restart`` raised or outlasted ``restart_timeout``).
-Later attempts wait ``backoff_initial`` seconds, doubling up to ``backoff_max``. A component
-that would need more than ``max_restarts`` attempts within ``restart_period`` seconds is marked
-``failed`` and left alone until :meth:`CodaWatchdog.reset` (an OTP supervisor's intensity and
-period; the mechanics live in :mod:`coda_otel.health.recovery`). Every component is checked
-on its own task, so one that hangs never delays the others; a heartbeat that ignores
+``heartbeat_timeout`` seconds fails the check, for a cause (:mod:`coda_otel.health.causes`):
+
+* ``resource`` (disk full, out of memory: said by the heartbeat's ``cause`` field, or by its
+  error) and ``overload`` (its heartbeat timed out while the process's worker threads are all
+  busy, or the heartbeat says so): the component is ``degraded`` with that ``reason`` and
+  checked again every interval, never restarted (a restart frees no disk and throws queued
+  work away). It is ``healthy`` again at the first check that passes.
+* ``fault`` (anything else): after ``failure_threshold`` such failures in a row the watchdog
+  restarts the component, checks it, and force-restarts it if it is still unhealthy (or if
+  ``restart`` raised or outlasted ``restart_timeout``). Later attempts wait
+  ``backoff_initial`` seconds, doubling up to ``backoff_max``.
+
+A component that would need more than ``max_restarts`` attempts within ``restart_period``
+seconds is marked ``failed`` (an OTP supervisor's intensity and period; the mechanics live in
+:mod:`coda_otel.health.recovery`): it is no longer restarted, but half-open like a circuit
+breaker: one probe (a real check) after ``check_interval``, then after twice as long each time
+one fails, up to ``probe_backoff_max``; the first probe that passes makes it ``healthy`` with
+no operator involved (:meth:`CodaWatchdog.reset` stays, to retry at once). Every component is
+checked on its own task, so one that hangs never delays the others; a heartbeat that ignores
 cancellation is abandoned. Heartbeats must not block the event loop.
 
-Overall health is ``unhealthy`` only while a required component is ``failed`` (past its restart
-limit); a component that is unknown, unhealthy or recovering makes it ``degraded``. ``ready``
-is True once every required component is healthy with its models loaded (the status document
-and listeners: :mod:`coda_otel.health.status`).
+Overall health is ``unhealthy`` only while a required component is ``failed``; a component
+that is unknown, degraded, unhealthy or recovering makes it ``degraded``. ``ready`` is True
+while every required component can answer: healthy, or degraded (resource, overload), with
+its models loaded (the status document and listeners: :mod:`coda_otel.health.status`). Every
+figure of a component changes through :class:`~coda_otel.health.state.ComponentState`'s
+transitions.
 
 Memory: the process's resident memory is sampled once per check cycle into the leak detector
 under the name ``"process"`` (so no component may be called that when one is given). A
@@ -40,15 +54,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from coda_otel.health.causes import (
+    FAULT,
+    OVERLOAD,
+    TRANSIENT,
+    QueueProbe,
+    cause_of_error,
+    cause_of_heartbeat,
+)
 from coda_otel.health.leak import PROCESS, LeakDetector
 from coda_otel.health.recovery import Recovery
 from coda_otel.health.state import (
+    Check,
     ComponentState,
     WatchdogSettings,
     call_with_timeout,
     clean_heartbeat,
     describe_error,
-    now_iso,
     own_memory_leaks,
     sample_process,
 )
@@ -76,11 +98,14 @@ class CodaWatchdog:
         restart_period: float = 60.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        probe_backoff_max: float = 300.0,
+        overload_probe_timeout: float = 0.5,
         settings: WatchdogSettings | None = None,
         required: Iterable[str] | None = None,
         metrics: CodaMetrics | None = None,
         leak_detector: LeakDetector | None = None,
         clock: Callable[[], float] = time.monotonic,
+        queue_probe: QueueProbe | None = None,
     ) -> None:
         self.settings = settings or WatchdogSettings(  # validates; a given ``settings`` wins
             check_interval=check_interval,
@@ -91,6 +116,8 @@ class CodaWatchdog:
             restart_period=restart_period,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            probe_backoff_max=probe_backoff_max,
+            overload_probe_timeout=overload_probe_timeout,
         )
         comps = list(components)
         for comp in comps:
@@ -109,14 +136,18 @@ class CodaWatchdog:
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self.running = False
+        self._queue_probe = queue_probe or QueueProbe(self.settings.overload_probe_timeout)
         now = clock()
-        self._states = {c.name: ComponentState(c, c.name in wanted, now) for c in comps}
+        self._states: dict[str, ComponentState] = {}
         self._report = HealthReport(
             self._states, self.settings, leak_detector, metrics=metrics, clock=clock
         )
+        for comp in comps:
+            st = ComponentState(comp, comp.name in wanted, now, on_change=self._report.changed)
+            self._states[comp.name] = st
+            self._report.adopt(st)
         self._recovery = Recovery(
             self.settings,
-            self._report,
             leak_detector,
             verify=self._heartbeat,
             metrics=metrics,
@@ -178,15 +209,12 @@ class CodaWatchdog:
             return await self._recovery.attempt(st)
 
     def reset(self, name: str) -> None:
-        """Operator action: forget failures and the restart count, so supervision resumes."""
+        """Operator action: forget failures, the restart count and the probe backoff, so a
+        failed component is checked (and restarted when due) at once, not at its next probe."""
         st = self._state(name)
-        st.failures, st.next_retry_at, st.last_error = 0, None, None
-        st.attempts.clear()
-        if self._metrics is not None:
-            self._metrics.component_failed.labels(component=name).set(0)
         if self.leak_detector is not None:
             self.leak_detector.reset(name)
-        self._report.set_status(st, "unknown")
+        st.reset()
 
     def get_health_status(self) -> dict[str, Any]:
         """Overall and per-component health as JSON-able data.
@@ -220,54 +248,68 @@ class CodaWatchdog:
             logger.exception("watchdog check of %s failed", st.component.name)
 
     async def _check_one(self, st: ComponentState) -> None:
-        if st.status == "failed" or st.lock.locked():
-            return  # failed: left alone until reset; locked: a check is already running
+        if st.lock.locked() or not st.probe_due(self._clock()):
+            return  # a check is already running; or failed, and its next probe is not due
         async with st.lock:
-            name = st.component.name
             started = self._clock()
-            healthy, error = await self._heartbeat(st)
+            check = await self._heartbeat(st)
             ended = self._clock()
             if self._metrics is not None:
-                self._metrics.component_check_duration.labels(component=name).observe(
+                self._metrics.component_check_duration.labels(component=st.name).observe(
                     max(0.0, ended - started)
                 )
-            st.record_check(healthy, ended - started, error)
-            if healthy:
-                st.failures, st.last_error = 0, None
+            st.record_check(check.healthy, ended - started, check.error, check.cause)
+            if check.healthy:
+                if st.status == "failed":
+                    logger.info("%s passed its probe: healthy again", st.name)
                 if self._leak_wants_restart(st, ended):
                     await self._recovery.recover_if_due(
                         st, "memory leak suspected", waiting="healthy"
                     )
                 else:
-                    self._report.set_status(st, "healthy")
+                    st.mark_healthy(ended)
             else:
-                st.failures += 1
-                st.last_error = error
-                logger.warning("%s failed its check (%d in a row): %s", name, st.failures, error)
-                # a condition (free disk space), not a process: reported, never restarted
-                restartable = getattr(st.component, "restartable", True) is not False
-                if restartable and st.failures >= self.settings.failure_threshold:
-                    await self._recovery.recover_if_due(st, error or "unhealthy")
-                else:
-                    self._report.set_status(st, "unhealthy")
-            self._report.update_up(st)
+                await self._failed(st, check, ended)
 
-    async def _heartbeat(self, st: ComponentState) -> tuple[bool, str | None]:
-        """Ask for a heartbeat; return (healthy, error). Stores the cleaned heartbeat."""
-        name = st.component.name
+    async def _failed(self, st: ComponentState, check: Check, now: float) -> None:
+        cause = check.cause or FAULT
+        logger.warning("%s failed its check (%s): %s", st.name, cause, check.error)
+        if st.status == "failed":  # a half-open probe failed: wait longer for the next
+            st.probe_failed(now, check.error, cause, cap=self.settings.probe_cap)
+        elif cause in TRANSIENT:  # a restart would not help: report it, check again
+            st.mark_degraded(cause, check.error)
+        else:
+            failures = st.mark_failed_check(check.error, cause)
+            # a condition (free disk space), not a process: reported, never restarted
+            restartable = getattr(st.component, "restartable", True) is not False
+            if restartable and failures >= self.settings.failure_threshold:
+                await self._recovery.recover_if_due(st, check.error or "unhealthy")
+            else:
+                st.mark_unhealthy()
+
+    async def _heartbeat(self, st: ComponentState) -> Check:
+        """Ask for a heartbeat and keep it (cleaned); say whether it passed, else why."""
+        name = st.name
         try:
             raw = await call_with_timeout(
                 st.component.get_heartbeat, self.settings.heartbeat_timeout, f"{name} heartbeat"
             )
+        except TimeoutError as exc:
+            # queued behind busy worker threads (overload) or stuck (a fault)?
+            overloaded = await self._queue_probe.backed_up()
+            why = "; the worker threads are all busy" if overloaded else ""
+            return Check(False, describe_error(exc) + why, OVERLOAD if overloaded else FAULT)
         except Exception as exc:
-            return False, describe_error(exc)
+            return Check(False, describe_error(exc), cause_of_error(exc))
         if not isinstance(raw, Mapping):
-            return False, f"heartbeat returned {type(raw).__name__}, not a mapping"
-        st.heartbeat, st.heartbeat_at = clean_heartbeat(raw), now_iso()
-        if not st.heartbeat.get("healthy", False):
-            return False, "component reports unhealthy"
-        st.last_healthy_at = self._clock()
-        return True, None
+            return Check(False, f"heartbeat returned {type(raw).__name__}, not a mapping", FAULT)
+        st.got_heartbeat(clean_heartbeat(raw))
+        heartbeat = st.heartbeat or {}
+        if not heartbeat.get("healthy", False):
+            error = heartbeat.get("last_error")
+            reason = error if isinstance(error, str) and error else "component reports unhealthy"
+            return Check(False, reason, cause_of_heartbeat(heartbeat))
+        return Check(True)
 
     def _leak_wants_restart(self, st: ComponentState, at: float) -> bool:
         if self.leak_detector is None:

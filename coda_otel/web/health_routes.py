@@ -8,21 +8,27 @@
 
 Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
 
-* ``GET /health``: overall status, a ``components`` object keyed by name (status, last
-  heartbeat, recent figures) and the ``process``'s memory. 200 while healthy or degraded (a
-  component unknown, unhealthy or recovering); 503 once a required component has ``failed``
-  (passed its restart limit), with an ``error`` object beside the status.
+* ``GET /health``: overall status, a ``components`` object keyed by name (``status``,
+  ``cause`` and ``reason`` when not healthy, last heartbeat, recent figures) and the
+  ``process``'s memory. 200 while healthy or degraded (a component unknown, degraded for a
+  resource or overload cause, unhealthy or recovering); 503 while a required component is
+  ``failed`` (its restart budget spent: probed with backoff, healthy again by itself once a
+  check passes), with an ``error`` object beside the status naming each one's reason.
 * ``GET /health/live``: 200 while the process answers.
-* ``GET /health/ready``: 200 once every required component passed a check with its models
-  loaded; 503 (with an ``error`` object naming what it waits for) before that and while a
-  required component is down.
+* ``GET /health/ready``: 200 while every required component can answer: it passed its last
+  check, or is degraded for a resource or overload cause, with its models loaded; 503 (with
+  an ``error`` object naming what it waits for) before the first check and while a required
+  component is unhealthy, recovering or failed.
 * ``POST /debug/components/{name}/reset``: operator action, :meth:`CodaWatchdog.reset`: the
-  component's failures and restart count are forgotten and supervision resumes (its status is
-  ``unknown`` until the next check). 200 with the component's status; 404 for an unknown name.
-  Always mounted: protect ``/debug/`` with the service's auth when it is reachable by others.
-* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|unhealthy|leak"}``:
+  component's failures, restart count and probe backoff are forgotten and it is checked at
+  once (status ``unknown`` until then); no transient cause needs it. 200 with the
+  component's status; 404 for an unknown name. Always mounted: protect ``/debug/`` with the
+  service's auth when it is reachable by others.
+* ``POST /debug/faults`` ``{"component": "llm", "fault": "crash|hang|slow|unhealthy|leak"}``:
   202 when injected; 403 unless ``allow_fault_injection``; 400 for malformed JSON or an unknown
-  component or fault.
+  component or fault. Every fault ends when the application shuts down (``on_shutdown``,
+  before aiohttp waits for running handlers), so a turn held by a ``hang`` answers and a
+  SIGTERM stops the server promptly.
 """
 
 from __future__ import annotations
@@ -52,7 +58,11 @@ def add_health_routes(
         status = watchdog.get_health_status()
         if status["overall_health"] != "unhealthy":
             return web.json_response(status)
-        failed = sorted(n for n, c in status["components"].items() if c["status"] == "failed")
+        failed = sorted(
+            f"{n} ({c['reason'] or 'no reason given'})"
+            for n, c in status["components"].items()
+            if c["status"] == "failed" and c["required"]
+        )
         problem = error_body("unhealthy", f"required components failed: {', '.join(failed)}")
         return web.json_response({**problem, **status}, status=503)
 
@@ -65,13 +75,22 @@ def add_health_routes(
             "ready": status["ready"],
             "overall_health": status["overall_health"],
             "components": {
-                name: {"status": c["status"], "required": c["required"]}
+                name: {
+                    "status": c["status"],
+                    "required": c["required"],
+                    "cause": c["cause"],
+                    "reason": c["reason"],
+                }
                 for name, c in status["components"].items()
             },
         }
         if status["ready"]:
             return web.json_response(body)
-        waiting = sorted(n for n, c in body["components"].items() if c["status"] != "healthy")
+        waiting = sorted(
+            n
+            for n, c in body["components"].items()
+            if c["required"] and c["status"] not in ("healthy", "degraded")
+        )
         problem = error_body("not_ready", f"waiting for: {', '.join(waiting) or 'a first check'}")
         return web.json_response({**problem, **body}, status=503)
 
@@ -114,6 +133,11 @@ def add_health_routes(
         body = {"component": component, "fault": fault, "status": "injected"}
         return web.json_response(body, status=202)
 
+    async def end_faults(_: web.Application) -> None:
+        if fault_injector is not None:
+            fault_injector.clear_all()
+
+    app.on_shutdown.append(end_faults)
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
