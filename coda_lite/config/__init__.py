@@ -105,11 +105,15 @@ class TelemetryConfig:
     cache_stats_interval: float = 5.0
     health_interval: float = 5.0
     heartbeat_timeout: float = 3.0  # above the LLM probe's 2 s bound, so its own message shows
-    # supervision (CodaWatchdog): restart after this many failed checks in a row, at most
-    # max_restarts in restart_period seconds, then "failed" until POST /debug/components/X/reset
+    # supervision (CodaWatchdog): restart a fault after this many failed checks in a row, at
+    # most max_restarts in restart_period seconds; then "failed", re-probed one check at a time
+    # with a backoff doubling up to probe_backoff_max seconds, healthy again at the first check
+    # that passes (POST /debug/components/X/reset probes at once). A resource or overload cause
+    # (full disk, queued work) is never restarted: the component is degraded and re-checked.
     failure_threshold: int = 2
     max_restarts: int = 3
     restart_period: float = 60.0
+    probe_backoff_max: float = 300.0
     # leak detection (LeakDetector): slope of memory over the last leak_window samples
     restart_on_leak: bool = False
     leak_window: int = 60

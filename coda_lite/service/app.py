@@ -247,6 +247,7 @@ def build_app(
         failure_threshold=tel.failure_threshold,
         max_restarts=tel.max_restarts,
         restart_period=tel.restart_period,
+        probe_backoff_max=tel.probe_backoff_max,
         metrics=metrics,
         leak_detector=LeakDetector(
             window=tel.leak_window,
