@@ -112,7 +112,9 @@ def add_health_routes(
                 "fault_injection_disabled",
                 "fault injection is disabled (start with --allow-fault-injection)",
             )
-        raw = await request.content.read(MAX_FAULT_BODY + 1)
+        # read() (bounded by the app's client_max_size) rather than the raw stream: a body
+        # deadline middleware may already have read the body, and read() keeps it
+        raw = await request.read()
         if len(raw) > MAX_FAULT_BODY:
             return error_response(
                 400, "too_large", f"request body is larger than {MAX_FAULT_BODY} bytes"
