@@ -47,7 +47,9 @@ class SnapshotRedactor:
         clean = s.text
         for items in (doc["short_term"]["turns"], doc["long_term"]["memories"]):
             for i, item in enumerate(items):
-                text = item.get("content") if isinstance(item, Mapping) else None
+                # exact dicts first: an isinstance check against the Mapping ABC costs more
+                ok = type(item) is dict or isinstance(item, Mapping)
+                text = item.get("content") if ok else None
                 if type(text) is str:
                     cleaned = current.get(text)
                     if cleaned is None:
