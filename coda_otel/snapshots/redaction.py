@@ -57,8 +57,8 @@ class SnapshotRedactor:
                         if cleaned is None:
                             cleaned = clean(text, limit)
                         current[text] = cleaned
-                    if cleaned is not text:
-                        items[i] = {**item, "content": cleaned}
+                    if cleaned is not text and cleaned != text:  # copy only what changed:
+                        items[i] = {**item, "content": cleaned}  # fewer objects for the GC
                 if i % REDACT_SLICE == REDACT_SLICE - 1:
                     time.sleep(0)
         self._previous, self._switches = current, switches
