@@ -62,21 +62,37 @@ def time_per_call(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
+def cpu_time_per_call(fn: Callable[[], Any], number: int, rounds: int = 5) -> float:
+    """Median CPU seconds of this thread per call of ``fn``: unlike wall time, other processes
+    on a loaded machine do not count (only their effect on caches does)."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        for _ in range(number):
+            fn()
+        times.append((time.thread_time() - t0) / number)
+    return statistics.median(times)
+
+
 def interleaved(
     candidate: Callable[[], Any],
     baseline: Callable[[], Any],
     *,
     number: int,
     rounds: int = 7,
+    baseline_number: int | None = None,
 ) -> tuple[float, float]:
-    """Median seconds per call of candidate and baseline, measured in alternating rounds."""
+    """Median seconds per call of candidate and baseline, measured in alternating rounds.
+
+    ``baseline_number`` (default ``number``) calls of a much slower baseline per round."""
+    base_number = number if baseline_number is None else baseline_number
     time_per_call(candidate, max(1, number // 10))  # warm up
-    time_per_call(baseline, max(1, number // 10))
+    time_per_call(baseline, max(1, base_number // 10))
     cand: list[float] = []
     base: list[float] = []
     for _ in range(rounds):
         cand.append(time_per_call(candidate, number))
-        base.append(time_per_call(baseline, number))
+        base.append(time_per_call(baseline, base_number))
     return statistics.median(cand), statistics.median(base)
 
 
@@ -94,15 +110,17 @@ async def interleaved_async(
     *,
     number: int,
     rounds: int = 7,
+    baseline_number: int | None = None,
 ) -> tuple[float, float]:
     """:func:`interleaved` for coroutine functions (awaited back to back on one loop)."""
+    base_number = number if baseline_number is None else baseline_number
     await async_time_per_call(candidate, max(1, number // 10))
-    await async_time_per_call(baseline, max(1, number // 10))
+    await async_time_per_call(baseline, max(1, base_number // 10))
     cand: list[float] = []
     base: list[float] = []
     for _ in range(rounds):
         cand.append(await async_time_per_call(candidate, number))
-        base.append(await async_time_per_call(baseline, number))
+        base.append(await async_time_per_call(baseline, base_number))
     return statistics.median(cand), statistics.median(base)
 
 

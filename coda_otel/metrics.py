@@ -18,7 +18,8 @@ never from ids, keys or text. :func:`bounded` folds anything unexpected into ``"
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,6 +30,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 #: The pipeline's stages, in order. Other stage names are accepted but folded to "other".
 STAGES: tuple[str, ...] = ("stt", "memory_retrieval", "llm", "memory_update", "tts")
@@ -139,6 +142,75 @@ class _DynamicLabel:
                 self._seen.add(value)
                 return value
         return OTHER
+
+
+class CacheCounts(NamedTuple):
+    """One cache's counts since its debugger started."""
+
+    hits: float = 0.0
+    misses: float = 0.0
+    saved_s: float = 0.0
+    size_evictions: float = 0.0
+    expiries: float = 0.0
+
+
+#: Where :class:`CacheCounters` reads counts: ``(cache name, counts)`` pairs, current.
+CacheCountSource = Callable[[], Iterable[tuple[str, CacheCounts]]]
+
+
+class CacheCounters(Collector):
+    """``coda_cache_requests_total{cache, result}``, ``coda_cache_time_saved_seconds_total
+    {cache}`` and ``coda_cache_evictions_total{cache, reason}``, read at scrape time::
+
+        metrics.cache_counters.add_source(debugger.counts)   # the cache debugger does this
+
+    A cache hit is on the hot path: its owner keeps plain counts (one lock, two additions)
+    instead of paying two Prometheus increments per hit. Counts of one cache name from
+    several sources are summed.
+    """
+
+    def __init__(self) -> None:
+        self._sources: list[CacheCountSource] = []
+        self._lock = threading.Lock()
+
+    def add_source(self, source: CacheCountSource) -> None:
+        with self._lock:
+            self._sources.append(source)
+
+    def describe(self) -> list[Metric]:
+        return self._families({})
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            sources = list(self._sources)
+        totals: dict[str, list[float]] = {}
+        for source in sources:
+            for cache, counts in source():
+                acc = totals.setdefault(cache, [0.0] * len(CacheCounts._fields))
+                for i, value in enumerate(counts):
+                    acc[i] += value
+        return self._families({k: CacheCounts(*v) for k, v in totals.items()})
+
+    @staticmethod
+    def _families(totals: dict[str, CacheCounts]) -> list[Metric]:
+        requests = CounterMetricFamily(
+            "coda_cache_requests", "Cache lookups, by cache and result.", labels=["cache", "result"]
+        )
+        saved = CounterMetricFamily(
+            "coda_cache_time_saved_seconds",
+            "Compute time hits avoided, credited at each cache's measured load cost.",
+            labels=["cache"],
+        )
+        evictions = CounterMetricFamily(
+            "coda_cache_evictions", "Entries evicted, by reason.", labels=["cache", "reason"]
+        )
+        for cache, c in sorted(totals.items()):
+            requests.add_metric([cache, "hit"], c.hits)
+            requests.add_metric([cache, "miss"], c.misses)
+            saved.add_metric([cache], c.saved_s)
+            evictions.add_metric([cache, "size"], c.size_evictions)
+            evictions.add_metric([cache, "expired"], c.expiries)
+        return [requests, saved, evictions]
 
 
 class CodaMetrics:
@@ -312,20 +384,9 @@ class CodaMetrics:
         )
 
         # --- caches ---------------------------------------------------------------------
-        self.cache_requests = Counter(
-            "coda_cache_requests", "Cache lookups, by cache and result.", ["cache", "result"],
-            registry=r,
-        )  # fmt: skip
-        self.cache_time_saved = Counter(
-            "coda_cache_time_saved_seconds",
-            "Compute time hits avoided, credited at each cache's measured load cost.",
-            ["cache"],
-            registry=r,
-        )
-        self.cache_evictions = Counter(
-            "coda_cache_evictions", "Entries evicted, by reason.", ["cache", "reason"],
-            registry=r,
-        )  # fmt: skip
+        #: requests, time saved and evictions: counted by the cache debuggers, read at scrape
+        self.cache_counters = CacheCounters()
+        r.register(self.cache_counters)
         self.cache_entries = Gauge(
             "coda_cache_entries", "Entries currently held.", ["cache"], registry=r
         )
@@ -477,12 +538,8 @@ class CodaMetrics:
                 self.telemetry_write_failures.labels(writer=writer, reason=reason)
 
     def register_cache(self, cache: str) -> None:
-        """Initialise one cache's series at zero (call when the cache is created)."""
-        for result in CACHE_RESULTS:
-            self.cache_requests.labels(cache=cache, result=result)
-        for reason in EVICTION_REASONS:
-            self.cache_evictions.labels(cache=cache, reason=reason)
-        self.cache_time_saved.labels(cache=cache)
+        """Initialise one cache's gauge and histogram series (its counters are the
+        :class:`CacheCounters` of the debugger that registers it)."""
         self.cache_entries.labels(cache=cache)
         self.cache_load_duration.labels(cache=cache)
 

@@ -36,11 +36,10 @@ import numpy as np
 from cachetools import LRUCache
 
 from coda_lite.memory.jsonfile import MemoryStoreError
-from coda_lite.memory.mirror import MemoryMirror
-from coda_lite.memory.reads import MemoryReads
+from coda_lite.memory.mirror import MemoryMirror, Mirrored
 from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
-from coda_lite.memory.transfer import MemoryTransfer
+from coda_lite.memory.transfer import export_memories, import_data, import_file
 from coda_lite.pipeline.stages import Embedder
 from coda_lite.stats import CallStats
 
@@ -54,7 +53,26 @@ DEFAULT_MAX_PER_OWNER = 200
 _T = TypeVar("_T")
 
 
-class LongTermMemory(MemoryReads, MemoryTransfer):
+def _row(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "content": r[1],
+        "importance": float(r[2]),
+        "topics": json.loads(r[3]),
+        "created_at": float(r[4]),
+        "source": r[5],
+    }
+
+
+def _as_dicts(rows: Sequence[Mirrored]) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "content": c, "importance": imp, "topics": list(t), "created_at": at,
+         "source": src}
+        for i, c, imp, t, at, src, _ in rows
+    ]  # fmt: skip
+
+
+class LongTermMemory:
     """Memories belong to one owner each; every read and write names the owner it acts for.
 
     ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
@@ -77,7 +95,7 @@ class LongTermMemory(MemoryReads, MemoryTransfer):
         self.path = Path(path)
         self.embedder = embedder
         self.max_per_owner = max_per_owner
-        self.on_evict = on_evict
+        self._on_evict = on_evict
         self.evictions: dict[str, int] = {}  # owner -> memories evicted since start
         self.busy_timeout = busy_timeout
         #: Memories of every owner, kept without SQL (a scrape reads it, never waiting on a lock)
@@ -206,8 +224,8 @@ class LongTermMemory(MemoryReads, MemoryTransfer):
             evicted = self._write(insert)
         if evicted:
             self.evictions[owner] = self.evictions.get(owner, 0) + evicted
-            if self.on_evict is not None:
-                self.on_evict(owner, evicted)
+            if self._on_evict is not None:
+                self._on_evict(owner, evicted)
         return memory
 
     def clear(self, owner: str | None = DEFAULT_OWNER) -> int:
@@ -247,6 +265,136 @@ class LongTermMemory(MemoryReads, MemoryTransfer):
                 "path": str(self.path),
                 "model": self.embedder.model_name if self.embedder is not None else None,
             }
+
+    # -- reads ------------------------------------------------------------------------------
+    def _matrix(self, owner: str) -> tuple[list[str], np.ndarray]:
+        found = self._index.get(owner)
+        if found is None:
+            dim = self.embedder.dim if self.embedder is not None else None
+            rows = self._db().execute(
+                "SELECT id, embedding FROM memories "
+                "WHERE owner = ? AND embedding IS NOT NULL AND dim = ?",
+                (owner, dim),
+            )
+            ids, vecs = [], []
+            for mid, blob in rows:
+                ids.append(mid)
+                vecs.append(np.frombuffer(blob, np.float32))
+            matrix = np.vstack(vecs) if vecs else np.zeros((0, dim or 0), np.float32)
+            found = self._index[owner] = (ids, matrix)
+        return found
+
+    def retrieve(
+        self,
+        query: str | np.ndarray,
+        k: int = 3,
+        min_score: float = -1.0,
+        *,
+        owner: str = DEFAULT_OWNER,
+    ) -> list[dict[str, Any]]:
+        """``owner``'s ``k`` memories most similar to ``query`` (text or embedding), best first."""
+        if k < 1:
+            return []
+        if isinstance(query, str):
+            vecs = self._embed([query])
+            if vecs is None:
+                raise MemoryStoreError("retrieve by text needs an embedder")
+            query = vecs[0]
+        q = np.asarray(query, np.float32).reshape(-1)
+        with self.lock, self.stats.track():
+            self._check_external_writes()
+            ids, matrix = self._matrix(owner)
+            if not ids or matrix.shape[1] != q.size:
+                return []
+            scores = matrix @ (q / (np.linalg.norm(q) or 1.0))
+            order = [i for i in np.argsort(-scores)[:k] if scores[i] >= min_score]
+            out = []
+            for i in order:
+                r = (
+                    self._db()
+                    .execute(
+                        f"SELECT {_COLS} FROM memories WHERE id = ? AND owner = ?",
+                        (ids[i], owner),
+                    )
+                    .fetchone()
+                )
+                if r is not None:
+                    out.append({**_row(r), "score": round(float(scores[i]), 4)})
+            return out
+
+    def _sorted_rows(self, owner: str | None) -> list[Mirrored]:
+        """``owner``'s memories (``None``: all), decoded, by (created_at, id), from the mirror
+        (a new list: the caller may keep it after the lock is released)."""
+        self._check_external_writes()
+        return self._mirror.sorted_rows(self._db(), owner)
+
+    def get_all_memories(
+        self, include_embeddings: bool = False, *, owner: str | None = DEFAULT_OWNER
+    ) -> list[dict[str, Any]]:
+        """``owner``'s memories (``None``: every owner's, for the operator), oldest first."""
+        if not include_embeddings:
+            with self.lock:
+                rows = self._sorted_rows(owner)
+            return _as_dicts(rows)  # the rows are immutable tuples: decoded outside the lock
+        where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+        with self.lock:
+            rows_with_blobs = self._db().execute(
+                f"SELECT {_COLS}, embedding FROM memories {where} ORDER BY created_at, id", args
+            )
+            out = []
+            for r in rows_with_blobs:
+                m = _row(r)
+                m["embedding"] = None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
+                out.append(m)
+            return out
+
+    def find(self, content: str, *, owner: str = DEFAULT_OWNER) -> dict[str, Any] | None:
+        """``owner``'s memory whose content equals ``content`` (case-insensitive), if any."""
+        with self.lock:
+            r = (
+                self._db()
+                .execute(
+                    f"SELECT {_COLS} FROM memories WHERE owner = ? AND lower(content) = lower(?)",
+                    (owner, content.strip()),
+                )
+                .fetchone()
+            )
+            return None if r is None else _row(r)
+
+    def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
+        with self.lock:
+            return sorted({t for m in self._sorted_rows(owner) for t in m[3]})
+
+    def read_state(self, *, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
+        """``owner``'s memories, count, topics and evictions as one consistent copy.
+
+        Only the copy of the (immutable) rows happens under the lock: a snapshot of many
+        memories never keeps a turn's retrieval waiting while it builds dicts."""
+        with self.lock:
+            rows = self._sorted_rows(owner)
+            evicted = self.evictions.get(owner, 0)
+        return {
+            "memories": _as_dicts(rows),
+            "memory_count": len(rows),
+            "topics": sorted({t for m in rows for t in m[3]}),
+            "max_memories": self.max_per_owner,
+            "evicted_count": evicted,
+        }
+
+    # -- export / import ----------------------------------------------------------------------
+    def export(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
+        """Write ``owner``'s memories (no embeddings) to a JSON file atomically; the count."""
+        return export_memories(self, Path(path), owner=owner)
+
+    def import_(self, path: str | os.PathLike[str], *, owner: str = DEFAULT_OWNER) -> int:
+        """Add an exported file's memories to ``owner`` (embeddings recomputed); the count."""
+        return import_file(self, Path(path), owner=owner)
+
+    def import_data(
+        self, memories: Sequence[Any], where: str = "import", *, owner: str = DEFAULT_OWNER
+    ) -> int:
+        """Add ``memories`` (dicts with ``content``) to ``owner``; the count."""
+        return import_data(self, memories, where, owner=owner)
 
     # -- health Component -------------------------------------------------------------------
     async def get_heartbeat(self) -> dict[str, Any]:

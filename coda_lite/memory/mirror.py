@@ -47,7 +47,8 @@ class MemoryMirror:
             bisect.insort(self._ordered, row, key=_order)
 
     def sorted_rows(self, db: sqlite3.Connection, owner: str | None) -> list[Mirrored]:
-        """``owner``'s rows (``None``: all) by (created_at, id); reads SQLite only when empty."""
+        """``owner``'s rows (``None``: all) by (created_at, id), a new list; reads SQLite only
+        when empty."""
         if self._rows is None:
             rows = db.execute(f"SELECT {COLS}, owner FROM memories")
             self._rows = {
@@ -58,5 +59,5 @@ class MemoryMirror:
         if self._ordered is None:
             self._ordered = sorted(self._rows.values(), key=_order)
         if owner is None:
-            return self._ordered
+            return list(self._ordered)  # a copy: later writes insert into the ordered list
         return [m for m in self._ordered if m[6] == owner]

@@ -6,6 +6,7 @@
     pipeline.components        # [stt, embedder, memory_store, llm, tts] health Components
     await pipeline.aclose()
 
+``on_evict`` hears the long-term store's evictions (the service counts them).
 ``wrap_embedder`` / ``wrap_llm`` / ``wrap_stt`` / ``wrap_tts`` / ``wrap_memory_store`` let the
 composition root wrap a stage (with a cache, or a fault guard) before it is handed to memory
 and the conversation manager; the health components stay the unwrapped stage objects, and a
@@ -66,8 +67,11 @@ def build_pipeline(
     llm_request_headers: Callable[[], Mapping[str, str]] | None = None,
     on_turn_wait: Callable[[float], None] | None = None,
     on_turn_shed: Callable[[str], None] | None = None,
+    on_evict: Callable[[str, int], None] | None = None,
 ) -> Pipeline:
-    """Every stage with its configured backend (the embedding model loads once per process)."""
+    """Every stage with its configured backend (the embedding model loads once per process).
+
+    ``on_evict(owner, n)`` hears the long-term store evict ``n`` of ``owner``'s memories."""
     config.ensure_dirs()
     stt_component = make_stt(config.stt)
     stt = wrap_stt(stt_component) if wrap_stt else stt_component
@@ -78,6 +82,7 @@ def build_pipeline(
         embedder,
         max_per_owner=config.memory.max_memories_per_owner,
         busy_timeout=config.memory.busy_timeout,
+        on_evict=on_evict,
     )
     memory = MemoryManager(
         ShortTermMemory(config.memory.short_term_turns),

@@ -218,6 +218,7 @@ def build_app(
         wrap_memory_store=lambda store: faults.guard(
             "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
         ),
+        on_evict=lambda _owner, n: metrics.memory_evictions.inc(n),
     )
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,
@@ -229,10 +230,9 @@ def build_app(
         max_bytes=tel.snapshot_max_bytes,
         tracer_provider=telemetry.tracer_provider,
         sanitizer=sanitizer,  # snapshot files are redacted like spans and logs
+        guard=WriteGuard("snapshots", metrics=metrics, room=disk.telemetry_may_write),
     )
-    snapshots.guard = WriteGuard("snapshots", metrics=metrics, room=disk.telemetry_may_write)
     pipeline.memory.add_operation_listener(snapshots.after_memory_operation)
-    pipeline.long_term.on_evict = lambda _owner, n: metrics.memory_evictions.inc(n)
     backend, why = pipeline.llm_choice
     log.info("llm backend: %s (%s)", backend, why)
     watch_memory_size(metrics, pipeline)

@@ -3,8 +3,8 @@
 Time saved is *measured*: each miss's compute time feeds a moving average of that cache's
 load cost, and every hit is credited with that average (or with ``computation_time_ms`` when
 the caller measured the avoided work itself). Until a load has been measured a hit saves 0.
-Counts live in the Prometheus series of :class:`~coda_otel.metrics.CodaMetrics` (the single
-source of truth, so a hit costs one or two counter increments); ``get_stats`` reads them::
+Each cache's counts live here, one lock and two additions per hit; Prometheus reads them at
+scrape time (:class:`~coda_otel.metrics.CacheCounters`), and so does ``get_stats``::
 
     debugger = CacheDebugger(metrics=CodaMetrics(registry))
     debugger.register_cache("embedding", maxsize=1024, ttl=3600.0)
@@ -25,11 +25,11 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from coda_otel.cache.recommendations import RecommendationThresholds, recommend
-from coda_otel.metrics import OTHER, CodaMetrics
+from coda_otel.metrics import OTHER, CacheCounts, CodaMetrics
 
 __all__ = [
     "EWMA_ALPHA",
@@ -53,66 +53,46 @@ _CACHE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class _CacheState:
-    """One cache's pre-bound Prometheus children, load-cost estimate and reset baseline."""
+    """One cache's counts (kept here, read by Prometheus at scrape time), its pre-bound gauge
+    and histogram children, load-cost estimate and reset baseline."""
 
     __slots__ = (
         "baseline",
         "entries",
-        "evict_expired",
-        "evict_size",
-        "hit",
-        "hit_inc",
+        "entries_gauge",
+        "expiries",
+        "hits",
         "load_cost_s",
         "load_hist",
+        "lock",
         "maxsize",
-        "miss",
-        "miss_inc",
+        "misses",
         "name",
-        "saved",
-        "saved_inc",
+        "saved_s",
+        "size_evictions",
         "ttl",
     )
 
     def __init__(self, name: str, metrics: CodaMetrics) -> None:
         metrics.register_cache(name)
         self.name = name
-        self.hit = metrics.cache_requests.labels(cache=name, result="hit")
-        self.miss = metrics.cache_requests.labels(cache=name, result="miss")
-        self.saved = metrics.cache_time_saved.labels(cache=name)
-        self.hit_inc = _fast_inc(self.hit)
-        self.miss_inc = _fast_inc(self.miss)
-        self.saved_inc = _fast_inc(self.saved)
-        self.evict_size = metrics.cache_evictions.labels(cache=name, reason="size")
-        self.evict_expired = metrics.cache_evictions.labels(cache=name, reason="expired")
-        self.entries = metrics.cache_entries.labels(cache=name)
+        self.lock = threading.Lock()
+        self.hits = self.misses = self.saved_s = 0.0
+        self.size_evictions = self.expiries = 0.0
+        self.entries = 0.0
+        self.entries_gauge = metrics.cache_entries.labels(cache=name)
         self.load_hist = metrics.cache_load_duration.labels(cache=name)
         self.load_cost_s = 0.0
         self.maxsize: float | None = None
         self.ttl: float | None = None
-        self.baseline = (0.0, 0.0, 0.0, 0.0, 0.0)
+        self.baseline = CacheCounts()
 
-    def counts(self) -> tuple[float, float, float, float, float]:
-        """(hits, misses, saved_s, size evictions, expiries) since the process started."""
-        return (
-            _value(self.hit),
-            _value(self.miss),
-            _value(self.saved),
-            _value(self.evict_size),
-            _value(self.evict_expired),
-        )
-
-
-def _fast_inc(child: Any) -> Callable[[float], None]:
-    """The child's raw increment (skips per-call argument checks: amounts here are > 0).
-
-    This keeps a hit within ~2x of a bare ``Counter.inc()``; falls back to the public API."""
-    raw = getattr(getattr(child, "_value", None), "inc", None)
-    return raw if callable(raw) else child.inc  # type: ignore[no-any-return]
-
-
-def _value(child: Any) -> float:
-    # prometheus_client keeps each child's number in ``_value`` (a locked float).
-    return float(child._value.get())
+    def counts(self) -> CacheCounts:
+        """Counts since the debugger started."""
+        with self.lock:
+            return CacheCounts(
+                self.hits, self.misses, self.saved_s, self.size_evictions, self.expiries
+            )
 
 
 def key_digest(key: object) -> str:
@@ -143,6 +123,7 @@ class CacheDebugger:
         self.thresholds = thresholds if thresholds is not None else RecommendationThresholds()
         self._caches: dict[str, _CacheState] = {}
         self._lock = threading.Lock()
+        self.metrics.cache_counters.add_source(self.counts)
 
     # --- registration -------------------------------------------------------------------
     def register_cache(
@@ -197,14 +178,16 @@ class CacheDebugger:
             return
         state = self._caches.get(cache_type) or self._state(cache_type)
         if hit:
-            state.hit_inc(1)
             if computation_time_ms is None:
-                if state.load_cost_s:
-                    state.saved_inc(state.load_cost_s)
-            elif computation_time_ms > 0:
-                state.saved_inc(computation_time_ms / 1e3)
+                saved = state.load_cost_s
+            else:
+                saved = computation_time_ms / 1e3 if computation_time_ms > 0 else 0.0
+            with state.lock:
+                state.hits += 1
+                state.saved_s += saved
         else:
-            state.miss_inc(1)
+            with state.lock:
+                state.misses += 1
             if computation_time_ms is not None:
                 self.record_load(cache_type, computation_time_ms / 1e3)
         if _debug_enabled(_DEBUG):
@@ -218,7 +201,7 @@ class CacheDebugger:
             return
         state = self._caches.get(cache_type) or self._state(cache_type)
         state.load_hist.observe(seconds)
-        with self._lock:
+        with state.lock:
             if state.load_cost_s == 0.0:
                 state.load_cost_s = seconds
             else:
@@ -233,16 +216,28 @@ class CacheDebugger:
         if not self.enabled or count <= 0:
             return
         state = self._caches.get(cache_type) or self._state(cache_type)
-        (state.evict_size if reason == "size" else state.evict_expired).inc(count)
+        with state.lock:
+            if reason == "size":
+                state.size_evictions += count
+            else:
+                state.expiries += count
 
     def set_entries(self, cache_type: str, n: float) -> None:
         """The number of entries the cache holds now."""
         if not self.enabled:
             return
         state = self._caches.get(cache_type) or self._state(cache_type)
-        state.entries.set(n)
+        state.entries = float(n)
+        state.entries_gauge.set(n)
 
     # --- readers ------------------------------------------------------------------------
+    def counts(self) -> Iterator[tuple[str, CacheCounts]]:
+        """Each cache's counts since this debugger started (what Prometheus exports)."""
+        with self._lock:
+            states = {s.name: s for s in self._caches.values()}
+        for name, state in states.items():
+            yield name, state.counts()
+
     def get_stats(self) -> dict[str, Any]:
         """Counts since the last :meth:`reset_stats`, overall and per cache.
 
@@ -267,7 +262,7 @@ class CacheDebugger:
                 "hit_rate": hits / total if total else 0.0,
                 "time_saved_ms": saved_s * 1e3,
                 "evictions": {"size": int(size_ev), "expired": int(expired)},
-                "entries": int(_value(s.entries)),
+                "entries": int(s.entries),
                 "avg_load_ms": s.load_cost_s * 1e3,
                 "maxsize": s.maxsize,
                 "ttl": s.ttl,

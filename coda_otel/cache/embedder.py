@@ -60,7 +60,7 @@ class _Plan(NamedTuple):
     keys: list[str]
     found: dict[str, Vector]
     misses: dict[str, str]  # key -> text, distinct, first-seen order
-    hit_keys: list[str]
+    hit_keys: list[str]  # lookups answered without the model (a repeated miss is a hit)
 
 
 class CachedEmbedder:
@@ -100,42 +100,37 @@ class CachedEmbedder:
         return self._finish(plan)
 
     def _plan(self, texts: Sequence[str]) -> _Plan:
-        """Keys in order, what the cache already holds, and the distinct misses to compute."""
+        """Keys in order, what the cache already holds, and the distinct misses to compute.
+
+        One access per text: a repeat of a missing text within the batch is a hit, since the
+        batch computes it once and reuses it."""
         items = _check_texts(texts)
-        keys = [self.key_for(t) for t in items]
-        found, missing, hit_keys = self._lookup(keys)
-        by_text = dict(zip(keys, items, strict=True)) if missing else {}
-        return _Plan(keys, found, {k: by_text[k] for k in missing}, hit_keys)
+        key_for, peek = self.key_for, self.cache.peek
+        keys = [key_for(t) for t in items]
+        found: dict[str, Vector] = {}
+        misses: dict[str, str] = {}
+        hit_keys: list[str] = []
+        for key, text in zip(keys, items, strict=True):
+            if key in found or key in misses:
+                hit_keys.append(key)
+            elif (value := peek(key)) is None:
+                misses[key] = text
+            else:
+                found[key] = value
+                hit_keys.append(key)
+        return _Plan(keys, found, misses, hit_keys)
 
     def _finish(self, plan: _Plan) -> Vector:
         self._record_hits(plan.hit_keys)
         if not plan.keys:
             return np.empty((0, self.dim), dtype=np.float32)
-        return np.stack([plan.found[k] for k in plan.keys])
-
-    def _lookup(self, keys: list[str]) -> tuple[dict[str, Vector], list[str], list[str]]:
-        """(cached vectors by key, distinct missing keys in first-seen order, hit keys).
-
-        One access per text: a repeat of a missing text within the batch is a hit, since the
-        batch computes it once and reuses it."""
-        found: dict[str, Vector] = {}
-        missing: dict[str, None] = {}
-        hit_keys: list[str] = []
-        for key in keys:
-            if key in found or key in missing:
-                hit_keys.append(key)
-                continue
-            value = self.cache.peek(key)
-            if value is None:
-                missing[key] = None
-            else:
-                found[key] = value
-                hit_keys.append(key)
-        return found, list(missing), hit_keys
+        found = plan.found
+        return np.array([found[k] for k in plan.keys])  # a fresh writable matrix, one C call
 
     def _record_hits(self, hit_keys: list[str]) -> None:
+        record, name = self.debugger.record_cache_access, self.cache.name
         for key in hit_keys:
-            self.debugger.record_cache_access(self.cache.name, key, True)
+            record(name, key, True)
 
     def _compute(self, texts_by_key: dict[str, str]) -> dict[str, Vector]:
         """One model call for all ``texts_by_key``; each miss is charged its share."""
@@ -172,7 +167,7 @@ class CachedEmbedder:
         key = self.key_for(text)
         cached = self.cache.peek(key)
         if cached is not None:
-            self._record_hits([key])
+            self.debugger.record_cache_access(self.cache.name, key, True)
             return cached
         fresh = await asyncio.to_thread(self._compute, {key: text})
         return fresh[key]

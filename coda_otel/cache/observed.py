@@ -122,13 +122,17 @@ class ObservedTTLCache(Generic[K, V]):
 
     def peek(self, key: K, default: V | None = None) -> V | None:
         """The cached value without counting a hit or a miss."""
-        with self._lock:
-            return self._cache.get(key, default)
+        # One item lookup (it expires a stale entry and refreshes LRU order) instead of
+        # cachetools' get(), which checks membership first: half the work on a hit.
+        try:
+            with self._lock:
+                return self._cache[key]
+        except KeyError:
+            return default
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """Look up ``key``, counting a hit or a miss (no load is recorded)."""
-        with self._lock:
-            value = self._cache.get(key, _MISSING)  # type: ignore[arg-type]
+        value = self.peek(key, _MISSING)  # type: ignore[arg-type]
         hit = value is not _MISSING
         self.debugger.record_cache_access(self.name, key, hit)
         return value if hit else default  # type: ignore[return-value]
@@ -156,8 +160,7 @@ class ObservedTTLCache(Generic[K, V]):
 
     # --- read-through -------------------------------------------------------------------
     def _lookup(self, key: K) -> object:
-        with self._lock:
-            value = self._cache.get(key, _MISSING)  # type: ignore[arg-type]
+        value = self.peek(key, _MISSING)  # type: ignore[arg-type]
         if value is not _MISSING:
             self.debugger.record_cache_access(self.name, key, True)
         return value

@@ -8,7 +8,8 @@
     SnapshotStore(emitter.snapshot_dir).list()       # what `coda-otel snapshots list` shows
 
 Modules: ``emitter`` (when and how snapshots are taken), ``store`` (the files and their
-shape), ``diff`` (what changed between two), ``plot`` (items per tier over time, a PNG),
+shape), ``redaction`` (the texts redacted once across snapshots), ``diff`` (what changed between
+two), ``plot`` (items per tier over time, a PNG),
 ``trace`` (the span event).
 """
 

@@ -35,23 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cachetools import LRUCache
 from opentelemetry import trace
 
 from coda_otel.background import BackgroundWriter
-from coda_otel.files import atomic_write_json, new_id, validate_id
+from coda_otel.files import atomic_write_json, new_id
 from coda_otel.metrics import MEMORY_OPERATIONS, SNAPSHOT_TRIGGERS, CodaMetrics, bounded
 from coda_otel.protocols import MemoryStateSource
 from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
+from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import (
     PATTERN,
     IncreasingTimestamps,
     SnapshotStore,
     build_document,
     default_snapshot_dir,
-    redact_document,
 )
 from coda_otel.snapshots.trace import record_snapshot
 from coda_otel.write_guard import WriteGuard
@@ -63,7 +62,6 @@ SnapshotListener = Callable[[dict[str, Any]], None]
 ALWAYS_SNAPSHOT: frozenset[str] = frozenset({"clear", "import", "export"})
 DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_BYTES = 100 * 2**20
-CLEANED_TEXTS = 50_000  #: redacted texts remembered from one snapshot to the next (LRU)
 
 
 class _Skipped(Exception):
@@ -97,6 +95,7 @@ class MemorySnapshotEmitter:
         queue_size: int = 4,
         tracer_provider: trace.TracerProvider | None = None,
         sanitizer: Sanitizer | None = None,
+        guard: WriteGuard | None = None,
     ) -> None:
         if not hasattr(memory_source, "read_memory_state"):
             raise TypeError("memory_source must have read_memory_state() (MemoryStateSource)")
@@ -119,9 +118,9 @@ class MemorySnapshotEmitter:
         self.errors = 0
         self._source = memory_source
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer()
-        self._cleaned: LRUCache[tuple[bool, bool, str], str] = LRUCache(CLEANED_TEXTS)
-        #: keeps the disk reserve, counts and logs failed writes (replace to wire metrics/room)
-        self.guard = WriteGuard("snapshots", metrics=metrics)
+        self._redactor = SnapshotRedactor(self.sanitizer)
+        #: keeps the disk reserve (when given a ``room`` check), counts and logs failed writes
+        self.guard = guard if guard is not None else WriteGuard("snapshots", metrics=metrics)
         self._last_size = 64 * 1024
         self._metrics = metrics
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
@@ -171,9 +170,9 @@ class MemorySnapshotEmitter:
                 self.operation_count += 1
                 count = self.operation_count
             if op in ALWAYS_SNAPSHOT:
-                self._take(new_id("snap"), op, count, owner)
+                self._take(self._new_id(), op, count, owner)
             elif count % self.interval == 0:
-                self._take(new_id("snap"), "interval", count, owner)
+                self._take(self._new_id(), "interval", count, owner)
         except Exception:
             logger.exception("memory snapshot hook failed; the pipeline continues")
 
@@ -187,13 +186,22 @@ class MemorySnapshotEmitter:
         id (:func:`~coda_otel.files.validate_id`), else :class:`~coda_otel.files.InvalidIdError`;
         an existing snapshot of that id is replaced. ``flush()`` waits for the file.
         """
-        sid = new_id("snap") if snapshot_id is None else validate_id(snapshot_id)
+        if snapshot_id is None:
+            sid, path = self._new_id()
+        else:
+            sid, path = snapshot_id, self.store.path_for(snapshot_id)  # validated, resolved
         with self._lock:
             count = self.operation_count
-        return self._take(sid, bounded(trigger, SNAPSHOT_TRIGGERS), count, owner)
+        return self._take((sid, path), bounded(trigger, SNAPSHOT_TRIGGERS), count, owner)
 
-    def _take(self, sid: str, trigger: str, count: int, owner: str | None = None) -> Path | None:
-        path = self.store.path_for(sid)
+    def _new_id(self) -> tuple[str, Path]:
+        sid = new_id("snap")
+        return sid, self.store.new_path(sid)
+
+    def _take(
+        self, named: tuple[str, Path], trigger: str, count: int, owner: str | None = None
+    ) -> Path | None:
+        sid, path = named
         job = _Job(sid, trigger, count, path, trace.get_current_span(), owner)
         if self._writer.closed:
             logger.warning("snapshot %s skipped: emitter is closed", sid)
@@ -219,7 +227,7 @@ class MemorySnapshotEmitter:
             read: Any = self._source.read_memory_state
             state = read() if job.owner is None else read(job.owner)
             doc = build_document(state, job.snapshot_id, job.trigger, job.operation_count, ts)
-            redact_document(doc, self._clean)
+            self._redactor.redact(doc)
         except Exception:
             logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
             self._fail("read_error")
@@ -263,16 +271,6 @@ class MemorySnapshotEmitter:
                 listener(dict(summary))
             except Exception:
                 logger.exception("snapshot listener %r failed", listener)
-
-    def _clean(self, text: str) -> str:
-        """One text redacted (a preview unless capture is on); kept, as memories rarely change."""
-        s = self.sanitizer
-        key = (s.capture_content, s.redact, text)
-        cleaned = self._cleaned.get(key)
-        if cleaned is None:
-            cleaned = s.text(text) if s.capture_content else s.text(text, s.preview_length)
-            self._cleaned[key] = cleaned
-        return cleaned
 
     def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
         t0 = time.perf_counter()

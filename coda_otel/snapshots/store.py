@@ -20,8 +20,7 @@ from __future__ import annotations
 import builtins
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,26 +102,6 @@ def build_document(
     return doc
 
 
-#: Items redacted between two pauses that let other threads (the pipeline) take the GIL.
-REDACT_SLICE = 256
-
-
-def redact_document(doc: dict[str, Any], clean: Callable[[str], str]) -> dict[str, Any]:
-    """``doc`` with every turn's and memory's ``content`` passed through ``clean`` (in place).
-
-    Runs on a writer thread: every ``REDACT_SLICE`` items it yields the GIL, so a turn running
-    meanwhile waits microseconds for it, not the whole redaction.
-    """
-    sections = (doc["short_term"]["turns"], doc["long_term"]["memories"])
-    for items in sections:
-        for i, item in enumerate(items):
-            if isinstance(item, Mapping) and isinstance(item.get("content"), str):
-                items[i] = {**item, "content": clean(item["content"])}
-            if i % REDACT_SLICE == REDACT_SLICE - 1:
-                time.sleep(0)
-    return doc
-
-
 def summarise(snapshot: Mapping[str, Any]) -> dict[str, int | None]:
     """Counts of a snapshot document: ``turn_count``, ``memory_count``, ``topic_count``."""
     st = snapshot.get("short_term") or {}
@@ -140,10 +119,16 @@ class SnapshotStore:
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder).expanduser()
+        self._root = self.folder.resolve()
 
     def path_for(self, snapshot_id: str) -> Path:
         """The file for ``snapshot_id``; :class:`~coda_otel.files.InvalidIdError` if unsafe."""
         return safe_path(self.folder, snapshot_id, SUFFIX, prefix=PREFIX)
+
+    def new_path(self, snapshot_id: str) -> Path:
+        """The file for an id made by :func:`~coda_otel.files.new_id` (safe by construction):
+        the folder was resolved once, so no file-system lookup runs on the caller's thread."""
+        return self._root / f"{PREFIX}{snapshot_id}{SUFFIX}"
 
     def load(self, snapshot_id: str) -> dict[str, Any]:
         """The snapshot document; FileNotFoundError / ValueError with a clear message."""

@@ -1,0 +1,65 @@
+"""Redaction of snapshot documents, each distinct text once across consecutive snapshots.
+
+from coda_otel.snapshots.redaction import SnapshotRedactor
+
+redactor = SnapshotRedactor(Sanitizer())   # redaction on, previews only: the defaults
+redactor.redact(doc)                       # a build_document() result, in place
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from coda_otel.sanitize import Sanitizer
+
+#: Items redacted between two pauses that let other threads (the pipeline) take the GIL.
+REDACT_SLICE = 1024
+
+
+class SnapshotRedactor:
+    """Redacts the texts of one snapshot after another, each distinct text once.
+
+        redactor = SnapshotRedactor(sanitizer)
+        redactor.redact(doc)     # every turn's and memory's "content", in place
+
+    Memories rarely change between two snapshots, so the texts cleaned for the previous
+    snapshot are reused (a dict lookup instead of the redaction patterns); memory stays bounded
+    by one snapshot's texts. A change of the sanitizer's switches (capture on, redaction off)
+    starts afresh. Used by one writer thread; every ``REDACT_SLICE`` items it yields the GIL,
+    so a turn running meanwhile waits microseconds for it, not the whole redaction.
+    """
+
+    def __init__(self, sanitizer: Sanitizer) -> None:
+        self.sanitizer = sanitizer
+        self._previous: dict[str, str] = {}
+        self._switches: tuple[object, ...] = ()
+
+    def redact(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` with every turn's and memory's ``content`` redacted (a preview unless
+        capture is on); items whose text changes are copied, never the source's dicts."""
+        s = self.sanitizer
+        switches = (s.capture_content, s.redact, s.max_length, s.preview_length)
+        previous = self._previous if switches == self._switches else {}
+        current: dict[str, str] = {}
+        limit = None if s.capture_content else s.preview_length
+        clean = s.text
+        for items in (doc["short_term"]["turns"], doc["long_term"]["memories"]):
+            for i, item in enumerate(items):
+                # exact dicts first: an isinstance check against the Mapping ABC costs more
+                ok = type(item) is dict or isinstance(item, Mapping)
+                text = item.get("content") if ok else None
+                if type(text) is str:
+                    cleaned = current.get(text)
+                    if cleaned is None:
+                        cleaned = previous.get(text)
+                        if cleaned is None:
+                            cleaned = clean(text, limit)
+                        current[text] = cleaned
+                    if cleaned is not text and cleaned != text:  # copy only what changed:
+                        items[i] = {**item, "content": cleaned}  # fewer objects for the GC
+                if i % REDACT_SLICE == REDACT_SLICE - 1:
+                    time.sleep(0)
+        self._previous, self._switches = current, switches
+        return doc
