@@ -136,26 +136,26 @@ def traced(memory: Any, tmp_path: Path, **kw: Any):
 
 def expected_attrs(tmp_path: Path, sid: object, trigger: str, op_count: int) -> dict[str, Any]:
     return {
-        "snapshot.id": sid,
-        "snapshot.trigger": trigger,
-        "snapshot.operation_count": op_count,
-        "snapshot.path": str(SnapshotStore(tmp_path).path_for(str(sid))),
-        "memory.turn_count": 1,
-        "memory.memory_count": 1,
-        "memory.topic_count": 1,
+        "coda.snapshot.id": sid,
+        "coda.snapshot.trigger": trigger,
+        "coda.snapshot.operation_count": op_count,
+        "coda.snapshot.path": str(SnapshotStore(tmp_path).path_for(str(sid))),
+        "coda.memory.turn_count": 1,
+        "coda.memory.memory_count": 1,
+        "coda.memory.topic_count": 1,
     }
 
 
 def test_snapshot_event_with_counts_lands_on_the_triggering_span_while_it_is_open(memory, tmp_path):
-    emitter, tracer, exporter = traced(memory, tmp_path, interval=1)
+    emitter, tracer, exporter = traced(memory, tmp_path, interval=1000)
     with tracer.start_as_current_span("memory_update"):
-        emitter.after_memory_operation("add")
+        emitter.after_memory_operation("clear")  # an operation that always snapshots
         assert emitter.flush(10)  # the span is still open while the writer reads
     (span,) = exporter.get_finished_spans()
     (event,) = span.events
     assert event.name == "memory_snapshot"
     attrs = dict(event.attributes or {})
-    assert attrs == expected_attrs(tmp_path, attrs["snapshot.id"], "interval", 1)
+    assert attrs == expected_attrs(tmp_path, attrs["coda.snapshot.id"], "clear", 1)
     emitter.close()
 
 
@@ -163,9 +163,9 @@ def test_snapshot_after_the_span_ended_gets_a_child_span_with_the_counts(tmp_pat
     memory = GatedMemory()
     memory.add_turn("user", "hello")
     memory.add_memory("m1", "likes tea", 0.4, ["drinks"])
-    emitter, tracer, exporter = traced(memory, tmp_path, interval=1)
+    emitter, tracer, exporter = traced(memory, tmp_path, interval=1000)
     with tracer.start_as_current_span("memory_update") as parent:
-        emitter.after_memory_operation("add")  # returns before the state is read
+        emitter.after_memory_operation("clear")  # returns before the state is read
     memory.gate.set()
     assert emitter.flush(10)
     finished = {s.name: s for s in exporter.get_finished_spans()}
@@ -175,12 +175,29 @@ def test_snapshot_after_the_span_ended_gets_a_child_span_with_the_counts(tmp_pat
     assert child.parent is not None and child.parent.span_id == parent.get_span_context().span_id
     assert child.context.trace_id == parent.get_span_context().trace_id
     attrs = dict(child.attributes or {})
-    assert attrs == expected_attrs(tmp_path, attrs["snapshot.id"], "interval", 1)
+    assert attrs == expected_attrs(tmp_path, attrs["coda.snapshot.id"], "clear", 1)
     (event,) = child.events
     assert event.name == "memory_snapshot" and dict(event.attributes or {}) == attrs
     emitter.take_snapshot()  # no span current: nothing traced
     assert emitter.flush(10)
     assert len(exporter.get_finished_spans()) == 2
+    emitter.close()
+
+
+def test_an_interval_snapshot_is_its_own_trace_linked_to_the_turn(memory, tmp_path):
+    emitter, tracer, exporter = traced(memory, tmp_path, interval=1)
+    with tracer.start_as_current_span("memory_update") as turn_span:
+        emitter.after_memory_operation("add")  # the Nth operation: a periodic snapshot
+        assert emitter.flush(10)
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert finished["memory_update"].events == ()  # not part of the user's turn
+    snap = finished["memory_snapshot"]
+    assert snap.parent is None
+    assert snap.context.trace_id != turn_span.get_span_context().trace_id
+    assert [link.context.span_id for link in snap.links] == [turn_span.get_span_context().span_id]
+    attrs = dict(snap.attributes or {})
+    assert attrs == expected_attrs(tmp_path, attrs["coda.snapshot.id"], "interval", 1)
+    assert snap.instrumentation_scope is not None and snap.instrumentation_scope.version
     emitter.close()
 
 

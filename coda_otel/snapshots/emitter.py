@@ -117,13 +117,15 @@ class MemorySnapshotEmitter:
         self.dropped = 0
         self.errors = 0
         self._source = memory_source
-        self.sanitizer = sanitizer if sanitizer is not None else Sanitizer()
+        self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
         self._redactor = SnapshotRedactor(self.sanitizer)
         #: keeps the disk reserve (when given a ``room`` check), counts and logs failed writes
         self.guard = guard if guard is not None else WriteGuard("snapshots", metrics=metrics)
         self._last_size = 64 * 1024
         self._metrics = metrics
-        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        from coda_otel import __version__
+
+        self._tracer = trace.get_tracer(__name__, __version__, tracer_provider)
         self._listeners: list[SnapshotListener] = list(listeners)
         self._retention = RetentionIndex(
             self.snapshot_dir, PATTERN, max_files=max_files, max_bytes=max_bytes
@@ -242,10 +244,15 @@ class MemorySnapshotEmitter:
             self._metrics.memory_items.labels(tier="short_term").set(len(st["turns"]))
             self._metrics.memory_items.labels(tier="long_term").set(lt["memory_count"])
             self._metrics.memory_topics.set(counts["topic_count"])
-        attrs = {"snapshot.id": job.snapshot_id, "snapshot.trigger": job.trigger,
-                 "snapshot.operation_count": job.operation_count, "snapshot.path": str(job.path),
-                 **{f"memory.{k}": v for k, v in counts.items()}}  # fmt: skip
-        own_span = record_snapshot(self._tracer, job.span, attrs, start_ns)
+        attrs = {"coda.snapshot.id": job.snapshot_id, "coda.snapshot.trigger": job.trigger,
+                 "coda.snapshot.operation_count": job.operation_count,
+                 "coda.snapshot.path": str(job.path),
+                 **{f"coda.memory.{k}": v for k, v in counts.items()}}  # fmt: skip
+        # An interval snapshot is the emitter's own work, not part of the turn whose operation
+        # happened to be the Nth: its own trace, linked to that turn's span.
+        own_span = record_snapshot(
+            self._tracer, job.span, attrs, start_ns, linked_only=job.trigger == "interval"
+        )
         try:
             if not self.guard.may_write(self._last_size):
                 raise _Skipped()
