@@ -56,7 +56,7 @@ def validate_id(value: object) -> str:
         raise InvalidIdError("id is empty")
     if len(value) > 128:
         raise InvalidIdError(f"id is {len(value)} characters long; at most 128 are allowed")
-    if ".." in value or not ID_PATTERN.match(value):
+    if ".." in value or not ID_PATTERN.fullmatch(value):
         raise InvalidIdError(
             f"id {value[:40]!r} may only hold letters, digits, '.', '-' and '_' "
             "(no path separators, no '..')"

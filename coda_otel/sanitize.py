@@ -142,11 +142,24 @@ def _opaque(match: re.Match[str]) -> str:
     return token
 
 
+#: Unicode format characters (category Cf) that render as nothing but split what a pattern
+#: must see whole, and the soft hyphen: removed before redacting.
+_INVISIBLE = {
+    cp: None
+    for cp in (0x00AD, 0x034F, 0x061C, 0x180E, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064, 0xFEFF,
+               *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}  # fmt: skip
+
+
 def redact(text: str) -> str:
     """Replace e-mails, bearer tokens, API keys, card numbers (Luhn) and phone numbers.
 
     Linear in ``len(text)`` for any input (no pattern rescans from every position).
+    Invisible format characters (zero-width spaces and joiners, soft hyphens, bidi marks) are
+    removed first: ``ada\u200b@example.com`` reads as an address and is one.
     """
+    if not text.isascii():
+        text = text.translate(_INVISIBLE)
     text = _BEARER.sub("Bearer [TOKEN]", text)
     text = _redact_key_values(text)
     text = _KNOWN_KEYS.sub("[API_KEY]", text)

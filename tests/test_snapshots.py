@@ -218,6 +218,7 @@ def test_the_caller_never_reads_memory(tmp_path):
 HOSTILE_IDS = [
     "../x", "../../etc/passwd", "/etc/passwd", "/tmp/x", "", "a" * 129, "..", ".", ".hidden",
     "a/b", "a\\b", "a\x00b", "\x00", "a\u2215b", "a\uff0fb", "\u2025", "C:x", "~root", 42,
+    "snap-1\n", "ok\n",
 ]  # fmt: skip
 
 

@@ -16,6 +16,9 @@ from coda_otel.tracing.waterfall import Bar, Waterfall, render
     ("text", "expected"),
     [
         ("mail bob.smith+x@example.co.uk now", "mail [EMAIL] now"),
+        ("mail bob\u200b@exam\u200dple.com now", "mail [EMAIL] now"),  # zero-width split
+        ("mail b\u00adob@example.com\u2060", "mail [EMAIL]"),  # soft hyphen, word joiner
+        ("call +44 20\u200b7946 0958", "call [PHONE]"),
         ("card 4111 1111 1111 1111 ok", "card [CARD] ok"),
         ("card 4111-1111-1111-1111", "card [CARD]"),
         ("call +44 20 7946 0958", "call [PHONE]"),

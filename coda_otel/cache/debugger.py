@@ -134,7 +134,7 @@ class CacheDebugger:
         ``name`` must look like ``embedding`` or ``llm_response`` (lowercase identifier);
         ``maxsize``/``ttl`` are quoted in recommendations.
         """
-        if not isinstance(name, str) or not _CACHE_NAME.match(name):
+        if not isinstance(name, str) or not _CACHE_NAME.fullmatch(name):
             raise ValueError(
                 f"cache name {str(name)[:40]!r} must be a lowercase identifier "
                 "(letters, digits, '_'; at most 40 characters)"
@@ -155,7 +155,7 @@ class CacheDebugger:
             state = self._caches.get(cache_type)
             if state is None:
                 label = cache_type
-                if not (isinstance(label, str) and _CACHE_NAME.match(label)) or (
+                if not (isinstance(label, str) and _CACHE_NAME.fullmatch(label)) or (
                     len(self._caches) >= MAX_CACHES
                 ):
                     label = OTHER

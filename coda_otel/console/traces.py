@@ -130,7 +130,7 @@ class _TraceRoutes:
     def _lookup(self, request: web.Request) -> tuple[TraceStore, str] | web.Response:
         """The store and the request's trace id, or the error to answer."""
         trace_id = request.match_info["trace_id"]
-        if not _TRACE_ID.match(trace_id):
+        if not _TRACE_ID.fullmatch(trace_id):
             return error_response(400, "invalid_id", "a trace id is 32 lowercase hex digits")
         if self.store is None:
             return self._off()

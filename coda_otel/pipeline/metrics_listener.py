@@ -49,7 +49,7 @@ def _exemplar(trace_id: str | None) -> dict[str, str] | None:
     The pipeline debugger sets ``trace_id`` only for sampled traces, so an unsampled turn,
     whose trace is never exported, gets no exemplar.
     """
-    if trace_id and _TRACE_ID.match(trace_id) and trace_id != "0" * 32:
+    if trace_id and _TRACE_ID.fullmatch(trace_id) and trace_id != "0" * 32:
         return {"trace_id": trace_id}
     return None
 

@@ -154,7 +154,7 @@ class SnapshotStore:
 
     def _info(self, path: Path) -> SnapshotInfo | None:
         sid = path.name[len(PREFIX) : -len(SUFFIX)]
-        if not ID_PATTERN.match(sid) or ".." in sid:
+        if not ID_PATTERN.fullmatch(sid) or ".." in sid:
             return None
         try:
             st = path.stat()

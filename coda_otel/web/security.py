@@ -85,7 +85,7 @@ _HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0
 
 def parse_host(value: str) -> tuple[str, int | None] | None:
     """``(host, port)`` of a well-formed Host value (RFC 9110), else None."""
-    match = _HOST.match(value.strip())
+    match = _HOST.fullmatch(value.strip())
     if match is None:
         return None
     port = match.group("port")

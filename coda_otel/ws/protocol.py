@@ -122,7 +122,7 @@ class Param:
                 "invalid_params",
                 f"{name} is {len(value)} characters long; at most {self.max_length} are allowed",
             )
-        if self.pattern is not None and not re.match(self.pattern, value):
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise ProtocolError(
                 "invalid_params", f"{name} {value[:40]!r} does not match {self.pattern}"
             )
@@ -184,7 +184,7 @@ def _check_trace_context(name: str, value: Any) -> None:
                 "invalid_params", f"{name}.{key} is longer than {TRACE_FIELD_MAX[key]} characters"
             )
     parent = value.get("traceparent")
-    if parent is not None and not _TRACEPARENT_RE.match(parent):
+    if parent is not None and not _TRACEPARENT_RE.fullmatch(parent):
         raise ProtocolError(
             "invalid_params", f"{name}.traceparent {parent[:60]!r} is not a W3C traceparent"
         )
