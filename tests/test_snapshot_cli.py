@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,8 +49,9 @@ def test_list_shows_snapshots_oldest_first(snap_dir, capsys):
     assert header.split()[:3] == ["ID", "TIME", "(UTC)"]
     assert [r.split()[0] for r in rows] == ["first", "cleared", "later"]
     fields = rows[0].split()
-    assert fields[2:7] == ["manual", "0", "1", "2", "2"]  # trigger ops turns memories topics
-    assert rows[1].split()[2] == "clear"
+    # owner (none here) trigger ops turns memories topics
+    assert fields[2:8] == ["-", "manual", "0", "1", "2", "2"]
+    assert rows[1].split()[3] == "clear"
 
 
 def test_list_json_and_dir_after_subcommand(snap_dir, capsys):
@@ -131,3 +133,57 @@ def test_installed_command_uses_coda_home(snap_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert [s["snapshot_id"] for s in json.loads(result.stdout)] == ["first", "cleared", "later"]
+
+
+class OwnedMemory(InMemoryMemory):
+    """Each owner's memory apart, as Coda Lite's store keeps it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_owner: dict[str, InMemoryMemory] = {}
+
+    def read_memory_state(self, owner: str | None = None) -> dict[str, Any]:  # type: ignore[override]
+        mine = self.by_owner.setdefault(owner or "default", InMemoryMemory())
+        return {**mine.read_memory_state(), "owner": owner or "default"}
+
+
+@pytest.fixture
+def owned_dir(tmp_path: Path) -> Path:
+    memory = OwnedMemory()
+    memory.by_owner["ada"] = InMemoryMemory()
+    memory.by_owner["ada"].add_memory("m1", "My name is \x1b[2J\x1b]0;pwned\x07Ada", 0.5, ["name"])
+    memory.by_owner["bo"] = InMemoryMemory()
+    memory.by_owner["bo"].add_memory("m2", "I live in Oslo", 0.5, ["home"])
+    with MemorySnapshotEmitter(memory, tmp_path, interval=100) as emitter:
+        emitter.take_snapshot("ada-1", owner="ada")
+        emitter.take_snapshot("ada-2", owner="ada")
+        emitter.take_snapshot("bo-1", owner="bo")
+    return tmp_path
+
+
+def test_list_names_each_snapshots_owner(
+    owned_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "--dir", str(owned_dir), "list")
+    assert code == 0 and out.splitlines()[0].split()[3] == "OWNER"
+    owners = {row.split()[0]: row.split()[2] for row in out.splitlines()[1:]}
+    assert owners == {"ada-1": "ada", "ada-2": "ada", "bo-1": "bo"}
+
+
+def test_diff_refuses_two_owners_and_says_why(
+    owned_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--dir", str(owned_dir), "diff", "ada-1", "bo-1")
+    assert code == 2 and out == ""
+    assert "ada's memory" in err and "bo's" in err and "OWNER" in err
+    assert run(capsys, "--dir", str(owned_dir), "diff", "ada-1", "ada-2")[0] == 0
+
+
+def test_stored_control_characters_reach_the_terminal_escaped(
+    owned_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args in (("show", "ada-1"), ("list",)):
+        code, out, _ = run(capsys, "--dir", str(owned_dir), *args)
+        assert code == 0 and "\x1b" not in out and "\x07" not in out
+    _, shown, _ = run(capsys, "--dir", str(owned_dir), "show", "ada-1")
+    assert "\\x1b[2J" in shown and "Ada" in shown

@@ -31,13 +31,27 @@ def _dump(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+#: Control characters (C0 but the line break, DEL, C1) that a terminal would act on (an ESC
+#: sequence can clear the screen or retitle the window): stored text shows them escaped.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def _safe(value: object) -> str:
+    """``value`` as text a terminal only displays (control characters escaped as ``\\xNN``)."""
+    return str(value).translate(_CONTROLS)
+
+
+def _print(text: str) -> None:
+    print(_safe(text))
+
+
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} B"
     return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
 
 
-_ROW = "{:<34} {:<19} {:<8} {:>5} {:>6} {:>8} {:>6} {:>9}"
+_ROW = "{:<34} {:<19} {:<16} {:<8} {:>5} {:>6} {:>8} {:>6} {:>9}"
 
 
 def _opt(value: object) -> str:
@@ -53,14 +67,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no snapshots in {store.folder}")
         return 0
-    print(_ROW.format("ID", "TIME (UTC)", "TRIGGER", "OPS", "TURNS", "MEMORIES", "TOPICS", "SIZE"))
+    print(_ROW.format("ID", "TIME (UTC)", "OWNER", "TRIGGER", "OPS", "TURNS", "MEMORIES",
+                      "TOPICS", "SIZE"))  # fmt: skip
     for i in infos:
         if i.error:
-            print(f"{i.snapshot_id:<34} {i.timestamp[:19]:<19} unreadable: {i.error}")
+            _print(f"{i.snapshot_id:<34} {i.timestamp[:19]:<19} unreadable: {i.error}")
             continue
-        print(_ROW.format(i.snapshot_id, i.timestamp[:19], _opt(i.trigger),
-                          _opt(i.operation_count), _opt(i.turn_count), _opt(i.memory_count),
-                          _opt(i.topic_count), _size(i.size)))  # fmt: skip
+        _print(_ROW.format(i.snapshot_id, i.timestamp[:19], _opt(i.owner), _opt(i.trigger),
+                           _opt(i.operation_count), _opt(i.turn_count), _opt(i.memory_count),
+                           _opt(i.topic_count), _size(i.size)))  # fmt: skip
     return 0
 
 
@@ -71,36 +86,44 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     counts = summarise(snap)
     st, lt = snap["short_term"], snap["long_term"]
-    print(f"snapshot   {snap.get('snapshot_id')}\ntime       {snap.get('timestamp')}")
-    print(f"trigger    {snap.get('trigger')} (after {snap.get('operation_count')} operations)")
+    _print(f"snapshot   {snap.get('snapshot_id')}\ntime       {snap.get('timestamp')}")
+    _print(f"trigger    {snap.get('trigger')} (after {snap.get('operation_count')} operations)")
     if snap.get("owner") is not None:
-        print(f"owner      {snap['owner']}")
-    print(f"turns      {counts['turn_count']}\nmemories   {counts['memory_count']}")
-    print(f"topics     {counts['topic_count']}: {', '.join(map(str, lt.get('topics') or []))}")
+        _print(f"owner      {snap['owner']}")
+    _print(f"turns      {counts['turn_count']}\nmemories   {counts['memory_count']}")
+    _print(f"topics     {counts['topic_count']}: {', '.join(map(str, lt.get('topics') or []))}")
     memories = list(lt.get("memories") or [])
     if memories:
-        print(f"\nLong-term memories (first {min(_SHOW_ROWS, len(memories))} of {len(memories)})")
+        _print(f"\nLong-term memories (first {min(_SHOW_ROWS, len(memories))} of {len(memories)})")
         for m in memories[:_SHOW_ROWS]:
             m = m if isinstance(m, dict) else {"content": m}
             content = " ".join(str(m.get("content", "")).split())[:70]
-            print(f"  {m.get('id', '-')!s:<24} {m.get('importance', '-')!s:>6}  {content}")
+            _print(f"  {m.get('id', '-')!s:<24} {m.get('importance', '-')!s:>6}  {content}")
     turns = list(st.get("turns") or [])
     if turns:
-        print(f"\nShort-term turns (last {min(_SHOW_ROWS, len(turns))} of {len(turns)})")
+        _print(f"\nShort-term turns (last {min(_SHOW_ROWS, len(turns))} of {len(turns)})")
         for t in turns[-_SHOW_ROWS:]:
             t = t if isinstance(t, dict) else {"content": t}
             content = " ".join(str(t.get("content", "")).split())[:70]
-            print(f"  {t.get('role', '-')!s:<10} {content}")
+            _print(f"  {t.get('role', '-')!s:<10} {content}")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     store = _store(args)
-    diff = diff_snapshots(store.load(args.a), store.load(args.b))
+    a, b = store.load(args.a), store.load(args.b)
+    owners = (a.get("owner"), b.get("owner"))
+    if owners[0] != owners[1]:  # two people's memories: every memory would read as changed
+        raise ValueError(
+            f"{args.a} holds {_safe(owners[0] or 'no owner')}'s memory and {args.b} holds "
+            f"{_safe(owners[1] or 'no owner')}'s: compare two snapshots of one owner "
+            "(see the OWNER column of `coda-otel snapshots list`)"
+        )
+    diff = diff_snapshots(a, b)
     if args.json:
         _dump(diff)
     else:
-        sys.stdout.write(format_diff_table(diff))
+        sys.stdout.write("\n".join(_safe(line) for line in format_diff_table(diff).split("\n")))
     return 0
 
 
