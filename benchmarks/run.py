@@ -34,6 +34,7 @@ MODULES = (
     "exporter",
     "memory_growth",
     "voice",
+    "answers",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from coda_lite.llm import http as llm_module
 from coda_lite.config import LlmConfig
 from coda_lite.llm import EchoLLM, LLMError, LLMResult, make_llm
+from coda_lite.llm import http as llm_module
 from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 from coda_otel.protocols import Component
 from tests.support import free_port
@@ -121,11 +121,14 @@ async def test_ollama_backend_round_trip(server: FakeServer) -> None:
         r = await llm.generate("Where do I live?", CTX)
     finally:
         await llm.aclose()
-    assert r.text == "ollama heard Where do I live?"
+    # the fake server says back the last message: the memory, then the question
+    assert r.text == "ollama heard What you know about me: You live in Lisbon. Where do I live?"
     assert (r.model, r.input_tokens, r.output_tokens) == ("llama3.2", 42, 7)
     path, body, _ = server.requests[0]
     assert path == "/api/chat" and body["model"] == "llama3.2" and body["stream"] is False
-    assert "I live in Lisbon." in body["messages"][0]["content"]  # memories reach the model
+    # memories reach the model, in the user's turn, said back to them
+    assert "You live in Lisbon." in body["messages"][-1]["content"]
+    assert body["messages"][-1]["content"].endswith("Where do I live?")
 
 
 async def test_openai_compatible_backend_round_trip(server: FakeServer) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from coda_lite.llm import local as llm_local
 from coda_lite.config import LlmConfig
 from coda_lite.llm import LLMError, LLMResult, select_backend
+from coda_lite.llm import local as llm_local
 from coda_lite.llm.http import OllamaLLM, OpenAICompatLLM
 from tests.model_harness import local_llm, ollama_server, openai_server, require_local_model
 

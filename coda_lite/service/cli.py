@@ -21,6 +21,7 @@ from typing import Any
 
 from coda_lite.config import Config, ConfigError, load_config
 from coda_lite.pipeline.conversation import STAGES, StageError
+from coda_lite.speech.wer import word_error_rate, word_errors
 
 
 def default_script() -> list[str]:
@@ -54,6 +55,21 @@ def demo_turns(args: argparse.Namespace) -> list[str | Path]:
     return turns
 
 
+def recognition_summary(config: Config, said: list[str], heard: list[str]) -> str:
+    """'recognition: word error rate 12% (3 of 25 words) over 5 spoken lines, ...'."""
+    errors = sum(word_errors(ref, hyp)[0] for ref, hyp in zip(said, heard, strict=True))
+    words = sum(word_errors(ref, "")[1] for ref in said)
+    how = (
+        f"JSGF grammar {config.stt.grammar} (only its sentences can be heard)"
+        if config.stt.grammar is not None
+        else "open vocabulary, pocketsphinx en-us language model"
+    )
+    return (
+        f"recognition: word error rate {word_error_rate(said, heard):.0%} ({errors} of {words} "
+        f"words) over {len(said)} spoken line(s); {how}"
+    )
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
@@ -71,6 +87,8 @@ async def run_demo(
     for old in audio_dir.glob("turn-*.wav"):
         old.unlink(missing_ok=True)
     ok = failed = 0
+    said: list[str] = []  # the script's lines that were spoken, and what was recognized
+    heard: list[str] = []
     backend, why = app.pipeline.llm_choice
     print(f"llm: {backend} ({why})", file=out)
     try:
@@ -95,6 +113,9 @@ async def run_demo(
                 print(f"  error: {exc}", file=out)
                 continue
             ok += 1
+            if spoken:
+                said.append(str(turn))
+                heard.append(result.transcript)
             print(f"  you : {result.transcript}", file=out)
             print(f"  coda: {result.response}", file=out)
             if result.memories_used:
@@ -113,6 +134,8 @@ async def run_demo(
                 (audio_dir / f"turn-{i:02d}.wav").write_bytes(result.audio)
         memories = app.pipeline.long_term.memory_count
         print(f"\n{ok} turn(s) answered, {failed} failed; {memories} memories stored.", file=out)
+        if said:
+            print(recognition_summary(config, said, heard), file=out)
         print("Outputs:", file=out)
         outputs = {**app.outputs}
         if any(audio_dir.glob("turn-*.wav")):
