@@ -63,7 +63,9 @@ class LlmConfig:
     # from memory more often than sampling at 0.7, and the same question gets the same answer.
     temperature: float = 0.0
     top_p: float = 0.9  # local: nucleus sampling when temperature > 0
-    repetition_penalty: float = 1.1  # local: above 1 discourages repeating what was said
+    # local: above 1 discourages repeating tokens, the prompt's included; 1.1 kept the model
+    # from copying the remembered facts (dev set: 32 of 36 answered at 1.0, 29 at 1.1)
+    repetition_penalty: float = 1.0
     max_tokens: int = 96  # a spoken answer is short; the prompt asks for one or two sentences
     # The spoken answer ends at its max_sentences-th sentence or max_words-th word: the local
     # model stops generating there, the HTTP backends stop reading (and close) the stream.

@@ -70,7 +70,7 @@ FEW_SHOT: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("You live in Rome.", "You work as a baker."), "Where do I live?", "You live in Rome."),
     ((), "Hi there!", "Hello! How can I help you today?"),
     (("You live in Rome.",), "I love jazz music.",
-     "Jazz is wonderful. I will remember that you love it."),
+     "Nice, I will remember that you love jazz music."),
 )  # fmt: skip
 
 

@@ -76,7 +76,8 @@ class PocketSphinxSTT:
                     ) from None
         if self.config.grammar is not None:
             try:
-                decoder.set_jsgf_file(str(self.config.grammar))
+                decoder.add_jsgf_file("grammar", str(self.config.grammar))
+                decoder.activate_search("grammar")
             except (RuntimeError, OSError) as exc:
                 raise ValueError(
                     f"stt.grammar {self.config.grammar} is not usable: {exc}"

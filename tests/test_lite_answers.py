@@ -1,0 +1,58 @@
+"""The real local model answers development-set questions from memory, in spoken form.
+
+Each pair's fact goes to the model as the memory retrieval would hand it over (extracted
+from what the user said); the answer must be at most ``llm.max_sentences`` sentences and
+``llm.max_words`` words with no markdown, and, for the pairs the shipped prompt answers
+reliably (greedy decoding, so the same every run), hold the expected fact. The share over the
+whole set is measured by ``python -m benchmarks.run --only answers``, not asserted here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench_answers import contains_fact, load_devset
+from coda_lite.config import LlmConfig
+from coda_lite.llm.local import LocalLLM
+from coda_lite.llm.spoken import sentence_count
+from coda_lite.memory.extract import extract_facts
+from tests.model_harness import require_local_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
+#: Questions of the development set whose answers must contain the fact.
+RELIABLE = ("Where do I live?", "What is my favourite colour?", "What is my door code?")
+
+
+async def test_answers_are_short_and_hold_the_remembered_fact(models_dir: Path) -> None:
+    require_local_model()
+    config = LlmConfig(backend="local")  # the shipped defaults: prompt, decoding, caps
+    llm = LocalLLM(config, models_dir)
+    pairs = {item.asked: item for item in load_devset()}
+    for question in (*RELIABLE, "What is my son's name?", "What instrument do I have?"):
+        item = pairs[question]
+        context = [{"content": f.content, "score": 0.6} for f in extract_facts(item.told)]
+        result = await llm.generate(question, context)
+        answer = result.text
+        assert answer and sentence_count(answer) <= config.max_sentences, answer
+        assert len(answer.split()) <= config.max_words, answer
+        assert not any(mark in answer for mark in ("**", "`", "\n", "#")), answer
+        if question in RELIABLE:
+            assert contains_fact(answer, item.expect), f"{question} -> {answer}"
+        assert "What you know about me" in result.prompt[-1]["content"]
+
+
+async def test_the_model_stops_at_the_sentence_cap(models_dir: Path) -> None:
+    """Asked for a long answer, the model is stopped after one sentence (few tokens spent)."""
+    require_local_model()
+    llm = LocalLLM(LlmConfig(backend="local", max_sentences=1, max_tokens=96), models_dir)
+    result = await llm.generate("Tell me three facts about Paris.", [])
+    assert sentence_count(result.text) == 1, result.text
+    uncapped = LocalLLM(
+        LlmConfig(backend="local", max_sentences=50, max_words=500, max_tokens=96), models_dir
+    )
+    whole = await uncapped.generate("Tell me three facts about Paris.", [])
+    assert whole.text.startswith(result.text.rstrip("."))  # greedy: the same first sentence
+    assert result.output_tokens < whole.output_tokens  # generation stopped, not trimmed
