@@ -44,6 +44,9 @@ class FakeServer:
         self.probe_status = 200
         self.probe_hangs = False
         self.release = asyncio.Event()  # set at cleanup: a hanging probe handler returns
+        self.stream_words = ["Lisbon", " is", " sunny."]  # what a streamed answer says
+        self.stream_ended = asyncio.Event()  # a streaming handler returned
+        self.stream_outcome = ""  # "completed", or "client left" mid-stream
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = web.Application()
@@ -79,14 +82,20 @@ class FakeServer:
         if body.get("stream"):  # NDJSON: one object per line, the last with the counts
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
-            for word in ["Lisbon", " is", " sunny."]:
-                line = {"message": {"role": "assistant", "content": word}, "done": False}
-                await resp.write(json.dumps(line).encode() + b"\n")
-                await asyncio.sleep(0.05)
-            done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
-                    "eval_count": 3}  # fmt: skip
-            await resp.write(json.dumps(done).encode() + b"\n")
-            await resp.write_eof()
+            try:
+                for word in self.stream_words:
+                    line = {"message": {"role": "assistant", "content": word}, "done": False}
+                    await resp.write(json.dumps(line).encode() + b"\n")
+                    await asyncio.sleep(0.05)
+                done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
+                        "eval_count": 3}  # fmt: skip
+                await resp.write(json.dumps(done).encode() + b"\n")
+                await resp.write_eof()
+                self.stream_outcome = "completed"
+            except (ConnectionResetError, ConnectionError):
+                self.stream_outcome = "client left"
+            finally:
+                self.stream_ended.set()
             return resp
         answer = f"ollama heard {body['messages'][-1]['content']}"
         return web.json_response(
@@ -271,6 +280,23 @@ async def test_ollama_backend_streams_ndjson_as_it_arrives(server: FakeServer) -
     result = arrivals[-1][1]
     assert result == LLMResult("Lisbon is sunny.", "llama3.2", 30, 3, "ollama", result.prompt)
     assert server.requests[-1][1]["stream"] is True
+
+
+async def test_a_stream_is_closed_once_the_answer_holds_its_last_sentence(
+    server: FakeServer,
+) -> None:
+    server.stream_words = ["**One**", " two.", "\n- Three", " four.", *[" more"] * 60, " end."]
+    config = LlmConfig(backend="ollama", url=server.url, model="m", max_sentences=2)
+    llm = OllamaLLM(config)
+    try:
+        items = [item async for item in llm.stream("Count for me", [])]
+    finally:
+        await llm.aclose()
+    result = items[-1]
+    assert isinstance(result, LLMResult)
+    assert result.text == "One two. Three four." == "".join(items[:-1])  # spoken, no markdown
+    await asyncio.wait_for(server.stream_ended.wait(), 10)
+    assert server.stream_outcome == "client left"  # the rest of the answer was never read
 
 
 async def test_a_stream_from_an_unreachable_server_is_named_then_works(
