@@ -47,12 +47,14 @@ async def test_answers_are_short_and_hold_the_remembered_fact(models_dir: Path) 
 async def test_the_model_stops_at_the_sentence_cap(models_dir: Path) -> None:
     """Asked for a long answer, the model is stopped after one sentence (few tokens spent)."""
     require_local_model()
-    llm = LocalLLM(LlmConfig(backend="local", max_sentences=1, max_tokens=96), models_dir)
-    result = await llm.generate("Tell me three facts about Paris.", [])
-    assert sentence_count(result.text) == 1, result.text
+    capped = LocalLLM(LlmConfig(backend="local", max_sentences=1, max_tokens=96), models_dir)
     uncapped = LocalLLM(
         LlmConfig(backend="local", max_sentences=50, max_words=500, max_tokens=96), models_dir
     )
-    whole = await uncapped.generate("Tell me three facts about Paris.", [])
+    question = "Describe how to make a cup of tea, step by step."
+    whole = await uncapped.generate(question, [])
+    assert sentence_count(whole.text) >= 2, whole.text  # the question gets a long answer
+    result = await capped.generate(question, [])
+    assert sentence_count(result.text) == 1, result.text
     assert whole.text.startswith(result.text.rstrip("."))  # greedy: the same first sentence
     assert result.output_tokens < whole.output_tokens  # generation stopped, not trimmed

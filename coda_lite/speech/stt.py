@@ -75,6 +75,8 @@ class PocketSphinxSTT:
                         f"stt.words {self.config.words}: cannot add {word!r} ({phones}): {exc}"
                     ) from None
         if self.config.grammar is not None:
+            if not self.config.grammar.is_file():  # pocketsphinx would crash on it
+                raise ValueError(f"stt.grammar {self.config.grammar} is not usable: no such file")
             try:
                 decoder.add_jsgf_file("grammar", str(self.config.grammar))
                 decoder.activate_search("grammar")
