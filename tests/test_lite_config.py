@@ -107,7 +107,7 @@ def test_spoken_answer_caps_and_decoding_defaults_are_settable_and_checked() -> 
     env = {"CODA_LLM_MAX_SENTENCES": "1", "CODA_LLM_MAX_WORDS": "12", "CODA_STT_LM_WEIGHT": "5"}
     config = load_config(None, env)
     assert (config.llm.max_sentences, config.llm.max_words, config.stt.lm_weight) == (1, 12, 5.0)
-    with pytest.raises(ConfigError, match="max_sentences and llm.max_words must be at least 1"):
+    with pytest.raises(ConfigError, match=r"max_sentences and llm\.max_words must be at least 1"):
         load_config(None, {"CODA_LLM_MAX_WORDS": "0"})
-    with pytest.raises(ConfigError, match="stt.lm_weight must not be negative"):
+    with pytest.raises(ConfigError, match=r"stt\.lm_weight must not be negative"):
         load_config(None, {"CODA_STT_LM_WEIGHT": "-1"})
