@@ -124,9 +124,7 @@ async def test_a_grammar_limits_what_is_heard_and_bad_word_files_are_named(
     require_module("pocketsphinx")
     require_tool("espeak-ng")
     grammar = tmp_path / "g.gram"
-    grammar.write_text(
-        "#JSGF V1.0;\ngrammar g;\npublic <s> = where do i live | what is my name;\n"
-    )
+    grammar.write_text("#JSGF V1.0;\ngrammar g;\npublic <s> = where do i live | what is my name;\n")
     wav = await EspeakTTS(TtsConfig()).synthesize("What is my name?")
     heard = await PocketSphinxSTT(SttConfig(grammar=grammar)).transcribe(wav)
     assert heard == "what is my name"
