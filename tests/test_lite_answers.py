@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench_answers
 from benchmarks.bench_answers import contains_fact, load_devset
 from coda_lite.config import LlmConfig
 from coda_lite.llm.local import LocalLLM
@@ -58,3 +59,15 @@ async def test_the_model_stops_at_the_sentence_cap(models_dir: Path) -> None:
     assert sentence_count(result.text) == 1, result.text
     assert whole.text.startswith(result.text.rstrip("."))  # greedy: the same first sentence
     assert result.output_tokens < whole.output_tokens  # generation stopped, not trimmed
+
+
+def test_quick_answers_benchmark_rows(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The --quick subset through the real pipeline: the rows the benchmark table shows."""
+    require_local_model()
+    monkeypatch.setenv("CODA_LLM_MODELS_DIR", str(models_dir))
+    rows = {r.name: r for r in bench_answers.run(quick=True)}
+    share = rows["answers from memory (dev set)"]
+    assert share.unit == "%" and 0 <= share.value <= 100 and "of 12" in share.note
+    assert rows["the right memory retrieved"].value == 100  # every fact is found
+    assert rows["answers within 2 sentences"].value == 100
+    assert 0 < rows["answer length (median)"].value <= 40
