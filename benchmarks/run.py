@@ -36,6 +36,7 @@ MODULES = (
     "voice",
     "pipecat",
     "traces",
+    "answers",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 

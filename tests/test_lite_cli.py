@@ -8,6 +8,7 @@ import pytest
 
 from coda_lite.pipeline.conversation import STAGES
 from coda_lite.service.cli import default_script, main
+from coda_lite.speech.wer import word_errors
 from coda_otel.cli.main import main as otel_main
 from coda_otel.tracing.file_exporter import read_otlp_json_lines
 from tests.support import require_module, require_tool
@@ -118,3 +119,25 @@ def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
     assert "voice-to-voice" in shown and "    sentence 0 " in shown  # the tts span's sentences
     assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list"]) == 0
     assert "manual" in capsys.readouterr().out
+
+
+def test_spoken_demo_prints_the_word_error_rate_and_how_it_heard(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_module("pocketsphinx")
+    require_tool("espeak-ng")
+    monkeypatch.setenv("CODA_LLM_BACKEND", "echo")  # recognition is what is checked here
+    assert main(["demo", "--turns", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "stt: JSGF grammar" in out and "demo_script.gram" in out
+    assert "you : my name is ada and i live in lisbon" in out
+    assert "recognition: word error rate 0% (0 of 11 words) over 2 spoken line(s)" in out
+    assert main(["demo", "--turns", "2", "--open-vocabulary"]) == 0
+    out = capsys.readouterr().out
+    summary = next(ln for ln in out.splitlines() if ln.startswith("recognition:"))
+    assert summary.endswith("open vocabulary (pocketsphinx en-us language model)")
+    errors = int(summary.split("(")[1].split(" of ")[0])
+    heard = [ln.split("you : ", 1)[1] for ln in out.splitlines() if "you : " in ln]
+    assert errors == sum(
+        word_errors(said, got)[0] for said, got in zip(default_script()[:2], heard, strict=True)
+    )

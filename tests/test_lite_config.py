@@ -99,3 +99,15 @@ def test_stall_budgets_come_from_the_file_and_env_and_must_not_be_negative(
     assert Config().pipeline.stage_budgets()["llm"] == 5.0  # the first token within 5 s
     with pytest.raises(ConfigError, match=r"pipeline\.stt_budget must not be negative"):
         load_config(env={"CODA_PIPELINE_STT_BUDGET": "-1"})
+
+
+def test_spoken_answer_caps_and_decoding_defaults_are_settable_and_checked() -> None:
+    config = load_config(None, {})
+    assert (config.llm.max_sentences, config.llm.temperature) == (2, 0.0)
+    env = {"CODA_LLM_MAX_SENTENCES": "1", "CODA_LLM_MAX_WORDS": "12", "CODA_STT_LM_WEIGHT": "5"}
+    config = load_config(None, env)
+    assert (config.llm.max_sentences, config.llm.max_words, config.stt.lm_weight) == (1, 12, 5.0)
+    with pytest.raises(ConfigError, match=r"max_sentences and llm\.max_words must be at least 1"):
+        load_config(None, {"CODA_LLM_MAX_WORDS": "0"})
+    with pytest.raises(ConfigError, match=r"stt\.lm_weight must not be negative"):
+        load_config(None, {"CODA_STT_LM_WEIGHT": "-1"})

@@ -46,6 +46,9 @@ class FakeServer:
         self.gated = False  # stream: each piece waits until the client says it got the last
         self.received = asyncio.Event()
         self.gate_timed_out = False
+        self.stream_words = ["Lisbon", " is", " sunny."]  # what a streamed answer says
+        self.stream_ended = asyncio.Event()  # a streaming handler returned
+        self.stream_outcome = ""  # "completed", or "client left" mid-stream
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = web.Application()
@@ -81,19 +84,27 @@ class FakeServer:
         if body.get("stream"):  # NDJSON: one object per line, the last with the counts
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
-            for i, word in enumerate(["Lisbon", " is", " sunny."]):
-                if i and self.gated:  # the next piece only once the client has the last one
-                    try:
-                        await asyncio.wait_for(self.received.wait(), 10)
-                    except TimeoutError:
-                        self.gate_timed_out = True
-                    self.received.clear()
-                line = {"message": {"role": "assistant", "content": word}, "done": False}
-                await resp.write(json.dumps(line).encode() + b"\n")
-            done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
-                    "eval_count": 3}  # fmt: skip
-            await resp.write(json.dumps(done).encode() + b"\n")
-            await resp.write_eof()
+            try:
+                for i, word in enumerate(self.stream_words):
+                    if i and self.gated:  # the next piece only once the client has the last
+                        try:
+                            await asyncio.wait_for(self.received.wait(), 10)
+                        except TimeoutError:
+                            self.gate_timed_out = True
+                        self.received.clear()
+                    elif i:
+                        await asyncio.sleep(0.05)
+                    line = {"message": {"role": "assistant", "content": word}, "done": False}
+                    await resp.write(json.dumps(line).encode() + b"\n")
+                done = {"message": {"content": ""}, "done": True, "prompt_eval_count": 30,
+                        "eval_count": 3}  # fmt: skip
+                await resp.write(json.dumps(done).encode() + b"\n")
+                await resp.write_eof()
+                self.stream_outcome = "completed"
+            except (ConnectionResetError, ConnectionError):
+                self.stream_outcome = "client left"
+            finally:
+                self.stream_ended.set()
             return resp
         answer = f"ollama heard {body['messages'][-1]['content']}"
         return web.json_response(
@@ -128,11 +139,14 @@ async def test_ollama_backend_round_trip(server: FakeServer) -> None:
         r = await llm.generate("Where do I live?", CTX)
     finally:
         await llm.aclose()
-    assert r.text == "ollama heard Where do I live?"
+    # the fake server says back the last message: the memory, then the question
+    assert r.text == "ollama heard What you know about me: You live in Lisbon. Where do I live?"
     assert (r.model, r.input_tokens, r.output_tokens) == ("llama3.2", 42, 7)
     path, body, _ = server.requests[0]
     assert path == "/api/chat" and body["model"] == "llama3.2" and body["stream"] is False
-    assert "I live in Lisbon." in body["messages"][0]["content"]  # memories reach the model
+    # memories reach the model, in the user's turn, said back to them
+    assert "You live in Lisbon." in body["messages"][-1]["content"]
+    assert body["messages"][-1]["content"].endswith("Where do I live?")
 
 
 async def test_openai_compatible_backend_round_trip(server: FakeServer) -> None:
@@ -277,6 +291,23 @@ async def test_ollama_backend_streams_ndjson_as_it_arrives(server: FakeServer) -
     result = arrivals[-1]
     assert result == LLMResult("Lisbon is sunny.", "llama3.2", 30, 3, "ollama", result.prompt)
     assert server.requests[-1][1]["stream"] is True
+
+
+async def test_a_stream_is_closed_once_the_answer_holds_its_last_sentence(
+    server: FakeServer,
+) -> None:
+    server.stream_words = ["**One**", " two.", "\n- Three", " four.", *[" more"] * 60, " end."]
+    config = LlmConfig(backend="ollama", url=server.url, model="m", max_sentences=2)
+    llm = OllamaLLM(config)
+    try:
+        items = [item async for item in llm.stream("Count for me", [])]
+    finally:
+        await llm.aclose()
+    result = items[-1]
+    assert isinstance(result, LLMResult)
+    assert result.text == "One two. Three four." == "".join(items[:-1])  # spoken, no markdown
+    await asyncio.wait_for(server.stream_ended.wait(), 10)
+    assert server.stream_outcome == "client left"  # the rest of the answer was never read
 
 
 async def test_a_stream_from_an_unreachable_server_is_named_then_works(

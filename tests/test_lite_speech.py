@@ -116,3 +116,23 @@ def test_unknown_backends_are_named() -> None:
         make_stt(SttConfig(backend="whisper"))
     with pytest.raises(ValueError, match="festival"):
         make_tts(TtsConfig(backend="festival"))
+
+
+async def test_a_grammar_limits_what_is_heard_and_bad_word_files_are_named(
+    tmp_path: Path,
+) -> None:
+    require_module("pocketsphinx")
+    require_tool("espeak-ng")
+    grammar = tmp_path / "g.gram"
+    grammar.write_text("#JSGF V1.0;\ngrammar g;\npublic <s> = where do i live | what is my name;\n")
+    wav = await EspeakTTS(TtsConfig()).synthesize("What is my name?")
+    heard = await PocketSphinxSTT(SttConfig(grammar=grammar)).transcribe(wav)
+    assert heard == "what is my name"
+    words = tmp_path / "names.dict"
+    words.write_text("# extra names\nzyxia Z IH K S IY AH\n")
+    assert (await PocketSphinxSTT(SttConfig(words=words)).transcribe(wav)).strip()
+    words.write_text("zyxia\n")
+    with pytest.raises(ValueError, match=r"names\.dict line 1: 'zyxia' has no phones"):
+        PocketSphinxSTT(SttConfig(words=words))
+    with pytest.raises(ValueError, match=r"stt\.grammar \S+ is not usable"):
+        PocketSphinxSTT(SttConfig(grammar=tmp_path / "missing.gram"))

@@ -14,26 +14,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from coda_lite.config import LlmConfig
-from coda_lite.llm.types import LLMResult, build_messages, count_tokens, generate_from_stream
+from coda_lite.llm.types import (
+    LLMResult,
+    build_messages,
+    count_tokens,
+    generate_from_stream,
+    second_person,
+)
 from coda_lite.stats import CallStats
 
-_PRONOUNS = {
-    "i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
-    "i'm": "you're", "am": "are", "i've": "you've", "i'd": "you'd", "i'll": "you'll",
-    "we": "you", "our": "your", "us": "you",
-}  # fmt: skip
 _QUESTION_START = re.compile(
     r"^(what|where|who|when|why|how|which|do|does|did|is|are|can|could|would|will)\b", re.I
 )
-
-
-def second_person(text: str) -> str:
-    """'My name is Ada.' -> 'your name is Ada' (what the user told, said back to them)."""
-    words = text.strip().rstrip(".!").split()
-    out = [_PRONOUNS.get(w.lower(), w) for w in words]
-    if out and out[0] not in _PRONOUNS.values() and words and words[0] not in {"I", "I'm"}:
-        out[0] = out[0][:1].lower() + out[0][1:]
-    return " ".join(out)
 
 
 class EchoLLM:

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from coda_lite.config import LlmConfig
+from coda_lite.llm.spoken import SpokenAnswer, spoken_text
 from coda_lite.llm.types import LLMError, LLMResult, LLMTimeoutError, build_messages, count_tokens
 from coda_lite.stats import CallStats
 
@@ -139,32 +140,49 @@ class _HttpLLM:
         )
 
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
-        """One non-streaming request: the whole answer at once."""
+        """One non-streaming request: the whole answer at once (shaped for speech)."""
         with self.stats.track(query):
             messages = build_messages(self.config.system_prompt, query, context)
             async with self._post(messages, stream=False) as resp:
                 data = await resp.json(content_type=None)
                 text, n_in, n_out = self._parse(data)
-            return self._result(messages, text, n_in, n_out)
+            spoken = spoken_text(text, self.config.max_sentences, self.config.max_words)
+            return self._result(messages, spoken, n_in, n_out)
 
     async def stream(
         self, query: str, context: Sequence[Mapping[str, Any]]
     ) -> AsyncIterator[str | LLMResult]:
-        """The answer as the server streams it, then the :class:`LLMResult`."""
+        """The answer as the server streams it (shaped for speech), then the :class:`LLMResult`.
+
+        Once the answer holds its last sentence the stream is closed, which cancels the
+        generation on servers that stop when their client goes (ollama, vLLM, llama.cpp)."""
         with self.stats.track(query):
             messages = build_messages(self.config.system_prompt, query, context)
+            shaper = SpokenAnswer(self.config.max_sentences, self.config.max_words)
             parts: list[str] = []
             usage: list[int | None] = [None, None]
             async with self._post(messages, stream=True) as resp:
                 if resp.content_type == "application/json":  # the server did not stream
                     text, usage[0], usage[1] = self._parse(await resp.json())
-                    parts.append(text)
-                    yield text
+                    deltas = [text]
+                    for spoken in (shaper.feed(text), shaper.finish()):
+                        if spoken:
+                            parts.append(spoken)
+                            yield spoken
                 else:
                     async for raw in resp.content:
-                        for delta in self._parse_line(raw.decode("utf-8").strip(), usage):
-                            parts.append(delta)
-                            yield delta
+                        deltas = self._parse_line(raw.decode("utf-8").strip(), usage)
+                        for spoken in map(shaper.feed, deltas):
+                            if spoken:
+                                parts.append(spoken)
+                                yield spoken
+                        if shaper.done:
+                            resp.close()  # stop reading: the rest would never be spoken
+                            break
+            rest = shaper.finish()
+            if rest:
+                parts.append(rest)
+                yield rest
         yield self._result(messages, "".join(parts), usage[0], usage[1])
 
     def _parse_line(self, line: str, usage: list[int | None]) -> list[str]:

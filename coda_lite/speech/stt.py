@@ -15,11 +15,29 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from coda_lite.config import SttConfig
 from coda_lite.speech.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
 from coda_lite.stats import CallStats
+
+
+def read_pronunciations(path: Path) -> list[tuple[str, str]]:
+    """(word, phones) from a dictionary file: ``lisbon(2) L IH S B AH N`` ('#' lines skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"stt.words {path}: {exc.strerror or exc}") from None
+    entries = []
+    for n, line in enumerate(text.splitlines(), 1):
+        word, _, phones = line.strip().partition(" ")
+        if not word or word.startswith("#"):
+            continue
+        if not phones.strip():
+            raise ValueError(f"stt.words {path} line {n}: {word!r} has no phones")
+        entries.append((word.lower(), " ".join(phones.split()).upper()))
+    return entries
 
 
 class PocketSphinxSTT:
@@ -45,7 +63,27 @@ class PocketSphinxSTT:
         kwargs: dict[str, Any] = {"samprate": self.config.sample_rate, "loglevel": "FATAL"}
         if self.config.model_path is not None:
             kwargs["hmm"] = str(self.config.model_path)
+        if self.config.lm_weight > 0:
+            kwargs["lw"] = self.config.lm_weight
         decoder = Decoder(**kwargs)
+        if self.config.words is not None:
+            for word, phones in read_pronunciations(self.config.words):
+                try:
+                    decoder.add_word(word, phones, True)
+                except RuntimeError as exc:
+                    raise ValueError(
+                        f"stt.words {self.config.words}: cannot add {word!r} ({phones}): {exc}"
+                    ) from None
+        if self.config.grammar is not None:
+            if not self.config.grammar.is_file():  # pocketsphinx would crash on it
+                raise ValueError(f"stt.grammar {self.config.grammar} is not usable: no such file")
+            try:
+                decoder.add_jsgf_file("grammar", str(self.config.grammar))
+                decoder.activate_search("grammar")
+            except (RuntimeError, OSError) as exc:
+                raise ValueError(
+                    f"stt.grammar {self.config.grammar} is not usable: {exc}"
+                ) from None
         with self._lock:
             self._decoder = decoder
 
