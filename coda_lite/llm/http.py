@@ -124,8 +124,16 @@ class _HttpLLM:
             raise LLMError(f"{where} returned an unexpected response shape: {exc!r}") from exc
 
     def _result(
-        self, messages: list[dict[str, str]], text: str, n_in: int | None, n_out: int | None
+        self,
+        messages: list[dict[str, str]],
+        text: str,
+        n_in: int | None,
+        n_out: int | None,
+        meta: Mapping[str, str] | None = None,
     ) -> LLMResult:
+        """The result; ``meta`` holds what the server said of its answer (``model``, the
+        model that answered, and ``finish_reason``: ``stop``, or ``length`` when cut by
+        ``max_tokens``)."""
         estimated = n_in is None or n_out is None  # the server did not report its usage
         n_in = n_in if n_in is not None else sum(count_tokens(m["content"]) for m in messages)
         n_out = n_out if n_out is not None else count_tokens(text)
@@ -136,6 +144,8 @@ class _HttpLLM:
             int(n_out),
             self.provider,
             tuple(messages),
+            finish_reason=(meta or {}).get("finish_reason") or "stop",
+            response_model=(meta or {}).get("model") or "",
             usage_estimated=estimated,
         )
 
@@ -146,8 +156,10 @@ class _HttpLLM:
             async with self._post(messages, stream=False) as resp:
                 data = await resp.json(content_type=None)
                 text, n_in, n_out = self._parse(data)
+            meta: dict[str, str] = {}
+            self._meta(data, meta)
             spoken = spoken_text(text, self.config.max_sentences, self.config.max_words)
-            return self._result(messages, spoken, n_in, n_out)
+            return self._result(messages, spoken, n_in, n_out, meta)
 
     async def stream(
         self, query: str, context: Sequence[Mapping[str, Any]]
@@ -161,9 +173,12 @@ class _HttpLLM:
             shaper = SpokenAnswer(self.config.max_sentences, self.config.max_words)
             parts: list[str] = []
             usage: list[int | None] = [None, None]
+            meta: dict[str, str] = {}
             async with self._post(messages, stream=True) as resp:
                 if resp.content_type == "application/json":  # the server did not stream
-                    text, usage[0], usage[1] = self._parse(await resp.json())
+                    data = await resp.json()
+                    text, usage[0], usage[1] = self._parse(data)
+                    self._meta(data, meta)
                     deltas = [text]
                     for spoken in (shaper.feed(text), shaper.finish()):
                         if spoken:
@@ -171,7 +186,7 @@ class _HttpLLM:
                             yield spoken
                 else:
                     async for raw in resp.content:
-                        deltas = self._parse_line(raw.decode("utf-8").strip(), usage)
+                        deltas = self._parse_line(raw.decode("utf-8").strip(), usage, meta)
                         for spoken in map(shaper.feed, deltas):
                             if spoken:
                                 parts.append(spoken)
@@ -183,10 +198,17 @@ class _HttpLLM:
             if rest:
                 parts.append(rest)
                 yield rest
-        yield self._result(messages, "".join(parts), usage[0], usage[1])
+        yield self._result(messages, "".join(parts), usage[0], usage[1], meta)
 
-    def _parse_line(self, line: str, usage: list[int | None]) -> list[str]:
-        """The text deltas in one streamed line; token counts go into ``usage``."""
+    def _parse_line(
+        self, line: str, usage: list[int | None], meta: dict[str, str] | None = None
+    ) -> list[str]:
+        """The text deltas in one streamed line; token counts go into ``usage``, the
+        answering model and finish reason into ``meta``."""
+        raise NotImplementedError
+
+    def _meta(self, data: Any, meta: dict[str, str]) -> None:
+        """The answering model and the finish reason, from one response object."""
         raise NotImplementedError
 
     async def get_heartbeat(self) -> dict[str, Any]:
@@ -251,13 +273,17 @@ class OllamaLLM(_HttpLLM):
         options = {"temperature": self.config.temperature, "num_predict": self.config.max_tokens}
         return {"model": self.model, "messages": messages, "stream": stream, "options": options}
 
-    def _parse_line(self, line: str, usage: list[int | None]) -> list[str]:
+    def _parse_line(
+        self, line: str, usage: list[int | None], meta: dict[str, str] | None = None
+    ) -> list[str]:
         """One NDJSON object: ``{"message": {"content": ...}, "done": ..., "eval_count": ...}``."""
         if not line:
             return []
         data = json.loads(line)
         if "error" in data:
             raise LLMError(f"ollama stream from {self.endpoint} reported: {data['error']}")
+        if meta is not None:
+            self._meta(data, meta)
         if data.get("done"):
             usage[0], usage[1] = data.get("prompt_eval_count"), data.get("eval_count")
         text = str((data.get("message") or {}).get("content") or "")
@@ -266,6 +292,12 @@ class OllamaLLM(_HttpLLM):
     def _parse(self, data: Any) -> tuple[str, int | None, int | None]:
         text = str(data["message"]["content"])
         return text, data.get("prompt_eval_count"), data.get("eval_count")
+
+    def _meta(self, data: Any, meta: dict[str, str]) -> None:
+        if isinstance(data.get("model"), str):
+            meta["model"] = data["model"]
+        if data.get("done") and isinstance(data.get("done_reason"), str):
+            meta["finish_reason"] = data["done_reason"]
 
 
 class OpenAICompatLLM(_HttpLLM):
@@ -289,7 +321,9 @@ class OpenAICompatLLM(_HttpLLM):
             payload.update(stream=True, stream_options={"include_usage": True})
         return payload
 
-    def _parse_line(self, line: str, usage: list[int | None]) -> list[str]:
+    def _parse_line(
+        self, line: str, usage: list[int | None], meta: dict[str, str] | None = None
+    ) -> list[str]:
         """One Server-Sent Event line: ``data: {"choices": [{"delta": ...}], "usage": ...}``."""
         if not line.startswith("data:"):
             return []  # blank separators, comments, event names
@@ -299,6 +333,8 @@ class OpenAICompatLLM(_HttpLLM):
         data = json.loads(payload)
         if "error" in data:
             raise LLMError(f"openai stream from {self.endpoint} reported: {data['error']}")
+        if meta is not None:
+            self._meta(data, meta)
         if data.get("usage"):
             usage[0] = data["usage"].get("prompt_tokens")
             usage[1] = data["usage"].get("completion_tokens")
@@ -313,3 +349,10 @@ class OpenAICompatLLM(_HttpLLM):
         usage = data.get("usage") or {}
         text = str(data["choices"][0]["message"]["content"])
         return text, usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+    def _meta(self, data: Any, meta: dict[str, str]) -> None:
+        if isinstance(data.get("model"), str):
+            meta["model"] = data["model"]
+        for choice in data.get("choices") or []:
+            if isinstance(choice.get("finish_reason"), str):
+                meta["finish_reason"] = choice["finish_reason"]

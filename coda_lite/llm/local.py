@@ -24,6 +24,7 @@ import logging
 import shutil
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,9 @@ class LocalLLM:
         self._loaded: tuple[Any, Any] | None = None
         self._load_lock = asyncio.Lock()
         self._generate_lock = threading.Lock()  # one generation at a time on the CPU
+        # The model's own worker: a generation never holds a thread of the shared default pool
+        # (embedding, SQLite and heartbeats run there), and turns queue here, not there.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coda-llm")
 
     @property
     def gguf_path(self) -> Path:
@@ -186,7 +190,7 @@ class LocalLLM:
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop = threading.Event()
             worker = loop.run_in_executor(
-                None, self._generate, tokenizer, model, ids, loop, queue, stop
+                self._executor, self._generate, tokenizer, model, ids, loop, queue, stop
             )
             parts: list[str] = []
             try:
@@ -205,7 +209,14 @@ class LocalLLM:
                     worker.add_done_callback(_ignore_result)
         n_in = int(ids["input_ids"].shape[1])
         yield LLMResult(
-            "".join(parts).strip(), self.model, n_in, n_out, self.provider, tuple(messages)
+            "".join(parts).strip(),
+            self.model,
+            n_in,
+            n_out,
+            self.provider,
+            tuple(messages),
+            # cut by the token budget, else the model's end or the spoken-answer cap
+            finish_reason="length" if n_out >= self.config.max_tokens else "stop",
         )
 
     def _generate(
@@ -271,7 +282,8 @@ class LocalLLM:
         self.stats.reset_window()
 
     async def aclose(self) -> None:
-        pass
+        # a generation still running finishes on its own (its stream already asked it to stop)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _ignore_result(future: asyncio.Future[Any]) -> None:
