@@ -167,11 +167,14 @@ def test_hostile_wav_headers_are_refused_before_decoding(service: Service) -> No
     cases = {
         "10000000 Hz": _wav_header_only(10_000_000, noise),
         "unsupported format (64 channels": _wav_header_only(16000, noise[:8192], channels=64),
-        "at most 120 s": _wav_header_only(8000, b"\x01\x02" * 8000 * 121),
     }
     for message, wav in cases.items():
         r = service.turn(audio_wav_base64=base64.b64encode(wav).decode())
         assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
+    too_long = _wav_header_only(8000, b"\x01\x02" * 8000 * 31)  # 31 s, stt.max_seconds 30
+    r = service.turn(audio_wav_base64=base64.b64encode(too_long).decode())
+    assert r.status_code == 413 and r.json()["error"]["code"] == "audio_too_long", r.text
+    assert "at most 30 s" in r.json()["error"]["message"]
 
 
 def test_a_locked_database_stalls_neither_scrapes_nor_questions(service: Service) -> None:

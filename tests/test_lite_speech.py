@@ -136,3 +136,46 @@ async def test_a_grammar_limits_what_is_heard_and_bad_word_files_are_named(
         PocketSphinxSTT(SttConfig(words=words))
     with pytest.raises(ValueError, match=r"stt\.grammar \S+ is not usable"):
         PocketSphinxSTT(SttConfig(grammar=tmp_path / "missing.gram"))
+
+
+async def test_a_long_recording_never_stops_the_event_loop(stt: PocketSphinxSTT) -> None:
+    """28 s of noise (under stt.max_seconds) takes the recogniser seconds; decoded in blocks,
+    the loop keeps running meanwhile (one call on the whole clip held the GIL throughout)."""
+    import asyncio
+    import time
+
+    rng = np.random.default_rng(7)
+    noise = (rng.standard_normal(16000 * 28) * 3000).astype(np.int16)
+    wav = wav_bytes(noise.tobytes(), rate=16000)
+    longest_gap = 0.0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal longest_gap
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            longest_gap = max(longest_gap, now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(AudioError):  # noise: nothing recognised, or words of noise
+            await stt.transcribe(wav)
+            raise AudioError("recognised words in noise")  # either way the loop is the point
+    finally:
+        done.set()
+        await ticker
+    took = time.perf_counter() - t0
+    # a budget far from both outcomes: blocks keep gaps to tens of ms; one call, to `took`
+    assert longest_gap < max(1.0, took / 3), (longest_gap, took)
+
+
+async def test_a_recording_over_the_limit_is_refused_before_decoding(stt: PocketSphinxSTT) -> None:
+    from coda_lite.speech.audio import AudioTooLongError
+
+    too_long = wav_bytes(np.zeros(16000 * 31, dtype=np.int16).tobytes(), rate=16000)
+    with pytest.raises(AudioTooLongError, match="at most 30 s"):
+        await stt.transcribe(too_long)

@@ -35,7 +35,7 @@ class SttConfig:
     model_path: Path | None = None  # acoustic model dir; None: pocketsphinx's en-us
     sample_rate: int = 16000
     silence_rms: float = 30.0  # int16 RMS below this is "silent audio"
-    max_audio_seconds: float = 120.0
+    max_seconds: float = 30.0  # a longer recording is refused (413) before it is decoded
     # How much the language model counts against the sound (pocketsphinx's -lw); 0: its own
     # default (6.5). Higher trusts word sequences more, lower the acoustics.
     lm_weight: float = 0.0

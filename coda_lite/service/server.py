@@ -48,6 +48,7 @@ from coda_lite.pipeline.admission import Overloaded
 from coda_lite.pipeline.conversation import StageError, StageTimeoutError
 from coda_lite.pipeline.turns import TurnInterrupted
 from coda_lite.service.app import App, build_app
+from coda_lite.speech.audio import AudioTooLongError
 from coda_otel.console import (
     CONSOLE_OPEN_PATHS,
     ConsoleSettings,
@@ -157,6 +158,8 @@ async def post_turn(request: web.Request) -> web.Response:
         response.headers["Retry-After"] = str(int(exc.retry_after_s))
         return response
     except StageError as exc:
+        if isinstance(exc.__cause__, AudioTooLongError):
+            return error(413, "audio_too_long", str(exc), stage=exc.stage)
         if isinstance(exc.__cause__, InputError | ValueError):
             return error(422, "invalid_input", str(exc), stage=exc.stage)
         if isinstance(exc.__cause__, StageTimeoutError):

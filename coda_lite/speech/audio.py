@@ -124,10 +124,16 @@ def wav_info(data: bytes, label: str = "audio") -> WavInfo:
     return WavInfo(channels, width, rate, offset, size)
 
 
+class AudioTooLongError(AudioError):
+    """The recording is longer than the recogniser takes (a 413 for an HTTP client)."""
+
+
 def check_duration(info: WavInfo, max_seconds: float, label: str = "audio") -> None:
     """Refuse audio longer than ``max_seconds`` (known from the header, before decoding)."""
     if info.seconds > max_seconds:
-        raise AudioError(f"{label} is {info.seconds:.0f} s long; at most {max_seconds:.0f} s")
+        raise AudioTooLongError(
+            f"{label} is {info.seconds:.0f} s long; at most {max_seconds:.0f} s"
+        )
 
 
 def decode_wav(

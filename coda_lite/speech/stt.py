@@ -22,6 +22,12 @@ from coda_lite.config import SttConfig
 from coda_lite.speech.audio import AudioError, read_audio, rms_int16, to_pcm16_mono
 from coda_lite.stats import CallStats
 
+#: Recordings up to this long are decoded in one call (the whole-utterance normalisation
+#: recognises best; the GIL is held about a second at most). Longer ones go in blocks of
+#: DECODE_BLOCK_BYTES (0.25 s at 16 kHz, 16-bit): the event loop's thread runs between them.
+WHOLE_UTTERANCE_S = 8.0
+DECODE_BLOCK_BYTES = 8000
+
 
 def read_pronunciations(path: Path) -> list[tuple[str, str]]:
     """(word, phones) from a dictionary file: ``lisbon(2) L IH S B AH N`` ('#' lines skipped)."""
@@ -99,7 +105,7 @@ class PocketSphinxSTT:
             data, label = read_audio(audio)
             rate = self.config.sample_rate
             # the duration is checked from the header, before anything is decoded
-            limit = self.config.max_audio_seconds
+            limit = self.config.max_seconds
             pcm = to_pcm16_mono(data, rate=rate, label=label, max_seconds=limit)
             seconds = len(pcm) / 2 / rate
             level = rms_int16(pcm)
@@ -110,7 +116,15 @@ class PocketSphinxSTT:
                 if decoder is None:
                     raise RuntimeError("speech recogniser is not loaded (restart in progress)")
                 decoder.start_utt()
-                decoder.process_raw(pcm, full_utt=True)
+                if seconds <= WHOLE_UTTERANCE_S:  # one call: the most accurate decoding
+                    decoder.process_raw(pcm, full_utt=True)
+                else:
+                    # pocketsphinx holds the GIL for the length of each call (about 0.1 s per
+                    # second of audio here): a long recording is fed in blocks, so the event
+                    # loop's thread runs between them instead of stopping for seconds
+                    for start in range(0, len(pcm), DECODE_BLOCK_BYTES):
+                        block = pcm[start : start + DECODE_BLOCK_BYTES]
+                        decoder.process_raw(block, full_utt=False)
                 decoder.end_utt()
                 hyp = decoder.hyp()
             text = (hyp.hypstr if hyp is not None else "").strip()
