@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,11 @@ def test_demo_leaves_traces_logs_and_a_snapshot_to_look_at(
     assert otel_main(["trace", "show", "--last", "--traces"]) == 0
     shown = capsys.readouterr().out
     assert "voice-to-voice" in shown and "    sentence 0 " in shown  # the tts span's sentences
-    assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list"]) == 0
-    assert "manual" in capsys.readouterr().out
+    assert otel_main(["snapshots", "--dir", str(home / "snapshots"), "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    final = [s for s in listed if s["trigger"] == "manual"]
+    # the demo's own session's memory, not the (empty) default owner's
+    assert final and final[-1]["owner"] == "demo" and final[-1]["memory_count"] >= 1
 
 
 def test_spoken_demo_prints_the_word_error_rate_and_how_it_heard(

@@ -148,7 +148,7 @@ async def run_demo(
             outputs.setdefault("spoken answers (WAV)", str(audio_dir))
         for what, where in outputs.items():
             print(f"  {what}: {where}", file=out)
-        app.snapshots.take_snapshot()  # the memory as the demo leaves it
+        app.snapshots.take_snapshot(owner="demo")  # the demo session's memory as it leaves it
         print(
             "Look closer: coda-otel trace show --last | coda-otel snapshots list"
             f"  (with CODA_HOME={config.home})",
