@@ -169,7 +169,7 @@ class PipelineConfig:
     # Admission: turns running at once (0: 2 for the in-process model, 8 for other backends),
     # turns that may wait for a slot, and how long one waits before it is refused (503).
     max_running_turns: int = 0
-    max_waiting_turns: int = 8
+    max_waiting_turns: int = 32
     queue_timeout: float = 20.0
 
     def stage_timeouts(self) -> dict[str, float]:
