@@ -86,13 +86,15 @@ class FakeServer:
             await resp.prepare(request)
             try:
                 for i, word in enumerate(self.stream_words):
-                    if i and self.gated:  # the next piece only once the client has the last
+                    # gated: a piece goes only once the client got the one two before (the
+                    # client holds one piece back, to pass whole words on)
+                    if i >= 2 and self.gated:
                         try:
                             await asyncio.wait_for(self.received.wait(), 10)
                         except TimeoutError:
                             self.gate_timed_out = True
                         self.received.clear()
-                    elif i:
+                    elif i and not self.gated:
                         await asyncio.sleep(0.05)
                     line = {"message": {"role": "assistant", "content": word}, "done": False}
                     await resp.write(json.dumps(line).encode() + b"\n")

@@ -29,6 +29,8 @@ from tests.support import require_tool
 pytestmark = [pytest.mark.slow]
 
 STAGES = ["stt", "memory_retrieval", "llm", "memory_update", "tts"]
+#: The order stages end in: speech ends before the exchange is remembered.
+SPOKEN_ORDER = ["stt", "memory_retrieval", "llm", "tts", "memory_update"]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,7 @@ async def test_websocket_streams_a_turn_and_answers_commands(service: Service) -
                 stages.append(msg["data"]["stage"])
             elif msg["type"] == "text_input_result":
                 result = msg["data"]
-        assert stages == STAGES
+        assert stages == SPOKEN_ORDER
         assert result is not None and "pilot" in result["transcript"]
 
         await ws.send_json({"type": "take_memory_snapshot", "id": 3, "data": {}})
@@ -227,7 +229,7 @@ async def test_tracing_off_stops_spans_and_nothing_else(service: Service) -> Non
     assert result["trace_id"] is None and result["conversation_id"]
     shown = [m["type"] for m in untraced["before"]]
     assert shown == ["pipeline_stage"] * 5 + ["conversation_end"]  # the WebSocket still sees it
-    assert [m["data"]["stage"] for m in untraced["before"][:5]] == STAGES
+    assert [m["data"]["stage"] for m in untraced["before"][:5]] == SPOKEN_ORDER
     assert _ok_turns(service) >= turns_before + 2  # metrics count the untraced turn too
     logs = service.home / "pipeline_logs"
     await eventually(

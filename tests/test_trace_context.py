@@ -116,7 +116,7 @@ def test_one_trace_from_the_caller_through_the_turn_to_the_model_server(
     assert a["server.address"] == "127.0.0.1" and a["server.port"] == int(model.url.rsplit(":")[-1])
     assert a["gen_ai.usage.input_tokens"] == 3 and a["gen_ai.usage.output_tokens"] == 1
     assert a["coda.gen_ai.usage.estimated"] is False
-    assert list(a["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert [v.string_value for v in a["gen_ai.response.finish_reasons"].values] == ["stop"]
     assert a["gen_ai.response.model"] == RESPONSE_MODEL
     (received,) = model.traceparents[sent:]
     assert received is not None

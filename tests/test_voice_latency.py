@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 SERVER_MESSAGE = validator_for("server_message")
 SESSION = "voice-1"
-TYPED = ["My name is Ada and I live in Lisbon.", "Tell me three facts about Paris."]
+TYPED = ["My name is Ada and I live in Lisbon.", "Describe a sunny day at the beach."]
 SPOKEN = "where do i live"
 
 
@@ -86,7 +86,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[
     require_tool("espeak-ng")
     converted_dir(models_dir)  # the one-time conversion, before the service starts
     home = tmp_path_factory.mktemp("coda-home")
-    config = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 40\n"
+    # a longer answer than a spoken default, so that speech can overlap the writing
+    config = "llm:\n  backend: local\n  temperature: 0\n  max_tokens: 60\n  max_sentences: 4\n"
     env = {
         "CODA_LLM_BACKEND": None,  # the config file chooses the real model
         "CODA_LLM_MODELS_DIR": str(models_dir),
@@ -116,7 +117,8 @@ def test_every_turn_has_a_breakdown_that_adds_up(run: Run) -> None:
 
 
 def test_trace_shows_streaming_and_genai_attributes(run: Run) -> None:
-    spans = run.receiver.wait_for_spans(6 * len(run.bodies), timeout_s=30)
+    # per turn: the SERVER span, the root, five stages and the inference span
+    spans = run.receiver.wait_for_spans(8 * len(run.bodies), timeout_s=30)
     by_trace: dict[str, dict[str, Any]] = {}
     for _, span in spans:
         by_trace.setdefault(span.trace_id.hex(), {})[span.name] = span
@@ -124,8 +126,15 @@ def test_trace_shows_streaming_and_genai_attributes(run: Run) -> None:
     for body in run.bodies:
         trace = by_trace[body["trace_id"]]
         root, llm, tts = trace["conversation"], trace["llm"], trace["tts"]
-        for span in trace.values():  # the session, not the turn, on every span
-            assert attributes(span)["gen_ai.conversation.id"] == SESSION, span.name
+        for name in (
+            "conversation",
+            "stt",
+            "memory_retrieval",
+            "llm",
+            "memory_update",
+            "tts",
+        ):  # the session, not the turn, on every span
+            assert attributes(trace[name])["gen_ai.conversation.id"] == SESSION, name
         assert attributes(root)["coda.conversation.id"] == body["conversation_id"]
         root_attrs = attributes(root)
         v2v = root_attrs["coda.latency.voice_to_voice"]

@@ -11,8 +11,9 @@ turns stay on this machine for the debug console, within ``max_bytes`` of span c
     store.spans("4bf92f3577b34da6a3ce929d0e0e4736")   # every span of that turn, or None
     store.close()
 
-A turn is stored when its root span (``conversation``) arrives; its earlier spans wait in memory
-until then (a bounded number of traces), a span that ends after its root is appended to the
+A turn is stored when its root span (``conversation``, which may itself sit under a request's
+SERVER span or a caller's span) arrives; its earlier spans wait in memory until then (a
+bounded number of traces), a span that ends after it (the SERVER span) is appended to the
 stored turn. Spans of traces with another root (a memory snapshot) are not kept. Content is
 stored as the spans carry it, which is redacted already.
 
@@ -214,11 +215,13 @@ class TraceStore:
                     continue
                 spans = self._pending.setdefault(trace_id, [])
                 spans.append(span)
-                if span.get("parent_span_id"):
+                # The turn's root (``conversation``) ends after its stages; it may itself have
+                # a parent (the request's SERVER span, a caller's span), which ends later and
+                # is appended then.
+                if span.get("name") not in self.root_names:
                     continue
                 del self._pending[trace_id]
-                if span.get("name") in self.root_names:
-                    complete.append((span, spans))
+                complete.append((span, spans))
             while len(self._pending) > _PENDING_TRACES:
                 self._pending.popitem(last=False)
                 self.skipped += 1
@@ -283,7 +286,7 @@ class TraceStore:
         if row is None:  # evicted meanwhile
             return
         spans = [*json.loads(row[0]), *extra]
-        root = next((s for s in spans if not s.get("parent_span_id")), None)
+        root = next((s for s in spans if s.get("name") in self.root_names), None)
         if root is None:
             return
         self._insert(root, spans)  # replaces the row, and its count and bytes

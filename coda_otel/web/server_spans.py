@@ -40,10 +40,12 @@ def _request_attributes(request: web.Request, route: str) -> dict[str, Any]:
         "url.path": request.path,
         "url.scheme": request.scheme,
     }
-    host = request.url.host
+    try:  # a hostile Host header ("a:b,c", "h:x") makes the URL unparsable: no address then
+        host, port = request.url.host, request.url.port
+    except ValueError:
+        host, port = None, None
     if host:
         attrs["server.address"] = host
-    port = request.url.port
     if port is not None:
         attrs["server.port"] = port
     if request.remote:
