@@ -73,6 +73,21 @@ def wait_stored(base: str, trace_id: str) -> None:
     )
 
 
+#: A turn's spans: the request's SERVER span, the root, five stages, the model call.
+TURN_SPANS = 8
+
+
+def wait_whole(base: str, trace_id: str) -> None:
+    """Until the stored turn holds all its spans (the SERVER span ends after the turn's root
+    and is appended to the stored turn a batch later)."""
+
+    def spans() -> int:
+        got = requests.get(f"{base}/debug/traces/{trace_id}", timeout=5)
+        return len(got.json()["spans"]) if got.status_code == 200 else 0
+
+    wait_until(lambda: spans() >= TURN_SPANS, 15, f"all spans of {trace_id}")
+
+
 def search(cp: ConsolePage, session: str = "", status: str = "", min_ms: str = "") -> None:
     cp.page.fill("#trace-session", session)
     cp.page.select_option("#trace-status", status)
@@ -109,10 +124,11 @@ def test_turns_are_searched_filtered_and_opened_as_a_waterfall(
     expect(rows.first).to_have_attribute("data-trace", live["trace_id"], timeout=10000)
     expect(rows).to_have_count(3)
     wait_stored(base, live["trace_id"])
+    wait_whole(base, live["trace_id"])
     cp.page.click(f"#trace-table tr[data-trace='{live['trace_id']}'] button.link")
     trace = cp.page.locator(f"article.trace[data-trace='{live['trace_id']}']")
     spans = trace.locator("details.span")
-    expect(spans).to_have_count(6)
+    expect(spans).to_have_count(TURN_SPANS)
     assert [s.get_attribute("data-span") for s in spans.all()] == ["conversation", *STAGES]
     expect(trace.locator("header .badge")).to_have_text("ok")
     expect(trace.locator("section.latency")).to_contain_text("Voice-to-voice")

@@ -240,8 +240,10 @@ async def test_tracing_off_stops_spans_and_nothing_else(service: Service) -> Non
     trace_id = traced["answer"]["data"]["trace_id"]
     receiver = service.receiver
     assert receiver is not None
-    await eventually(  # spans leave in order: once the later turn's are in ...
-        lambda: any(s.trace_id.hex() == trace_id for _, s in receiver.spans()),
+    await eventually(  # spans leave in order: once the later turn's root is in ...
+        lambda: any(
+            s.trace_id.hex() == trace_id and s.name == "conversation" for _, s in receiver.spans()
+        ),
         15,
         what="the traced turn's spans",
     )

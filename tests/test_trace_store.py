@@ -135,6 +135,24 @@ def test_spans_before_their_root_wait_and_other_traces_are_not_kept(turns: Turns
     assert [r["trace_id"] for r in turns.store.search()] == [trace_id]
 
 
+def test_a_turn_under_a_request_span_keeps_the_span_that_ends_after_it(turns: Turns) -> None:
+    """The turn's root may have a parent (the request's SERVER span) that ends after it: in
+    the same export batch or a later one, it joins the stored turn."""
+    from opentelemetry import trace
+
+    for same_batch in (True, False):
+        request = turns.tracer.start_span("POST /v1/turns")
+        with trace.use_span(request, end_on_exit=False):
+            trace_id = turns.turn("req", 1, flush=not same_batch)
+        request.end()
+        turns.provider.force_flush()
+        spans = turns.store.spans(trace_id)
+        assert spans is not None
+        assert {s["name"] for s in spans} == {"POST /v1/turns", "conversation", *STAGES}
+        (row,) = [r for r in turns.store.search() if r["trace_id"] == trace_id]
+        assert row["session_id"] == "req"
+
+
 def test_bounds_keep_the_newest_turns(tmp_path: Path) -> None:
     t = Turns(TraceStore(tmp_path / "t.sqlite3", max_turns=5))
     try:

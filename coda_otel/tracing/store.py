@@ -207,11 +207,15 @@ class TraceStore:
         """Take span records; store the turns whose root is among them. Returns turns stored."""
         complete: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         late: dict[str, list[dict[str, Any]]] = {}
+        done_now: dict[str, list[dict[str, Any]]] = {}  # turns completed by this batch
         with self._lock:
             for record in records:
                 span, trace_id = dict(record), str(record["trace_id"])
                 if trace_id in self._recent:
                     late.setdefault(trace_id, []).append(span)
+                    continue
+                if trace_id in done_now:  # ended after its root, in the same batch
+                    done_now[trace_id].append(span)
                     continue
                 spans = self._pending.setdefault(trace_id, [])
                 spans.append(span)
@@ -222,6 +226,7 @@ class TraceStore:
                     continue
                 del self._pending[trace_id]
                 complete.append((span, spans))
+                done_now[trace_id] = spans
             while len(self._pending) > _PENDING_TRACES:
                 self._pending.popitem(last=False)
                 self.skipped += 1
