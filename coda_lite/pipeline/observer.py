@@ -33,9 +33,12 @@ class StageScope(Protocol):
         time_to_first_chunk_s: float | None = None,
         messages: Sequence[Mapping[str, str]] | None = None,
         response: str | None = None,
+        response_model: str | None = None,
+        finish_reason: str | None = None,
     ) -> None:
-        """The model call: usage, provider, streaming, time to its first chunk, and the
-        messages and response (content: the observer decides whether to keep it)."""
+        """The model call: usage, provider, streaming, time to its first chunk, the messages
+        and response (content: the observer decides whether to keep it), the model that
+        answered when the backend says, and why the answer ended."""
 
     def add_event(
         self, name: str, attributes: Mapping[str, Any], content: str | None = None

@@ -142,6 +142,8 @@ class Reply:
             time_to_first_chunk_s=ttft,
             messages=result.prompt,
             response=result.text,
+            response_model=result.response_model or None,
+            finish_reason=result.finish_reason,
         )
         st.set_output({"response": result.text})
         return result

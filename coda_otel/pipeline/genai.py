@@ -3,8 +3,8 @@
     llm_attributes(model="SmolLM2", input_tokens=80, output_tokens=12, provider="transformers",
                    streamed=True, time_to_first_chunk_s=0.21, messages=[...], response="Hi.",
                    sanitizer=sanitizer)
-    # {'gen_ai.request.model': 'SmolLM2', 'gen_ai.response.model': 'SmolLM2',
-    #  'gen_ai.usage.input_tokens': 80, 'gen_ai.usage.output_tokens': 12,
+    # {'gen_ai.request.model': 'SmolLM2', 'gen_ai.usage.input_tokens': 80,
+    #  'gen_ai.usage.output_tokens': 12,
     #  'gen_ai.provider.name': 'transformers', 'gen_ai.request.stream': True,
     #  'gen_ai.response.time_to_first_chunk': 0.21,
     #  'gen_ai.input.messages': '[{"role": "system", "parts": [...]}, ...]',   # capture on
@@ -63,14 +63,23 @@ def llm_attributes(
     time_to_first_chunk_s: float | None = None,
     messages: Sequence[Mapping[str, str]] | None = None,
     response: str | None = None,
+    response_model: str | None = None,
+    finish_reason: str | None = None,
 ) -> dict[str, Any]:
-    """The llm span's GenAI attributes (content only when ``sanitizer.capture_content``)."""
+    """The llm span's GenAI attributes (content only when ``sanitizer.capture_content``).
+
+    ``gen_ai.response.model`` only when the backend said which model answered;
+    ``finish_reason`` (``stop``, ``length``, ...) as the backend gave it.
+    """
     attrs: dict[str, Any] = {
         "gen_ai.request.model": model,
-        "gen_ai.response.model": model,
         "gen_ai.usage.input_tokens": int(input_tokens),
         "gen_ai.usage.output_tokens": int(output_tokens),
     }
+    if response_model:
+        attrs["gen_ai.response.model"] = response_model
+    if finish_reason:
+        attrs["gen_ai.response.finish_reasons"] = [finish_reason]
     if provider:
         attrs["gen_ai.provider.name"] = provider
     if streamed is not None:
@@ -82,7 +91,9 @@ def llm_attributes(
             attrs["gen_ai.input.messages"] = _messages(messages, sanitizer)
         if response is not None:
             out = [{"role": "assistant", "content": response}]
-            attrs["gen_ai.output.messages"] = _messages(out, sanitizer, finish_reason="stop")
+            attrs["gen_ai.output.messages"] = _messages(
+                out, sanitizer, finish_reason=finish_reason or "stop"
+            )
     return attrs
 
 
