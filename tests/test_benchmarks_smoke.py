@@ -15,6 +15,8 @@ from benchmarks import bench_scrape, bench_stage
 from benchmarks.common import Result
 from benchmarks.run import MODULES, main
 
+pytestmark = [pytest.mark.slow]  # runs real benchmark rows
+
 UNITS = {"s", "B"}
 
 

@@ -14,6 +14,8 @@ from coda_otel.cli.main import main as otel_main
 from coda_otel.tracing.file_exporter import read_otlp_json_lines
 from tests.support import require_module, require_tool
 
+pytestmark = [pytest.mark.slow]  # the whole spoken demo: espeak-ng, pocketsphinx, real models
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -138,6 +138,7 @@ async def test_a_grammar_limits_what_is_heard_and_bad_word_files_are_named(
         PocketSphinxSTT(SttConfig(grammar=tmp_path / "missing.gram"))
 
 
+@pytest.mark.slow  # 28 s of audio through the real recogniser
 async def test_a_long_recording_never_stops_the_event_loop(stt: PocketSphinxSTT) -> None:
     """28 s of noise (under stt.max_seconds) takes the recogniser seconds; decoded in blocks,
     the loop keeps running meanwhile (one call on the whole clip held the GIL throughout)."""
