@@ -53,9 +53,14 @@ def _while_busy(service: Service, query: list[object]) -> None:
 
 def test_a_turn_beyond_capacity_is_refused_at_once_with_retry_after(service: Service) -> None:
     shed_before = service.metric('coda_turns_shed_total{reason="queue_full"}')
-    answers: list[object] = [lambda: (service.turn("Hello?"), service.get("/health/live"))]
+    answers: list[object] = [
+        lambda: (service.turn("Hello?"), service.get("/health/live"), service.get("/health/ready"))
+    ]
     _while_busy(service, answers)
-    refused, live = answers[0]  # type: ignore[misc]
+    refused, live, ready = answers[0]  # type: ignore[misc]
+    # the queue is full (1 running, 0 may wait): not ready for more, still alive
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "overloaded", ready.text
+    assert service.get("/health/ready").status_code == 200  # the slot is free again
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]
     assert error["code"] == "overloaded" and error["reason"] == "queue_full"

@@ -191,6 +191,14 @@ async def _warm_up(app: App) -> None:
         log.error("llm model could not be loaded: %s", exc)
 
 
+def _queue_full(app: App) -> Callable[[], bool] | None:
+    """True while a new turn would be refused at once (readiness says ``overloaded``)."""
+    admission = app.pipeline.admission
+    if admission is None:
+        return None
+    return lambda: admission.full
+
+
 def make_web_app(app: App) -> web.Application:
     """The aiohttp application for ``app`` (also used by tests on a free port)."""
     server = app.config.server
@@ -215,6 +223,7 @@ def make_web_app(app: App) -> web.Application:
         app.watchdog,
         fault_injector=app.faults,
         allow_fault_injection=server.allow_fault_injection,
+        overloaded=_queue_full(app),
     )
     add_debug_ws_route(
         web_app, app.hub, token=server.debug_token, allowed_origins=server.allowed_origins

@@ -33,6 +33,8 @@ Routes (all JSON; every 4xx/5xx carries ``{"error": {"code", "message"}}``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from coda_otel.health.faults import FAULTS, FaultInjector
@@ -49,8 +51,13 @@ def add_health_routes(
     *,
     fault_injector: FaultInjector | None = None,
     allow_fault_injection: bool = False,
+    overloaded: Callable[[], bool] | None = None,
 ) -> None:
-    """Mount the health routes, the component reset and ``/debug/faults`` on ``app``."""
+    """Mount the health routes, the component reset and ``/debug/faults`` on ``app``.
+
+    ``overloaded`` (e.g. a full turn queue) makes ``/health/ready`` answer 503 ``overloaded``
+    while it is true, so a load balancer sends new work elsewhere; liveness is not affected.
+    """
     if allow_fault_injection and fault_injector is None:
         raise ValueError("allow_fault_injection=True needs a fault_injector")
 
@@ -84,8 +91,18 @@ def add_health_routes(
                 for name, c in status["components"].items()
             },
         }
-        if status["ready"]:
+        busy = False
+        if overloaded is not None:
+            try:
+                busy = bool(overloaded())
+            except Exception:  # a broken probe must not take readiness down
+                busy = False
+        body["overloaded"] = busy
+        if status["ready"] and not busy:
             return web.json_response(body)
+        if status["ready"]:
+            problem = error_body("overloaded", "every turn slot and queue place is taken")
+            return web.json_response({**problem, **body}, status=503)
         waiting = sorted(
             n
             for n, c in body["components"].items()
