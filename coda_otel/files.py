@@ -19,6 +19,7 @@ left by a killed write are removed by retention once older than ``STALE_TMP_S``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -42,10 +43,14 @@ class InvalidIdError(ValueError):
     """An id that cannot safely name a file."""
 
 
+_sequence = itertools.count()
+
+
 def new_id(prefix: str) -> str:
-    """A sortable, unguessable id: ``prefix-YYYYmmddTHHMMSS-<12 hex>``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{prefix}-{stamp}-{secrets.token_hex(6)}"
+    """A sortable, unguessable id: ``prefix-YYYYmmddTHHMMSSffffff-<sequence>-<8 hex>`` (UTC,
+    microseconds, then this process's sequence, so two ids of one instant keep their order)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{prefix}-{stamp}-{next(_sequence) % 1_000_000:06d}-{secrets.token_hex(4)}"
 
 
 def validate_id(value: object) -> str:

@@ -14,7 +14,9 @@ The newest file always stays, even when it alone is over the byte budget. Tempor
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from coda_otel.files import STALE_TMP_S
@@ -22,9 +24,23 @@ from coda_otel.files import STALE_TMP_S
 __all__ = ["RetentionIndex", "enforce_retention", "remove_stale_temp_files"]
 
 
-def _listing(folder: Path, pattern: str) -> list[tuple[float, str, int, Path]]:
-    """(mtime, name, size, path) of the files matching ``pattern``, oldest first."""
-    entries: list[tuple[float, str, int, Path]] = []
+#: The UTC timestamp coda-otel's file names carry (``snap-20261202T051203123456-...``).
+_NAME_STAMP = re.compile(r"(\d{8}T\d{6})(\d{0,6})")
+
+
+def age_key(name: str, mtime: float) -> str:
+    """A file's place in time: the timestamp its name carries (then its sequence, by name),
+    else its modification time. Names are what the writer decided; a modification time can
+    be anything after a clock jump or a copy, and must not keep a file forever."""
+    found = _NAME_STAMP.search(name)
+    if found:
+        return found.group(1) + found.group(2).ljust(6, "0")
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+def _listing(folder: Path, pattern: str) -> list[tuple[str, str, int, Path]]:
+    """(age key, name, size, path) of the files matching ``pattern``, oldest first."""
+    entries: list[tuple[str, str, int, Path]] = []
     for p in folder.glob(pattern):
         if p.name.startswith(".") or not p.is_file():
             continue
@@ -32,7 +48,7 @@ def _listing(folder: Path, pattern: str) -> list[tuple[float, str, int, Path]]:
             st = p.stat()
         except FileNotFoundError:
             continue
-        entries.append((st.st_mtime, p.name, st.st_size, p))
+        entries.append((age_key(p.name, st.st_mtime), p.name, st.st_size, p))
     entries.sort()
     return entries
 
@@ -66,8 +82,9 @@ def enforce_retention(
     """Delete the oldest files matching ``pattern`` until both limits hold (the newest always
     stays); returns the deleted.
 
-    Age is modification time, then name. Temporary files are never counted; those older than
-    ``stale_tmp_s`` (left by killed writes) are deleted and returned too.
+    Age is the timestamp in the file's name (then the name), else its modification time
+    (:func:`age_key`). Temporary files are never counted; those older than ``stale_tmp_s``
+    (left by killed writes) are deleted and returned too.
     """
     if not folder.is_dir():
         return []

@@ -173,3 +173,22 @@ def test_a_lone_surrogate_is_written_as_an_escape_not_lost(tmp_path: Path) -> No
         atomic_write_json(path, {"text": "a\ud800b"}, indent=indent)
         assert b"\\ud800" in path.read_bytes()
         assert json.loads(path.read_text(encoding="utf-8")) == {"text": "a\ud800b"}
+
+
+def test_retention_goes_by_the_names_timestamps_not_modification_times(tmp_path: Path) -> None:
+    """After a clock jump (or a copy) modification times lie: a file dated years ahead must not
+    outlive newer ones. The names' timestamps and sequence decide, and the count cap holds."""
+    names = [f"memory_snap-20261202T0512{i:02d}000000-{i:06d}-ab.json" for i in range(5)]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_text("{}")
+        age(tmp_path / name, -10 * 365 * 86400 if i == 0 else 100 - i)  # the oldest: "future"
+    deleted = enforce_retention(tmp_path, "memory_*.json", max_files=3)
+    assert [p.name for p in deleted] == names[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names[2:]
+
+
+def test_ids_made_in_one_instant_keep_their_order() -> None:
+    from coda_otel.files import new_id
+
+    ids = [new_id("snap") for _ in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
