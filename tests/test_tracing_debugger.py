@@ -430,3 +430,23 @@ async def test_trace_show_prints_a_waterfall_from_a_log(
     bad.write_text("{not json")
     assert cli_main(["trace", "show", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+async def test_the_per_turn_line_says_how_the_turn_ended(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    debugger = ConversationPipelineDebugger(output_dir=tmp_path, save_logs=False)
+    with caplog.at_level(logging.INFO, logger="coda_otel.pipeline"):
+        with debugger.conversation(session_id="s", turn=1) as conv:
+            async with conv.stage("stt", {"text": "hi"}) as st:
+                st.set_output({"transcript": "hi"})
+        with pytest.raises(RuntimeError), debugger.conversation(session_id="s", turn=2) as conv:
+            async with conv.stage("llm", {"query": "hi"}):
+                raise RuntimeError("model exploded")
+    debugger.close()
+    lines = [r for r in caplog.records if r.getMessage().startswith("Turn ")]
+    ok, failed = lines
+    assert ok.levelno == logging.INFO and " ended completed " in ok.getMessage()
+    assert failed.levelno == logging.WARNING
+    assert " ended error (llm: RuntimeError)" in failed.getMessage()
+    assert "llm [error]" in failed.getMessage()

@@ -615,9 +615,14 @@ class Conversation:
                     stalls=stalls,
                 )
             )
-        logger.info(
-            "Conversation %s completed | Stages: %s | Total duration: %.2fms",
-            self.conversation_id, " -> ".join(r.name for r in self.records), total_ms,
+        # how the turn ended, in the line operators read: a failed turn never reads as done
+        failure = f" ({self.error.name}: {self.error.error_type})" if self.error else ""
+        log = logger.warning if status == "error" else logger.info
+        log(
+            "Turn %s ended %s%s | Stages: %s | Total duration: %.2fms",
+            self.conversation_id, reason, failure,
+            " -> ".join(f"{r.name}" + ("" if r.status == "ok" else f" [{r.status}]")
+                        for r in self.records), total_ms,
         )  # fmt: skip
         return self.recorder.logs.save(
             header, list(self.records), build_now=not self._attach, save=save
