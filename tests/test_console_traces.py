@@ -129,7 +129,10 @@ def test_turns_are_searched_filtered_and_opened_as_a_waterfall(
     trace = cp.page.locator(f"article.trace[data-trace='{live['trace_id']}']")
     spans = trace.locator("details.span")
     expect(spans).to_have_count(TURN_SPANS)
-    assert [s.get_attribute("data-span") for s in spans.all()] == ["conversation", *STAGES]
+    shown = [s.get_attribute("data-span") for s in spans.all()]
+    # in start order: the request, the turn under it, then its stages and the model call
+    assert shown[:2] == ["POST /v1/turns", "conversation"]
+    assert sorted(shown[2:]) == sorted([*STAGES, "chat echo"])
     expect(trace.locator("header .badge")).to_have_text("ok")
     expect(trace.locator("section.latency")).to_contain_text("Voice-to-voice")
     expect(trace.locator("section.latency .part[data-part=tts_first_sentence]")).to_contain_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -161,3 +162,36 @@ def test_waterfall_bars_are_to_scale() -> None:
     assert lines[2].endswith("ERROR ValueError")
     with pytest.raises(ValueError, match="width"):
         render(wf, width=3)
+
+
+def test_a_turn_under_a_request_span_is_drawn_from_its_own_root() -> None:
+    """A served turn's ``conversation`` sits under the request's SERVER span: ``trace show``
+    finds it as the last turn, draws the turn from its root, and leaves the request out."""
+    from coda_otel.tracing.waterfall import from_otlp
+
+    def span(name: str, sid: str, parent: str | None, start: int, end: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "traceId": "ab" * 16,
+            "spanId": sid,
+            "name": name,
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(end),
+        }
+        if parent:
+            out["parentSpanId"] = parent
+        return out
+
+    ms = 1_000_000
+    spans = [
+        span("POST /v1/turns", "01" * 8, None, 0, 50 * ms),
+        span("conversation", "02" * 8, "01" * 8, 1 * ms, 41 * ms),
+        span("stt", "03" * 8, "02" * 8, 1 * ms, 11 * ms),
+        span("llm", "04" * 8, "02" * 8, 11 * ms, 41 * ms),
+        span("chat echo", "05" * 8, "04" * 8, 12 * ms, 40 * ms),
+    ]
+    requests = [{"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}]
+    drawn = from_otlp(requests)
+    names = [bar.name for bar in drawn.bars]
+    assert names == ["stt", "llm", "chat echo"]  # not the request around the turn
+    assert drawn.bars[0].offset_ms == 0.0 and drawn.bars[2].depth == 1
+    assert drawn.total_ms == 40.0

@@ -133,7 +133,8 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
     """Bars from OTLP/JSON requests: the trace ``trace_id``, or the last conversation written."""
     spans = _spans(requests)
     if trace_id is None:
-        roots = [s for s in spans if not s.get("parentSpanId") and s.get("name") == "conversation"]
+        # a turn's root may sit under the request's SERVER span or a caller's span
+        roots = [s for s in spans if s.get("name") == "conversation"]
         if not roots:
             raise ValueError("no conversation trace found in the traces file")
         trace_id = str(max(roots, key=lambda s: int(s["endTimeUnixNano"]))["traceId"])
@@ -141,7 +142,21 @@ def from_otlp(requests: Iterable[Mapping[str, Any]], trace_id: str | None = None
     if not mine:
         raise ValueError(f"trace {trace_id} is not in the traces file")
     by_id = {s["spanId"]: s for s in mine}
-    root = next((s for s in mine if s.get("parentSpanId") not in by_id), mine[0])
+    root = next((s for s in mine if s.get("name") == "conversation"), None) or next(
+        (s for s in mine if s.get("parentSpanId") not in by_id), mine[0]
+    )
+
+    def under_root(span: Mapping[str, Any]) -> bool:
+        node: Mapping[str, Any] | None = span
+        for _ in range(64):
+            if node is None:
+                return False
+            if node is root:
+                return True
+            node = by_id.get(str(node.get("parentSpanId")))
+        return False
+
+    mine = [s for s in mine if under_root(s)]  # the turn: not the request around it
     origin = int(root["startTimeUnixNano"])
 
     def depth(span: Mapping[str, Any]) -> int:

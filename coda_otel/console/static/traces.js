@@ -157,7 +157,9 @@ export class TracesView {
       return d;
     };
     const total = Math.max(1, ...spans.map((s) => s.offset_ms + s.duration_ms));
-    const root = spans.find((s) => !s.parent_span_id) || spans[0];
+    // the turn's root: "conversation" (it may sit under the request's SERVER span)
+    const root = spans.find((s) => s.name === "conversation")
+      || spans.find((s) => !s.parent_span_id) || spans[0];
     const jaeger = this.ctx.config.jaeger_url;
     const logNode = el("div", { class: "trace-log-out" });
     const rows = spans.map((s) => this.renderSpan(s, depth(s), total, s === root ? summary.status : null));
