@@ -27,7 +27,6 @@ own errors: observing never fails the call it observes.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from coda_otel.metrics import CodaMetrics
+from coda_otel.pipeline.genai import messages_json
 from coda_otel.sanitize import Sanitizer
 
 __all__ = ["INTERRUPTED", "USAGE_ESTIMATED", "InferenceCall", "InferenceObserver"]
@@ -48,17 +48,6 @@ logger = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
 #: True when the token counts are an estimate (no usage from the model).
 USAGE_ESTIMATED = "coda.gen_ai.usage.estimated"
-
-
-def _messages(items: Sequence[Mapping[str, str]], sanitizer: Sanitizer) -> str:
-    out = [
-        {
-            "role": str(m.get("role", "user")),
-            "parts": [{"type": "text", "content": sanitizer.text(str(m.get("content", "")))}],
-        }
-        for m in items
-    ]
-    return json.dumps(out, ensure_ascii=False)
 
 
 class InferenceObserver:
@@ -111,7 +100,7 @@ class InferenceObserver:
         if stream is not None:
             attrs["gen_ai.request.stream"] = bool(stream)
         if input_messages and self.sanitizer.capture_content:
-            attrs["gen_ai.input.messages"] = _messages(input_messages, self.sanitizer)
+            attrs["gen_ai.input.messages"] = messages_json(input_messages, self.sanitizer)
         kind = SpanKind.CLIENT if server_address else SpanKind.INTERNAL
         untraced = self.follow_parent and not trace.get_current_span().get_span_context().is_valid
         span = (
@@ -194,15 +183,11 @@ class InferenceCall:
             if input_tokens is not None or output_tokens is not None:
                 attrs[USAGE_ESTIMATED] = bool(usage_estimated)
             if input_messages and self._sanitizer.capture_content:
-                attrs["gen_ai.input.messages"] = _messages(input_messages, self._sanitizer)
+                attrs["gen_ai.input.messages"] = messages_json(input_messages, self._sanitizer)
             if output_text is not None and self._sanitizer.capture_content:
                 reason = finish_reasons[0] if finish_reasons else "stop"
-                message = {
-                    "role": "assistant",
-                    "parts": [{"type": "text", "content": self._sanitizer.text(output_text)}],
-                    "finish_reason": reason,
-                }
-                attrs["gen_ai.output.messages"] = json.dumps([message], ensure_ascii=False)
+                said = [{"role": "assistant", "content": output_text}]
+                attrs["gen_ai.output.messages"] = messages_json(said, self._sanitizer, reason)
             for key, value in attrs.items():
                 self.span.set_attribute(key, value)
             self._record("", input_tokens, output_tokens)

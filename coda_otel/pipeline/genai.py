@@ -34,7 +34,7 @@ LATENCY_ATTRIBUTES: dict[str, str] = {
 }
 
 
-def _messages(
+def messages_json(
     items: Sequence[Mapping[str, str]], sanitizer: Sanitizer, finish_reason: str | None = None
 ) -> str:
     """The GenAI message shape: ``[{"role", "parts": [{"type": "text", "content"}]}]``
@@ -88,10 +88,10 @@ def llm_attributes(
         attrs["gen_ai.response.time_to_first_chunk"] = float(time_to_first_chunk_s)
     if sanitizer.capture_content:
         if messages:
-            attrs["gen_ai.input.messages"] = _messages(messages, sanitizer)
+            attrs["gen_ai.input.messages"] = messages_json(messages, sanitizer)
         if response is not None:
             out = [{"role": "assistant", "content": response}]
-            attrs["gen_ai.output.messages"] = _messages(
+            attrs["gen_ai.output.messages"] = messages_json(
                 out, sanitizer, finish_reason=finish_reason or "stop"
             )
     return attrs
