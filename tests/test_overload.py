@@ -8,8 +8,9 @@ it never answers ("hang please"), so it holds its slot until its 2 s llm deadlin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -18,6 +19,8 @@ from tests.fake_openai import FakeOpenAI
 from tests.service_harness import Service, coda_service
 
 pytestmark = [pytest.mark.slow]
+
+T = TypeVar("T")
 
 CONFIG = (
     "llm:\n  backend: openai\n  url: {url}\n  model: fake\n"
@@ -36,28 +39,26 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             yield service
 
 
-def _while_busy(service: Service, query: list[object]) -> None:
-    """Run ``query`` (a callable in a list, to keep its result) while a hung turn holds the
-    only slot; the hung turn's own answer is its deadline (504)."""
+def _while_busy(service: Service, query: Callable[[], T]) -> T:
+    """``query()``'s result, run while a hung turn holds the only slot; the hung turn's own
+    answer is its deadline (504)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         hung = pool.submit(service.turn, "hang please", session_id="hog")
         service.eventually(
             lambda: service.metric("coda_stage_inflight_oldest_seconds") > 0,
             what="the hung turn to be running",
         )
-        run = query.pop()
-        assert callable(run)
-        query.append(run())
+        result = query()
         assert hung.result(timeout=60).status_code == 504
+    return result
 
 
 def test_a_turn_beyond_capacity_is_refused_at_once_with_retry_after(service: Service) -> None:
     shed_before = service.metric('coda_turns_shed_total{reason="queue_full"}')
-    answers: list[object] = [
-        lambda: (service.turn("Hello?"), service.get("/health/live"), service.get("/health/ready"))
-    ]
-    _while_busy(service, answers)
-    refused, live, ready = answers[0]  # type: ignore[misc]
+    refused, live, ready = _while_busy(
+        service,
+        lambda: (service.turn("Hello?"), service.get("/health/live"), service.get("/health/ready")),
+    )
     # the queue is full (1 running, 0 may wait): not ready for more, still alive
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "overloaded", ready.text
     assert service.get("/health/ready").status_code == 200  # the slot is free again
@@ -85,10 +86,8 @@ async def test_a_websocket_turn_beyond_capacity_gets_an_overloaded_error(
                 if msg.get("id") == "t":
                     return msg
 
-    answers: list[object] = [lambda: asyncio.run(ws_turn())]
-    await asyncio.to_thread(_while_busy, service, answers)
-    msg = answers[0]
-    assert isinstance(msg, dict) and msg["type"] == "error", msg
+    msg = await asyncio.to_thread(_while_busy, service, lambda: asyncio.run(ws_turn()))
+    assert msg["type"] == "error", msg
     data = msg["data"]
     assert (
         isinstance(data, dict)
