@@ -24,7 +24,9 @@ The heartbeat's ``cause`` (the field :class:`coda_otel.protocols.Component` docu
 the supervisor whether a restart can help: ``"resource"`` while the last failure was a full
 disk or exhausted memory (:func:`resource_error`: ENOSPC, EFBIG, EDQUOT, "database or disk is
 full", "disk I/O error", ``MemoryError``; counted apart from the error rate, as the component
-is not at fault, and cleared by the next call that succeeds); ``"overload"`` when a call timed
+is not at fault, and cleared by the next call of the same ``kind`` that succeeds: a read that
+works says nothing of a full disk, so ``track(text, kind="write")`` marks the writes);
+``"overload"`` when a call timed
 out while other calls ran beside it since the last success (it queued behind them);
 ``"fault"`` when a call timed out alone (hung). Without such evidence there is no ``cause``.
 
@@ -78,13 +80,16 @@ class CallStats:
         self.last_timeout: str | None = None  # set by a timed-out call, cleared by a success
         self.timeout_cause = "fault"  # "overload" when it timed out behind other calls
         self.resource_errors_total = 0
-        self.last_resource_error: str | None = None  # cleared by a success
+        self.last_resource_error: str | None = None  # cleared by a success of its kind
+        self._resource_kind = "call"  # the kind of call that ran out of disk or memory
         self.inflight = 0  # calls inside track() now
         self._peak_inflight = 0  # most calls at once since the last success
 
     @contextmanager
-    def track(self, *inputs: object) -> Iterator[None]:
-        """Time the block and record whether it failed; ``inputs``: the text it was handed."""
+    def track(self, *inputs: object, kind: str = "call") -> Iterator[None]:
+        """Time the block and record whether it failed; ``inputs``: the text it was handed,
+        ``kind``: what sort of call it is (only a success of the kind that ran out of disk or
+        memory clears that evidence)."""
         start = time.perf_counter()
         with self._lock:
             self.inflight += 1
@@ -96,14 +101,14 @@ class CallStats:
             if self._callers_fault(exc, inputs):
                 self._record_input_error(seconds)
             elif resource_error(exc):
-                self._record_resource_error(seconds, f"{type(exc).__name__}: {exc}")
+                self._record_resource_error(seconds, f"{type(exc).__name__}: {exc}", kind)
             else:
-                self._record(seconds, f"{type(exc).__name__}: {exc}")
+                self._record(seconds, f"{type(exc).__name__}: {exc}", kind)
                 if isinstance(exc, TimeoutError):
                     self.record_timeout(f"{type(exc).__name__}: {exc}")
             raise
         else:
-            self._record(time.perf_counter() - start, None)
+            self._record(time.perf_counter() - start, None, kind)
         finally:
             with self._lock:
                 self.inflight -= 1
@@ -122,14 +127,15 @@ class CallStats:
             self.calls_total += 1
             self.input_errors_total += 1
 
-    def _record_resource_error(self, seconds: float, error: str) -> None:
+    def _record_resource_error(self, seconds: float, error: str, kind: str) -> None:
         with self._lock:  # not the component's failure: the disk or memory ran out
             self.last_response_time = seconds
             self.calls_total += 1
             self.resource_errors_total += 1
             self.last_resource_error = error[:300]
+            self._resource_kind = kind
 
-    def _record(self, seconds: float, error: str | None) -> None:
+    def _record(self, seconds: float, error: str | None, kind: str = "call") -> None:
         with self._lock:
             self.last_response_time = seconds
             self.calls_total += 1
@@ -139,7 +145,8 @@ class CallStats:
                 self.last_error = error[:300]
             else:
                 self.last_timeout = None  # a real call works again
-                self.last_resource_error = None
+                if kind == self._resource_kind:  # and so does the kind that ran out of room
+                    self.last_resource_error = None
                 self._peak_inflight = self.inflight - 1  # the others still running
 
     def record_timeout(self, why: str) -> None:

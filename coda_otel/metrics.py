@@ -60,6 +60,8 @@ DEGRADED_CAUSES: tuple[str, ...] = ("resource", "overload")
 #: Telemetry writers that put files under CODA_HOME, and why a write of theirs failed.
 TELEMETRY_WRITERS: tuple[str, ...] = ("traces", "conversation_logs", "snapshots", "trace_store")
 WRITE_FAILURE_REASONS: tuple[str, ...] = ("disk_full", "reserve", "error")
+#: Why an application memory write failed: out of disk or memory (``resource``), or not.
+MEMORY_WRITE_FAILURES: tuple[str, ...] = ("resource", "error")
 OTHER = "other"
 
 #: Voice-assistant latencies: from a cache lookup (ms) to a slow local LLM (tens of seconds).
@@ -430,6 +432,12 @@ class CodaMetrics:
             "Long-term memories evicted because their owner reached the per-owner cap.",
             registry=r,
         )
+        self.memory_write_failures = Counter(
+            "coda_memory_write_failures",
+            "Long-term memory writes that failed, by reason (resource: out of disk or memory).",
+            ["reason"],
+            registry=r,
+        )
 
         # --- health ---------------------------------------------------------------------
         self.component_up = Gauge(
@@ -500,6 +508,16 @@ class CodaMetrics:
             registry=r,
         )
 
+        # --- HTTP connections: open now, and refused at the server's cap ------------------
+        self.http_connections_open = Gauge(
+            "coda_http_connections_open", "Client connections the server holds open.", registry=r
+        )
+        self.http_connections_refused = Counter(
+            "coda_http_connections_refused",
+            "Connections answered 503 and closed because the server held its maximum.",
+            registry=r,
+        )
+
         # --- debug WebSocket ------------------------------------------------------------
         self.ws_clients = Gauge("coda_debug_ws_clients", "Connected debug WebSocket clients.",
                                 registry=r)  # fmt: skip
@@ -533,6 +551,8 @@ class CodaMetrics:
             self.memory_snapshot_failures.labels(reason=reason)
         for op in MEMORY_OPERATIONS:
             self.memory_operations.labels(operation=op)
+        for reason in MEMORY_WRITE_FAILURES:
+            self.memory_write_failures.labels(reason=reason)
         for writer in TELEMETRY_WRITERS:
             for reason in WRITE_FAILURE_REASONS:
                 self.telemetry_write_failures.labels(writer=writer, reason=reason)

@@ -17,6 +17,7 @@ Failures are counted in ``coda_telemetry_write_failures_total{writer, reason}`` 
 ``disk_full``, ``reserve`` or ``error``). The first failure of a burst is logged as one line
 (no traceback); the rest are counted silently until a write succeeds again (then one line
 says how many failed) or :data:`QUIET_S` seconds have passed (then one summary line).
+:class:`BurstLog` is that logging alone, for writers of other data (the memory store).
 """
 
 from __future__ import annotations
@@ -37,6 +38,58 @@ NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 QUIET_S = 60.0
 
 
+class BurstLog:
+    """Logs a run of failures as a few lines, not one per failure (thread-safe)::
+
+        burst = BurstLog("memory_store")
+        burst.failed("OperationalError: disk I/O error")  # ERROR: memory_store write failed (...)
+        burst.failed("OperationalError: disk I/O error")  # silent (counted in the burst)
+        burst.succeeded()   # WARNING: memory_store writes work again after 2 failed or skipped
+
+    The first failure of a burst is one line; within a burst at most one summary line per
+    :data:`QUIET_S` seconds; the first success after a burst says how many failed.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.what = what
+        self.failures = 0  # since start
+        self._burst = 0  # failures since the last success
+        self._logged_at: float | None = None
+        self._clock = clock
+        self._log = log if log is not None else logger
+        self._lock = threading.Lock()
+
+    def failed(self, message: str) -> None:
+        """One more failure, ``message`` saying why (logged when the burst starts)."""
+        now = self._clock()
+        with self._lock:
+            self.failures += 1
+            self._burst += 1
+            burst = self._burst
+            log = self._logged_at is None or now - self._logged_at >= QUIET_S
+            if log:
+                self._logged_at = now
+        if log and burst == 1:
+            self._log.error("%s write failed (%s); further failures are counted, not logged",
+                            self.what, message)  # fmt: skip
+        elif log:
+            self._log.error("%s writes still failing: %d in this burst; latest: %s",
+                            self.what, burst, message)  # fmt: skip
+
+    def succeeded(self) -> None:
+        """A write went through: a burst of failures, if any, ends (one line says so)."""
+        with self._lock:
+            burst, self._burst, self._logged_at = self._burst, 0, None
+        if burst:
+            self._log.warning("%s writes work again after %d failed or skipped", self.what, burst)
+
+
 class WriteGuard:
     """One writer's reserve check and failure accounting (thread-safe)."""
 
@@ -51,11 +104,12 @@ class WriteGuard:
         self.writer = bounded(writer, TELEMETRY_WRITERS)
         self.metrics = metrics
         self.room = room
-        self.failures = 0  # since start
-        self._burst = 0  # failures since the last success
-        self._logged_at: float | None = None
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._burst = BurstLog(self.writer, clock=clock)
+
+    @property
+    def failures(self) -> int:
+        """Writes failed or skipped since start."""
+        return self._burst.failures
 
     def may_write(self, size: int) -> bool:
         """False (counted, reason ``reserve``) when writing ``size`` bytes would eat the reserve."""
@@ -74,25 +128,9 @@ class WriteGuard:
 
     def succeeded(self) -> None:
         """A write went through: a burst of failures, if any, ends (one line says so)."""
-        with self._lock:
-            burst, self._burst, self._logged_at = self._burst, 0, None
-        if burst:
-            logger.warning("%s writes work again after %d failed or skipped", self.writer, burst)
+        self._burst.succeeded()
 
     def _count(self, reason: str, message: str) -> None:
         if self.metrics is not None:
             self.metrics.telemetry_write_failures.labels(writer=self.writer, reason=reason).inc()
-        now = self._clock()
-        with self._lock:
-            self.failures += 1
-            self._burst += 1
-            burst = self._burst
-            log = self._logged_at is None or now - self._logged_at >= QUIET_S
-            if log:
-                self._logged_at = now
-        if log and burst == 1:
-            logger.error("%s write failed (%s); further failures are counted, not logged",
-                         self.writer, message)  # fmt: skip
-        elif log:
-            logger.error("%s writes still failing: %d in this burst; latest: %s",
-                         self.writer, burst, message)  # fmt: skip
+        self._burst.failed(message)

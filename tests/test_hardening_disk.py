@@ -1,5 +1,6 @@
 """A full disk against a real ``coda-lite serve``: health degrades first, telemetry keeps its
-reserve, failed writes are counted, and a turn whose memory cannot be written still answers.
+reserve, failed writes are counted, and a turn whose memory cannot be written still answers;
+when room returns, the memory store heals by itself.
 
 The service runs under a real file-size limit (:mod:`tests.fsize_limited`): SQLite's writes
 fail with "database or disk is full" exactly as on a full disk. The disk thresholds are set
@@ -8,6 +9,7 @@ above the machine's free space, so the real free-space reading is "too low".
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +93,35 @@ def test_full_disk_turns_still_answer_and_telemetry_keeps_the_reserve(
     assert service.metric(snapshots)
     log = (service.home / "serve.log").read_text(errors="replace")
     assert log.count("conversation_logs write failed") == 1  # logged once per burst
+
+
+def test_failed_memory_writes_are_counted_logged_once_and_heal_when_room_returns(
+    service: Service,
+) -> None:
+    failures = 'coda_memory_write_failures_total{reason="resource"}'
+    for n in range(60):  # past the file-size limit (already, after the test above)
+        if service.metric(failures) >= 2:
+            break
+        facts = " ".join(f"I like tree {n}-{i} with a long descriptive name." for i in range(20))
+        assert service.turn(facts, session_id=f"fill-{n}", timeout=60).status_code == 200
+    assert service.metric(failures) >= 2
+    assert service.metric('coda_memory_write_failures_total{reason="error"}') == 0
+    log = (service.home / "serve.log").read_text(errors="replace")
+    first = [ln for ln in log.splitlines() if "memory_store write failed" in ln]
+    assert len(first) == 1 and "cause: resource" in first[0], first  # once for the burst
+
+    # room returns: the running service's kernel file-size limit is lifted
+    assert service.process.proc is not None
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.prlimit(service.process.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    told = service.turn("I like the colour teal.", session_id="room-again", timeout=60)
+    assert told.status_code == 200 and not told.json().get("warnings"), told.text
+    store = service.eventually(
+        lambda: (c := service.component("memory_store"))["status"] == "healthy" and c,
+        what="the memory store to heal once a write goes through",
+    )
+    assert store["restarts_total"] == 0, store  # re-probed, never restarted, no manual reset
+    asked = service.turn("What colour do I like?", session_id="room-again", timeout=60)
+    assert "teal" in asked.json()["response"].lower(), asked.text
+    log = (service.home / "serve.log").read_text(errors="replace")
+    assert "memory_store writes work again after" in log

@@ -111,6 +111,19 @@ def test_a_full_disk_is_a_resource_cause_not_the_components_failure(exc: Excepti
     assert beat["healthy"] is True and "cause" not in beat
 
 
+def test_only_a_write_that_works_clears_a_full_disk() -> None:
+    stats = CallStats()
+    with pytest.raises(OSError), stats.track("a fact", kind="write"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with stats.track("a question"):  # reads still work on a full disk: it is still full
+        pass
+    beat = stats.heartbeat(healthy=True, models_loaded=True)
+    assert (beat["healthy"], beat["cause"]) == (False, "resource"), beat
+    with stats.track("a fact", kind="write"):
+        pass
+    assert "cause" not in stats.heartbeat(healthy=True, models_loaded=True)
+
+
 def test_a_timeout_behind_other_calls_is_overload_and_alone_a_fault() -> None:
     stats = CallStats()
     with pytest.raises(asyncio.CancelledError), stats.track("alone"):

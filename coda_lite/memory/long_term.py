@@ -22,6 +22,7 @@ mirror and the cached embedding matrix, so the next read sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -77,6 +78,8 @@ class LongTermMemory:
 
     ``max_per_owner`` caps each owner's memories: an add beyond it evicts that owner's least
     important, then oldest, memory; ``evictions`` counts them and ``on_evict(owner, n)`` hears.
+    ``on_write(outcome)`` hears every write end: ``None`` when it went through, else the
+    exception it raised (a full disk: ``sqlite3.OperationalError: disk I/O error``).
     """
 
     name = "memory_store"
@@ -88,6 +91,7 @@ class LongTermMemory:
         *,
         max_per_owner: int = DEFAULT_MAX_PER_OWNER,
         on_evict: Callable[[str, int], None] | None = None,
+        on_write: Callable[[BaseException | None], None] | None = None,
         busy_timeout: float = 10.0,
     ) -> None:
         if max_per_owner < 1:
@@ -96,6 +100,7 @@ class LongTermMemory:
         self.embedder = embedder
         self.max_per_owner = max_per_owner
         self._on_evict = on_evict
+        self._on_write = on_write
         self.evictions: dict[str, int] = {}  # owner -> memories evicted since start
         self.busy_timeout = busy_timeout
         #: Memories of every owner, kept without SQL (a scrape reads it, never waiting on a lock)
@@ -220,7 +225,7 @@ class LongTermMemory:
                 )  # fmt: skip
             return evicted
 
-        with self.stats.track(content):
+        with self.stats.track(content, kind="write"):
             evicted = self._write(insert)
         if evicted:
             self.evictions[owner] = self.evictions.get(owner, 0) + evicted
@@ -242,14 +247,27 @@ class LongTermMemory:
             self._mirror.drop()
             return n
 
-        with self.stats.track():
+        with self.stats.track(kind="write"):
             return self._write(delete)
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``work(db)`` under the lock, waiting for another connection's lock unlocked."""
-        return write_retrying(
-            self.lock, self._db, work, busy_timeout=self.busy_timeout, where=self.path
-        )
+        """``work(db)`` under the lock, waiting for another connection's lock unlocked; the
+        ``on_write`` hook hears how it ended (after the lock is released)."""
+        try:
+            done = write_retrying(
+                self.lock, self._db, work, busy_timeout=self.busy_timeout, where=self.path
+            )
+        except Exception as exc:
+            self._tell_write(exc)
+            raise
+        self._tell_write(None)
+        return done
+
+    def _tell_write(self, outcome: BaseException | None) -> None:
+        if self._on_write is None:
+            return
+        with contextlib.suppress(Exception):  # whoever listens must not fail a write
+            self._on_write(outcome)
 
     @property
     def memory_count(self) -> int:

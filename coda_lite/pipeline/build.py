@@ -68,10 +68,12 @@ def build_pipeline(
     on_turn_wait: Callable[[float], None] | None = None,
     on_turn_shed: Callable[[str], None] | None = None,
     on_evict: Callable[[str, int], None] | None = None,
+    on_memory_write: Callable[[BaseException | None], None] | None = None,
 ) -> Pipeline:
     """Every stage with its configured backend (the embedding model loads once per process).
 
-    ``on_evict(owner, n)`` hears the long-term store evict ``n`` of ``owner``'s memories."""
+    ``on_evict(owner, n)`` hears the long-term store evict ``n`` of ``owner``'s memories;
+    ``on_memory_write(outcome)`` hears each of its writes end (``None``, or the exception)."""
     config.ensure_dirs()
     stt_component = make_stt(config.stt)
     stt = wrap_stt(stt_component) if wrap_stt else stt_component
@@ -83,6 +85,7 @@ def build_pipeline(
         max_per_owner=config.memory.max_memories_per_owner,
         busy_timeout=config.memory.busy_timeout,
         on_evict=on_evict,
+        on_write=on_memory_write,
     )
     memory = MemoryManager(
         ShortTermMemory(config.memory.short_term_turns),

@@ -28,7 +28,13 @@ from coda_lite.config import Config
 from coda_lite.pipeline.build import Pipeline, build_pipeline
 from coda_lite.pipeline.conversation import TurnResult
 from coda_lite.service.debug_control import AppDebugControl
-from coda_lite.service.wiring import CachedLLM, ObservedLLM, trace_headers, watch_memory_size
+from coda_lite.service.wiring import (
+    CachedLLM,
+    ObservedLLM,
+    memory_write_report,
+    trace_headers,
+    watch_memory_size,
+)
 from coda_otel.cache.debugger import CacheDebugger
 from coda_otel.cache.embedder import CachedEmbedder
 from coda_otel.cache.observed import ObservedTTLCache
@@ -219,6 +225,7 @@ def build_app(
             "memory_store", store, ["retrieve", "add", "find", "clear", "import_data"]
         ),
         on_evict=lambda _owner, n: metrics.memory_evictions.inc(n),
+        on_memory_write=memory_write_report(metrics),
     )
     snapshots = MemorySnapshotEmitter(
         pipeline.memory,

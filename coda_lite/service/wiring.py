@@ -4,6 +4,7 @@ coda-otel's tools meet Coda Lite's stages.
     llm = ObservedLLM(llm, inference, config.llm)     # the GenAI inference span + metrics
     llm = CachedLLM(llm, ObservedTTLCache(256, 600.0, name="llm_response", debugger=caches))
     watch_memory_size(metrics, pipeline)              # memory gauges read at scrape time
+    on_write = memory_write_report(metrics)           # failed memory writes: counted, logged
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from opentelemetry import propagate
 from coda_lite.config import LlmConfig
 from coda_lite.llm.types import LLMResult
 from coda_lite.pipeline.build import Pipeline
+from coda_lite.stats import resource_error
 from coda_otel.cache.observed import ObservedTTLCache
 from coda_otel.inference import InferenceCall, InferenceObserver
 from coda_otel.metrics import CodaMetrics
+from coda_otel.write_guard import BurstLog
 
-__all__ = ["CachedLLM", "ObservedLLM", "trace_headers", "watch_memory_size"]
+__all__ = [
+    "CachedLLM",
+    "ObservedLLM",
+    "memory_write_report",
+    "trace_headers",
+    "watch_memory_size",
+]
 
 
 class CachedLLM:
@@ -184,3 +193,21 @@ def watch_memory_size(metrics: CodaMetrics, pipeline: Pipeline) -> None:
     items = metrics.memory_items
     items.labels(tier="short_term").set_function(reader(lambda: memory.short_term_turns))
     items.labels(tier="long_term").set_function(reader(lambda: long_term.approx_count))
+
+
+def memory_write_report(metrics: CodaMetrics) -> Callable[[BaseException | None], None]:
+    """The long-term store's ``on_write`` hook: each failed write counts in
+    ``coda_memory_write_failures_total{reason}`` (``resource`` when the disk or memory ran
+    out) and a burst of them is logged once with its cause; the next write that goes through
+    ends the burst with one line. The component's heartbeat says the same on ``/health``."""
+    burst = BurstLog("memory_store")
+
+    def heard(outcome: BaseException | None) -> None:
+        if outcome is None:
+            burst.succeeded()
+            return
+        reason = "resource" if resource_error(outcome) else "error"
+        metrics.memory_write_failures.labels(reason=reason).inc()
+        burst.failed(f"{type(outcome).__name__}: {outcome}; cause: {reason}")
+
+    return heard
