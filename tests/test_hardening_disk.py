@@ -2,7 +2,7 @@
 reserve, failed writes are counted, and a turn whose memory cannot be written still answers;
 when room returns, the memory store heals by itself.
 
-The service runs under a real file-size limit (:mod:`tests.fsize_limited`): SQLite's writes
+The service runs under a real file-size limit (:mod:`tests.rlimited`): SQLite's writes
 fail with "database or disk is full" exactly as on a full disk. The disk thresholds are set
 above the machine's free space, so the real free-space reading is "too low".
 """
@@ -19,7 +19,7 @@ from tests.service_harness import Service, coda_service
 
 pytestmark = [pytest.mark.slow]
 
-LAUNCHER = Path(__file__).with_name("fsize_limited.py")
+LAUNCHER = Path(__file__).with_name("rlimited.py")
 PB = 10**15  # more than any disk here: the free space reads as below both thresholds
 
 

@@ -202,6 +202,8 @@ class ServerConfig:
     # s a connection may take to send a request's headers (and may stay idle between requests)
     header_timeout: float = 15.0
     body_timeout: float = 30.0  # s a request's body may take to arrive in full (then 408)
+    # connections held at once; beyond, a new one gets 503 overloaded (liveness still 200)
+    max_connections: int = 512
 
 
 @dataclass
@@ -311,6 +313,11 @@ def load_config(
     for stage, limit in config.pipeline.stage_timeouts().items():
         if limit <= 0:
             raise ConfigError(f"pipeline.{stage}_timeout must be positive")
+    server = config.server
+    if server.max_connections < 1:
+        raise ConfigError("server.max_connections must be at least 1")
+    if server.header_timeout <= 0 or server.body_timeout <= 0:
+        raise ConfigError("server.header_timeout and server.body_timeout must be positive")
     for stage, budget in config.pipeline.stage_budgets().items():
         if budget < 0:
             raise ConfigError(f"pipeline.{stage}_budget must not be negative (0: none)")

@@ -36,6 +36,7 @@ import base64
 import binascii
 import logging
 import resource
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,6 +60,7 @@ from coda_otel.files import InvalidIdError, validate_id
 from coda_otel.sanitize import is_unicode_text
 from coda_otel.web.bodies import json_object
 from coda_otel.web.body_deadline import body_deadline
+from coda_otel.web.connection_limit import ConnectionLimit
 from coda_otel.web.errors import error_response
 from coda_otel.web.health_routes import add_health_routes
 from coda_otel.web.metrics_route import add_metrics_route
@@ -262,15 +264,72 @@ def make_web_app(app: App) -> web.Application:
     return web_app
 
 
-def raise_open_files_limit() -> None:
+def raise_open_files_limit() -> int:
     """Lift the soft limit on open files to the hard one (often 1024 vs far more): each
-    connection holds a descriptor, and a burst of clients must not take liveness down."""
+    connection holds a descriptor, and a burst of clients must not take liveness down.
+    Returns the soft limit in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard == resource.RLIM_INFINITY or soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
     except (ValueError, OSError) as exc:
         log.warning("could not raise the open-files limit: %s", exc)
+    return soft
+
+
+#: Descriptors kept for everything but client connections (model, database, logs, exports).
+SPARE_FILES = 128
+
+
+def connection_cap(wanted: int, open_files: int) -> int:
+    """``server.max_connections``, lowered to what the open-files limit leaves room for."""
+    if open_files == resource.RLIM_INFINITY or open_files <= 0:
+        return wanted
+    room = max(1, open_files - SPARE_FILES)
+    if wanted > room:
+        log.warning("server.max_connections %d lowered to %d: the open-files limit is %d",
+                    wanted, room, open_files)  # fmt: skip
+        return room
+    return wanted
+
+
+async def serve(app: App, web_app: web.Application, max_connections: int) -> None:
+    """Serve ``web_app`` on the configured address until SIGINT or SIGTERM, holding at most
+    ``max_connections`` client connections (beyond them: 503, liveness still answers)."""
+    server = app.config.server
+    # No access log: a debug token given as ?token= must not reach the log.
+    # keepalive_timeout also bounds how long a new connection may take to send its request
+    # headers (aiohttp arms it at connect): a slow-headers client is dropped after it.
+    runner = web.AppRunner(
+        web_app,
+        access_log=None,
+        keepalive_timeout=server.header_timeout,
+        handler_cancellation=True,  # a client that leaves mid-turn interrupts its turn
+    )
+    await runner.setup()
+    assert runner.server is not None  # set up above
+    metrics = app.metrics
+    limit = ConnectionLimit(
+        runner.server, max_connections, on_refused=metrics.http_connections_refused.inc
+    )
+    metrics.http_connections_open.set_function(lambda: limit.open)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    listener = None
+    try:
+        listener = await loop.create_server(
+            limit.protocol, server.host, server.port, reuse_address=True
+        )
+        await stop.wait()
+    finally:
+        if listener is not None:
+            listener.close()
+        await runner.cleanup()  # closes connections, then the app's cleanup (the pipeline)
+        if listener is not None:
+            await listener.wait_closed()
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
@@ -284,19 +343,14 @@ def main(args: argparse.Namespace, config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    raise_open_files_limit()  # many clients at once must not run out of descriptors
+    open_files = raise_open_files_limit()  # many clients at once must not run out of them
+    cap = connection_cap(server.max_connections, open_files)
     app = build_app(config, set_global_tracer=True)
     print(f"coda-lite serve: http://{server.host}:{server.port} (traces: {app.outputs['traces']})")
-    # No access log: a debug token given as ?token= must not reach the log.
-    # keepalive_timeout also bounds how long a new connection may take to send its request
-    # headers (aiohttp arms it at connect): a slow-headers client is dropped after it.
-    web.run_app(
-        make_web_app(app),
-        host=server.host,
-        port=server.port,
-        access_log=None,
-        print=None,
-        keepalive_timeout=server.header_timeout,
-        handler_cancellation=True,  # a client that leaves mid-turn interrupts its turn
-    )
+    try:
+        asyncio.run(serve(app, make_web_app(app), cap))
+    except OSError as exc:  # the address is taken or cannot be bound
+        print(f"coda-lite serve: cannot listen on {server.host}:{server.port}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
