@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import Result, run_async
+from benchmarks.common import Result, p99, run_async, served
 
 CLIENTS = 20
 BUDGET_S = 0.050
@@ -36,56 +30,6 @@ CONFIG = (
     "llm:\n  backend: echo\n"
     "tts:\n  backend: none\ntelemetry:\n  health_interval: 1.0\nmemory:\n  busy_timeout: 5\n"
 )
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(home: Path) -> Iterator[str]:
-    """A ``coda-lite serve`` process with ``CODA_HOME=home``; yields its base URL."""
-    (home / "config.yaml").write_text(CONFIG)
-    port = _port()
-    env = {**os.environ, "CODA_HOME": str(home), "CODA_CONFIG": str(home / "config.yaml"),
-           "OTEL_TRACES_EXPORTER": "none", "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    env.pop("CODA_DEBUG_TOKEN", None)
-    with open(home / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"coda-lite serve exited: {(home / 'serve.log').read_text()}")
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("coda-lite serve did not get ready in 120 s")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 async def _probe(session: aiohttp.ClientSession, url: str, seconds: float) -> list[float]:
@@ -152,15 +96,15 @@ async def _measure(base: str, db: Path, seconds: float) -> list[Result]:
     rate = turns / (seconds + 1.0)
     return [
         Result("scrape_load", f"GET /metrics p99, {CLIENTS} clients saturating the pipeline",
-               _p99(busy), "s", "idle service p99", _p99(idle), budget_abs=BUDGET_S,
+               p99(busy), "s", "idle service p99", p99(idle), budget_abs=BUDGET_S,
                note=f"{len(busy)} scrapes, ~{rate:.0f} turns/s",
                extra={"median_s": sorted(busy)[len(busy) // 2], "scrapes": len(busy)}),
         Result("scrape_load", f"GET /metrics p99, database write-locked, {CLIENTS} writers",
-               _p99(stalled), "s", "idle service p99", _p99(idle), budget_abs=BUDGET_S,
+               p99(stalled), "s", "idle service p99", p99(idle), budget_abs=BUDGET_S,
                note=f"{len(stalled)} scrapes; turns wait for SQLite",
                extra={"median_s": sorted(stalled)[len(stalled) // 2]}),
         Result("scrape_load", f"GET /health/live p99, {CLIENTS} clients saturating",
-               _p99(busy_live), "s", "idle service p99", _p99(idle_live), budget_abs=BUDGET_S,
+               p99(busy_live), "s", "idle service p99", p99(idle_live), budget_abs=BUDGET_S,
                note=f"{len(busy_live)} probes"),
     ]  # fmt: skip
 
@@ -168,6 +112,6 @@ async def _measure(base: str, db: Path, seconds: float) -> list[Result]:
 def run(quick: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="coda-bench-") as tmp:
         home = Path(tmp)
-        with serve(home) as base:
+        with served(home, CONFIG) as base:
             db = home / "data" / "memory.sqlite3"
             return run_async(_measure(base, db, 2.0 if quick else 6.0))  # type: ignore[no-any-return]

@@ -19,7 +19,6 @@ a note) when the local model is not installed. The converted model is kept in
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -27,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Result, run_async
-from benchmarks.pipelines import NO_CACHE_HITS, bench_config, bench_home, otel_env
+from benchmarks.pipelines import (
+    NO_CACHE_HITS,
+    bench_config,
+    bench_home,
+    local_model_env,
+    otel_env,
+)
 from coda_lite.config import LlmConfig
 from coda_lite.llm.local import local_model_problem
 from coda_lite.pipeline.build import build_pipeline
@@ -50,22 +55,12 @@ MEMORY_SET = (
 )
 
 
-def _model_env() -> dict[str, str]:
-    models = os.environ.get("CODA_LLM_MODELS_DIR") or str(Path("~/.coda/models").expanduser())
-    return {
-        "CODA_LLM_BACKEND": "local",
-        "CODA_LLM_TEMPERATURE": "0",
-        "CODA_LLM_MAX_TOKENS": "64",
-        "CODA_LLM_MODELS_DIR": models,
-    }
-
-
 async def _turn(manager: ConversationManager, text: str) -> Any:
     return await manager.process_user_input(text, session_id="bench")
 
 
 async def _streaming(home: Path, tts: str, rounds: int) -> list[Result]:
-    pipeline = build_pipeline(bench_config(home / "stream", tts=tts, **_model_env()))
+    pipeline = build_pipeline(bench_config(home / "stream", tts=tts, **local_model_env()))
     whole = ConversationManager(
         pipeline.stt, pipeline.memory, pipeline.llm, pipeline.tts, streaming=False
     )
@@ -111,10 +106,10 @@ async def _streaming(home: Path, tts: str, rounds: int) -> list[Result]:
 
 
 async def _overhead(home: Path, tts: str, rounds: int) -> Result:
-    bare = build_pipeline(bench_config(home / "bare", tts=tts, **_model_env()))
+    bare = build_pipeline(bench_config(home / "bare", tts=tts, **local_model_env()))
     with otel_env():
         observed = build_app(
-            bench_config(home / "observed", tts=tts, **_model_env(), **NO_CACHE_HITS)
+            bench_config(home / "observed", tts=tts, **local_model_env(), **NO_CACHE_HITS)
         )
     t_bare: list[float] = []
     t_obs: list[float] = []
@@ -144,7 +139,7 @@ async def _overhead(home: Path, tts: str, rounds: int) -> Result:
 
 
 async def _from_memory(home: Path) -> Result:
-    pipeline = build_pipeline(bench_config(home / "memory", tts="none", **_model_env()))
+    pipeline = build_pipeline(bench_config(home / "memory", tts="none", **local_model_env()))
     answered = []
     try:
         for fact, _, _ in MEMORY_SET:

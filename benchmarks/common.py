@@ -10,10 +10,17 @@ noisy neighbour on a shared machine hits both alike::
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -29,6 +36,7 @@ class Result:
     baseline_value: float | None = None
     budget_ratio: float | None = None  # value / baseline must be <= this
     budget_abs: float | None = None  # value must be <= this (in `unit`)
+    budget_min_ratio: float | None = None  # value / baseline must be >= this
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +53,8 @@ class Result:
             checks.append(self.ratio <= self.budget_ratio)
         if self.budget_abs is not None:
             checks.append(self.value <= self.budget_abs)
+        if self.budget_min_ratio is not None and self.ratio is not None:
+            checks.append(self.ratio >= self.budget_min_ratio)
         return all(checks) if checks else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +132,58 @@ async def interleaved_async(
         cand.append(await async_time_per_call(candidate, number))
         base.append(await async_time_per_call(baseline, base_number))
     return statistics.median(cand), statistics.median(base)
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(
+    home: Path, config: str, env: Mapping[str, str] | None = None, *, ready_s: float = 180
+) -> Iterator[str]:
+    """A real ``coda-lite serve`` with ``CODA_HOME=home`` and ``config`` (YAML); yields its
+    base URL once ``/health/ready`` says 200. No traces exported; ``env`` adds variables."""
+    (home / "config.yaml").write_text(config)
+    port = free_port()
+    full = {**os.environ, "CODA_HOME": str(home), "CODA_CONFIG": str(home / "config.yaml"),
+            "OTEL_TRACES_EXPORTER": "none", "HF_HUB_OFFLINE": "1", **(env or {})}  # fmt: skip
+    full.pop("CODA_DEBUG_TOKEN", None)
+    with open(home / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coda_lite", "serve", "--port", str(port)],
+            env=full, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"coda-lite serve exited: {(home / 'serve.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError(f"coda-lite serve did not get ready in {ready_s:.0f} s")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_async(coro: Awaitable[Any]) -> Any:

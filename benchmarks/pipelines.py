@@ -53,6 +53,19 @@ def bench_config(home: Path, *, tts: str = "none", **overrides: str) -> Config:
     return load_config(None, env)
 
 
+def local_model_env() -> dict[str, str]:
+    """``CODA_*`` variables for the real local model, greedy, 64 tokens at most. The converted
+    model is kept in ``$CODA_LLM_MODELS_DIR`` or ``~/.coda/models`` (the demo's), so it is
+    converted once for every benchmark."""
+    models = os.environ.get("CODA_LLM_MODELS_DIR") or str(Path("~/.coda/models").expanduser())
+    return {
+        "CODA_LLM_BACKEND": "local",
+        "CODA_LLM_TEMPERATURE": "0",
+        "CODA_LLM_MAX_TOKENS": "64",
+        "CODA_LLM_MODELS_DIR": models,
+    }
+
+
 #: Caches that never hit (TTL ~0, no LLM cache): the instrumented turn does the same work.
 NO_CACHE_HITS = {"CODA_TELEMETRY_EMBED_CACHE_TTL": "1e-9", "CODA_TELEMETRY_LLM_CACHE_SIZE": "0"}
 _OTEL_TRACE_VARS = (

@@ -37,6 +37,7 @@ MODULES = (
     "pipecat",
     "traces",
     "answers",
+    "overload",
 )
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -72,6 +73,8 @@ def table(results: list[Result]) -> str:
             budget.append(f"<= {r.budget_ratio:g}x")
         if r.budget_abs is not None:
             budget.append(f"<= {fmt_value(r.budget_abs, r.unit)}")
+        if r.budget_min_ratio is not None:
+            budget.append(f">= {r.budget_min_ratio:g}x")
         ok = {True: "yes", False: "**no**", None: "-"}[r.ok]
         rows.append(
             f"| {r.group} | {r.name} | {fmt_value(r.value, r.unit)} | {r.baseline_name or '-'} | "
