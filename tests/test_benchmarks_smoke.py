@@ -93,3 +93,16 @@ def test_quick_snapshot_rows_fill_the_current_memory_schema() -> None:
     assert {r.group for r in rows} == {"snapshots"}
     for row in rows:
         check_row(row)
+
+
+def test_a_lower_bound_budget_holds_the_ratio_from_below_and_shows_in_the_table() -> None:
+    from benchmarks.run import table
+
+    kept = Result("overload", "goodput, 16", 0.5, "turns/s", "goodput, 4", 0.5,
+                  budget_min_ratio=0.9)  # fmt: skip
+    collapsed = Result("overload", "goodput, 16", 0.2, "turns/s", "goodput, 4", 0.5,
+                       budget_min_ratio=0.9)  # fmt: skip
+    assert (kept.ok, collapsed.ok) == (True, False)
+    shown = table([kept, collapsed]).splitlines()
+    assert shown[2].endswith("| 1.00x | >= 0.9x | yes |")
+    assert shown[3].endswith("| 0.40x | >= 0.9x | **no** |")
