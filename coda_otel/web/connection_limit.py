@@ -70,8 +70,11 @@ class _Refusal(asyncio.Protocol):
             return  # the request line is not complete yet
         parts = self._buffer[: max(end, 0)].split(b" ")
         live = len(parts) == 3 and parts[0] in (b"GET", b"HEAD") and parts[1] == self._path
+        answer = self._live if live else self._other
+        if parts[0] == b"HEAD":  # the head alone, as HTTP wants for HEAD
+            answer = answer[: answer.index(b"\r\n\r\n") + 4]
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(self._live if live else self._other)
+            self._transport.write(answer)
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
