@@ -4,7 +4,7 @@ shaping that agrees with the whole-text shaping, and the word error rate of reco
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from coda_lite.llm.spoken import SpokenAnswer, sentence_count, spoken_text
@@ -79,6 +79,7 @@ def test_bad_caps_are_refused() -> None:
 
 
 @given(st.lists(st.sampled_from(["Hi", " there", ".", " **Yes**", "\n", "- ", "1. ", " ok", "!"])))
+@example(pieces=["Hi"] + [" there"] * 9)  # the word cap reached exactly as a piece arrives
 def test_streaming_in_any_pieces_says_what_the_whole_text_says(pieces: list[str]) -> None:
     shaper = SpokenAnswer(max_sentences=2, max_words=8)
     streamed = "".join(shaper.feed(p) for p in pieces) + shaper.finish()

@@ -104,8 +104,8 @@ class SpokenAnswer:
 
         A trailing comma, colon or semicolon is held back until more words follow: at the
         end of the answer it becomes a full stop."""
-        capped = self._capped(text)
-        if capped != text:  # cut short: end it as a sentence
+        capped, reached = self._capped(text)
+        if reached:  # the cap ends the answer here: end it as a sentence
             text = _closed(capped)
         elif self.done and text:
             text = text.rstrip(",:; ") + ("." if text.rstrip().endswith((",", ":", ";")) else "")
@@ -117,17 +117,20 @@ class SpokenAnswer:
         self._sent = text
         return new
 
-    def _capped(self, text: str) -> str:
+    def _capped(self, text: str) -> tuple[str, bool]:
+        """``text`` within the caps, and whether a cap was reached (the answer ends there,
+        whether its last word arrived in this piece or the cut fell inside it)."""
+        reached = False
         for n, match in enumerate(_SENTENCE_END.finditer(text + " "), 1):
             if n >= self.max_sentences:
-                self.done = True
+                reached = self.done = True
                 text = text[: match.end()]
                 break
         words = text.split(" ")
         if len(words) >= self.max_words:
-            self.done = True
+            reached = self.done = True
             text = " ".join(words[: self.max_words])
-        return text
+        return text, reached
 
 
 def _closed(text: str) -> str:
