@@ -138,15 +138,16 @@ async def test_a_grammar_limits_what_is_heard_and_bad_word_files_are_named(
         PocketSphinxSTT(SttConfig(grammar=tmp_path / "missing.gram"))
 
 
-@pytest.mark.slow  # 28 s of audio through the real recogniser
+@pytest.mark.slow  # 12 s of audio through the real recogniser
 async def test_a_long_recording_never_stops_the_event_loop(stt: PocketSphinxSTT) -> None:
-    """28 s of noise (under stt.max_seconds) takes the recogniser seconds; decoded in blocks,
-    the loop keeps running meanwhile (one call on the whole clip held the GIL throughout)."""
+    """12 s of noise (past the 8 s decoded whole, under stt.max_seconds) takes the recogniser
+    seconds; decoded in blocks, the loop keeps running meanwhile (one call on the whole clip
+    held the GIL throughout)."""
     import asyncio
     import time
 
     rng = np.random.default_rng(7)
-    noise = (rng.standard_normal(16000 * 28) * 3000).astype(np.int16)
+    noise = (rng.standard_normal(16000 * 12) * 3000).astype(np.int16)
     wav = wav_bytes(noise.tobytes(), rate=16000)
     longest_gap = 0.0
     done = asyncio.Event()
@@ -171,7 +172,7 @@ async def test_a_long_recording_never_stops_the_event_loop(stt: PocketSphinxSTT)
         await ticker
     took = time.perf_counter() - t0
     # a budget far from both outcomes: blocks keep gaps to tens of ms; one call, to `took`
-    assert longest_gap < max(1.0, took / 3), (longest_gap, took)
+    assert longest_gap < max(2.0, took / 2), (longest_gap, took)
 
 
 async def test_a_recording_over_the_limit_is_refused_before_decoding(stt: PocketSphinxSTT) -> None:
