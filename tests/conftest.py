@@ -32,18 +32,30 @@ def fsync_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the local model is converted, once per test run: one folder shared by every
-    pytest-xdist worker (the parent of the workers' own temp folders), converted by the first
-    worker that needs it while the others wait on a file lock."""
+def models_dir() -> Path:
+    """Where the local model is converted: once per installed model file, kept between runs
+    in ``$CODA_TEST_MODELS_DIR`` (default ``~/.cache/coda-lite/test-models``) like pip's own
+    cache, so a rerun of the suite does not spend half a minute converting it again (a new
+    virtualenv installs a new file, converted afresh; older conversions are removed). The
+    first pytest-xdist worker that needs it converts it while the others wait on a file lock.
+    """
+    import shutil
+
     from filelock import FileLock
 
-    from tests.model_harness import converted_dir
+    from tests.model_harness import converted_dir, require_local_model
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder = shared / "models"
-    folder.mkdir(exist_ok=True)
-    with FileLock(str(shared / "models.lock")):
-        converted_dir(folder)  # skips (laptop) or fails (CI) when the model cannot run here
+    gguf = require_local_model()  # skips (laptop) or fails (CI) when the model cannot run here
+    root = Path(
+        os.environ.get("CODA_TEST_MODELS_DIR") or "~/.cache/coda-lite/test-models"
+    ).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    stat = gguf.stat()
+    folder = root / f"{stat.st_size}-{stat.st_mtime_ns}"
+    with FileLock(str(root / "convert.lock")):
+        for old in root.iterdir():
+            if old.is_dir() and old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+        folder.mkdir(exist_ok=True)
+        converted_dir(folder)
     return folder
