@@ -76,8 +76,9 @@ test-fast: deps
 	$(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile \
 	  -m "not slow and not browser and not model and not stack"
 
+# make bench BENCH_ARGS="--quick" or BENCH_ARGS="--compare benchmarks/results/reference.json"
 bench: deps system-deps
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 stack-check: deps system-deps
 	$(BIN)/python -m pytest -q tests/test_stack_config.py tests/test_stack_compose.py tests/test_stack_live.py \
