@@ -282,8 +282,8 @@ class Stage:
     async def __aenter__(self) -> Stage:
         return self.__enter__()
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.__exit__(*exc_info)
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def _finish(self, exc: BaseException | None, duration: float) -> None:
         """Describe the outcome on the span, end it, hand the record to the conversation."""
@@ -303,19 +303,10 @@ class Stage:
         if recording:  # set_attribute each: cheaper than set_attributes
             span.set_attribute("coda.output.size", out_size)
             span.set_attribute("coda.stage.status", status)
-        record = StageRecord(
-            name=self.name,
-            status=status,
-            started_at=self.started_at,
-            duration_s=duration,
-            inputs=self.inputs,
-            output=output,
-            input_size=self.input_size,
-            output_size=out_size,
-            trace_id=conv.trace_id,
-            span_id=conv.span_hex(span),
-            metadata=self.metadata,
-        )
+        record = StageRecord(  # positional, in field order: cheaper than by keyword
+            self.name, status, self.started_at, duration, self.inputs, output,
+            self.input_size, out_size, conv.trace_id, conv.span_hex(span), self.metadata,
+        )  # fmt: skip
         if exc is not None and status == "error":
             record_failure(span, exc, record, conv.recorder.sanitizer)
             conv.stage_failed(record, exc)
