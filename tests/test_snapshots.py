@@ -12,10 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from coda_otel.files import InvalidIdError
+from coda_otel.files import InvalidIdError, json_chunks
 from coda_otel.metrics import CodaMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+from coda_otel.snapshots.encoded import EncodedMemories
+from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import SnapshotStore
 from coda_otel.testing import InMemoryMemory
 
@@ -446,3 +448,18 @@ def test_a_changed_memory_is_written_anew_and_an_unchanged_one_as_before(tmp_pat
     finally:
         emitter.close()
     assert "ada@example.com" not in text and "7946" not in text
+
+
+def test_interleaved_owners_each_reuse_their_own_previous_snapshot():
+    def doc(owner: str, n: int) -> dict[str, Any]:
+        memories = [{"id": f"{owner}{i}", "content": f"fact {i}", "topics": []} for i in range(n)]
+        return {"owner": owner, "short_term": {"turns": []}, "long_term": {"memories": memories}}
+
+    encoded = EncodedMemories(SnapshotRedactor(Sanitizer()), owners=2)
+    for owner, n, reused in [("a", 300, 0), ("b", 2, 0), ("a", 300, 300), ("b", 2, 2)]:
+        prepared = encoded.prepare(doc(owner, n))
+        assert encoded.reused == reused
+        assert json.loads("".join(json_chunks(prepared))) == json.loads(json.dumps(doc(owner, n)))
+    encoded.prepare(doc("c", 1))  # a third owner: the one snapshotted longest ago is dropped
+    encoded.prepare(doc("a", 300))
+    assert encoded.reused == 0

@@ -13,14 +13,16 @@ and content, equal fields of the same types) gets that snapshot's text: one look
 comparison instead of redaction plus encoding. Changed memories are redacted (with the
 turns, in one pass of the :class:`~coda_otel.snapshots.redaction.SnapshotRedactor`) and
 encoded. The file is the one a fresh encoding writes, byte for byte (one corner: ``0.0`` and
-``-0.0`` compare equal, so a zero that only flips its sign keeps its old text). Memory stays
-bounded by one snapshot's texts; a change of the redaction policy starts afresh. Used by one
-writer thread.
+``-0.0`` compare equal, so a zero that only flips its sign keeps its old text). Snapshots of
+different owners (the document's ``owner``) interleave, so each of the last ``owners`` owners
+keeps its own: memory stays bounded by one snapshot's texts per owner kept. A change of the
+redaction policy starts afresh. Used by one writer thread.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 from coda_otel.files import JSONTexts, json_text
@@ -34,10 +36,11 @@ _Entry = tuple[dict[str, Any], tuple[type, ...], str]
 class EncodedMemories:
     """Prepares snapshot documents for the writer, reusing each unchanged memory's JSON."""
 
-    def __init__(self, redactor: SnapshotRedactor) -> None:
+    def __init__(self, redactor: SnapshotRedactor, *, owners: int = 4) -> None:
         self.redactor = redactor
-        self._previous: dict[_Key, _Entry] = {}
-        self._policy: tuple[object, ...] = ()
+        self.owners = owners
+        #: per owner (the document's ``owner``), most recent last: the policy and the entries
+        self._kept: OrderedDict[Any, tuple[tuple[object, ...], dict[_Key, _Entry]]] = OrderedDict()
         #: memories of the last prepare() whose text was reused (the rest were encoded)
         self.reused = 0
 
@@ -45,7 +48,9 @@ class EncodedMemories:
         """``doc`` redacted in place, its ``long_term.memories`` replaced by their JSON texts
         (a :class:`~coda_otel.files.JSONTexts`, for compact ``atomic_write_json``)."""
         policy = self.redactor.policy
-        previous = self._previous if policy == self._policy else {}
+        owner = doc.get("owner")  # snapshots of several owners interleave: one cache each
+        kept = self._kept.pop(owner, None)
+        previous = kept[1] if kept is not None and kept[0] == policy else {}
         current: dict[_Key, _Entry] = {}
         memories: list[Any] = doc["long_term"]["memories"]
         texts: list[str] = []
@@ -81,7 +86,9 @@ class EncodedMemories:
             text = texts[i] = json_text(clean)
             if key is not None:
                 current[key] = (item, types, text)
-        self._previous, self._policy = current, policy
+        self._kept[owner] = (policy, current)
+        while len(self._kept) > self.owners:
+            self._kept.popitem(last=False)  # the owner not snapshotted for longest
         self.reused = len(memories) - len(changed)
         doc["long_term"]["memories"] = JSONTexts(texts)
         return doc
