@@ -37,6 +37,8 @@ STALE_TMP_S = 600.0
 _BATCH_CHARS = 32 * 1024
 _SPLIT_DEPTH = 4
 _SLICE = 128
+#: Compact JSON as ``json_chunks`` writes it (stateless: one shared by every thread).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class InvalidIdError(ValueError):
@@ -127,31 +129,53 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
     atomic_write_chunks(path, (data,), durable=durable)
 
 
+class JSONTexts(list[str]):
+    """A list whose elements are JSON texts already (:func:`json_text`): compact
+    :func:`json_chunks` writes them as they are, so an element encoded once can be reused::
+
+        texts = JSONTexts(json_text(m) for m in memories)
+        "".join(json_chunks({"memories": texts})) == json.dumps({"memories": memories}, ...)
+
+    Only compact JSON knows it (``indent=None``), at most ``_SPLIT_DEPTH`` levels down.
+    """
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as compact JSON, exactly as :func:`json_chunks` writes it."""
+    return _COMPACT.encode(obj)
+
+
 def json_chunks(obj: Any, *, indent: int | None = None) -> Iterator[str]:
     """``json.dumps(obj, indent=indent, ensure_ascii=False, default=str)``, piece by piece.
 
     Compact JSON (``indent=None``) splits the outer containers and encodes each element with
     the C encoder, so the text is identical to one ``json.dumps`` call but no single call runs
-    long; indented JSON uses the standard library's incremental encoder.
+    long (a :class:`JSONTexts` list is written from its texts); indented JSON uses the standard
+    library's incremental encoder.
     """
     if indent is not None:
         yield from json.JSONEncoder(indent=indent, ensure_ascii=False, default=str).iterencode(obj)
         return
-    yield from _pieces(obj, json.JSONEncoder(ensure_ascii=False, default=str), _SPLIT_DEPTH)
+    yield from _pieces(obj, _COMPACT, _SPLIT_DEPTH)
 
 
 def _big(obj: Any, depth: int) -> bool:
-    """Worth splitting: a list longer than a slice, or a str-keyed dict holding one."""
+    """Worth splitting: a list longer than a slice or already encoded, or a str-keyed dict
+    holding one."""
     kind = type(obj)
     if kind is list or kind is tuple:
         return len(obj) > _SLICE or (depth > 0 and any(_big(v, depth - 1) for v in obj))
     if kind is dict and depth > 0 and all(type(k) is str for k in obj):
         return any(_big(v, depth - 1) for v in obj.values())
-    return False
+    return kind is JSONTexts
 
 
 def _pieces(obj: Any, enc: json.JSONEncoder, depth: int) -> Iterator[str]:
-    if not _big(obj, depth):  # small: one C call
+    if type(obj) is JSONTexts:  # encoded already: a slice of texts per join
+        for start in range(0, len(obj), _SLICE):
+            yield ("[" if start == 0 else ", ") + ", ".join(obj[start : start + _SLICE])
+        yield "]" if obj else "[]"
+    elif not _big(obj, depth):  # small: one C call
         yield enc.encode(obj)
     elif type(obj) is dict:  # runs of small items in one call, big values split further
         sep, small = "{", {}

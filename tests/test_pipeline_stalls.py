@@ -8,6 +8,7 @@ an unset status and the reason on every cancelled span, and counts as interrupte
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,24 @@ def test_a_stage_outside_an_event_loop_is_tracked_not_timed(tmp_path: Path) -> N
         assert value(metrics, "coda_stage_inflight_oldest_seconds") >= 0.0
         assert len(dbg.stalls.in_flight()) == 1
     assert dbg.stalls.in_flight() == [] and listener.stalls == []
+
+
+async def test_a_finished_stage_is_freed_without_the_cyclic_collector(tmp_path: Path) -> None:
+    # A stage under a stall budget registers a callback bound to itself; once it ends, nothing
+    # may keep it (its span, its content) in a reference cycle waiting for the collector.
+    (dbg, _), _, _ = make(tmp_path, {"llm": 30.0})
+    with dbg.conversation(session_id="s", turn=1) as conv:
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(3):
+                async with conv.stage("llm", {"query": "hi"}) as st:
+                    st.set_output({"response": "hello"})
+            gc.collect()
+            left = [type(o).__name__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert "Stage" not in left and "InFlight" not in left

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coda_otel.files import atomic_write_json, json_chunks
+from coda_otel.files import JSONTexts, atomic_write_json, json_chunks, json_text
 from coda_otel.retention import RetentionIndex, enforce_retention, remove_stale_temp_files
 
 
@@ -51,6 +51,17 @@ def dumps(obj: Any, indent: int | None) -> str:
 def test_incremental_json_is_exactly_json_dumps(obj: Any) -> None:
     assert "".join(json_chunks(obj)) == dumps(obj, None)
     assert "".join(json_chunks(obj, indent=2)) == dumps(obj, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(values, max_size=300), values)
+def test_elements_encoded_beforehand_are_written_as_they_are(items: list[Any], other: Any) -> None:
+    # a list of JSON texts (each element encoded once, e.g. reused across snapshots) writes
+    # the text the list itself would, at the depth snapshots keep their memories
+    texts = JSONTexts(json_text(item) for item in items)
+    doc = {"id": "s", "long_term": {"memories": texts, "other": other}, "tail": [other]}
+    same = {"id": "s", "long_term": {"memories": items, "other": other}, "tail": [other]}
+    assert "".join(json_chunks(doc)) == dumps(same, None)
 
 
 def test_a_large_document_is_written_in_many_small_pieces(tmp_path: Path) -> None:

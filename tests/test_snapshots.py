@@ -12,10 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from coda_otel.files import InvalidIdError
+from coda_otel.files import InvalidIdError, json_chunks
 from coda_otel.metrics import CodaMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
+from coda_otel.snapshots.encoded import EncodedMemories
+from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import SnapshotStore
 from coda_otel.testing import InMemoryMemory
 
@@ -412,3 +414,52 @@ def test_snapshot_redaction_follows_the_capture_switch_between_snapshots(tmp_pat
     assert "ada@example.com" not in preview and "ada@example.com" not in full
     assert len(preview) < len(full)
     assert full.count("Lisbon") == 6
+
+
+def test_a_changed_memory_is_written_anew_and_an_unchanged_one_as_before(tmp_path):
+    """Each memory's JSON is reused across snapshots only while every field (and its type)
+    is the same: each file is exactly what encoding the redacted state afresh writes."""
+    memory = InMemoryMemory()
+    memory.add_turn("user", "hello")
+    for i in range(300):  # more than one slice of the writer's work
+        memory.add_memory(f"m{i}", f"fact {i}, mail ada@example.com", 0.5, ["t"])
+    sanitizer = Sanitizer()
+    emitter = MemorySnapshotEmitter(memory, tmp_path, sanitizer=sanitizer)
+    changes: list[tuple[str, dict[str, Any]]] = [
+        ("m1", {"importance": 1}),
+        ("m1", {"importance": 1.0}),  # equal to 1, written differently
+        ("m1", {"importance": True}),
+        ("m2", {"content": "now call +44 20 7946 0958"}),
+        ("m3", {"topics": ["t", "u"]}),
+        ("m4", {"source": "import"}),  # a new field
+    ]
+    try:
+        for n, (mid, fields) in enumerate([("m0", {}), *changes]):
+            memory.update_memory(mid, **fields)
+            path = emitter.take_snapshot(f"s{n}")
+            assert path is not None and emitter.flush(10.0)
+            state = memory.read_memory_state()
+            for item in state["long_term"]["memories"]:
+                item["content"] = sanitizer.text(item["content"], sanitizer.preview_length)
+            text = path.read_text("utf-8")
+            expected = json.dumps(state["long_term"]["memories"], ensure_ascii=False)
+            assert f'"memories": {expected}' in text
+            assert json.loads(text)["long_term"]["memories"] == state["long_term"]["memories"]
+    finally:
+        emitter.close()
+    assert "ada@example.com" not in text and "7946" not in text
+
+
+def test_interleaved_owners_each_reuse_their_own_previous_snapshot():
+    def doc(owner: str, n: int) -> dict[str, Any]:
+        memories = [{"id": f"{owner}{i}", "content": f"fact {i}", "topics": []} for i in range(n)]
+        return {"owner": owner, "short_term": {"turns": []}, "long_term": {"memories": memories}}
+
+    encoded = EncodedMemories(SnapshotRedactor(Sanitizer()), owners=2)
+    for owner, n, reused in [("a", 300, 0), ("b", 2, 0), ("a", 300, 300), ("b", 2, 2)]:
+        prepared = encoded.prepare(doc(owner, n))
+        assert encoded.reused == reused
+        assert json.loads("".join(json_chunks(prepared))) == json.loads(json.dumps(doc(owner, n)))
+    encoded.prepare(doc("c", 1))  # a third owner: the one snapshotted longest ago is dropped
+    encoded.prepare(doc("a", 300))
+    assert encoded.reused == 0

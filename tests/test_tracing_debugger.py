@@ -112,6 +112,28 @@ async def test_error_turn_in_log_and_listeners(dbg: ConversationPipelineDebugger
     assert conversation.status == "error" and len(conversation.stages) == 4
 
 
+async def test_a_stage_event_is_a_plain_frozen_event(dbg: ConversationPipelineDebugger) -> None:
+    recorder, late = RecordingListener(), RecordingListener()
+    dbg.add_listener(recorder)
+    with dbg.conversation(session_id="s", turn=2) as conv:
+        async with conv.stage("llm", {"query": "hi", "score": 0.5}) as st:
+            st.set_output({"response": "hello"})
+        dbg.add_listener(late)  # heard from the next stage on
+        dbg.remove_listener(recorder)
+        async with conv.stage("tts", {"text": "hello"}):
+            pass
+    (event,) = recorder.stages
+    same = StageEvent(
+        conversation_id=conv.conversation_id, session_id="s", turn=2, stage="llm",
+        status="ok", started_at=event.started_at, duration_s=event.duration_s, input_size=5,
+        output_size=5, trace_id=conv.trace_id, span_id=event.span_id,
+    )  # fmt: skip
+    assert event == same and hash(event) == hash(same) and event.to_dict() == same.to_dict()
+    with pytest.raises(AttributeError):  # FrozenInstanceError: listeners share one event
+        event.turn = 3  # type: ignore[misc]
+    assert [e.stage for e in late.stages] == ["tts"]
+
+
 async def test_cancelled_stage_is_not_an_error(
     dbg: ConversationPipelineDebugger, exporter: InMemorySpanExporter
 ) -> None:

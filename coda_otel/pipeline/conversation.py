@@ -128,8 +128,20 @@ class TurnRecorder:
         self.sanitizer = sanitizer
         self.stalls = stalls
         self.logs = logs
-        self.listeners: tuple[PipelineListener, ...] = tuple(listeners)
+        self.listeners = tuple(listeners)
         self.tracer: trace.Tracer = tracer if tracing else _NO_TRACER
+
+    @property
+    def listeners(self) -> tuple[PipelineListener, ...]:
+        return self._listeners
+
+    @listeners.setter
+    def listeners(self, listeners: tuple[PipelineListener, ...]) -> None:
+        # Each listener's on_stage_end looked up once here, not once per stage (copy-on-write:
+        # a turn running meanwhile sees the old pair or the new one, never half of each).
+        hooks = [(item, getattr(item, "on_stage_end", None)) for item in listeners]
+        self._stage_hooks = tuple((item, hook) for item, hook in hooks if hook is not None)
+        self._listeners = listeners
 
     @property
     def tracing(self) -> bool:
@@ -148,7 +160,11 @@ class TurnRecorder:
         self.listeners = tuple(item for item in self.listeners if item is not listener)
 
     def stage_ended(self, event: StageEvent) -> None:
-        self._tell("on_stage_end", event)
+        for listener, hook in self._stage_hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("pipeline listener %r failed in on_stage_end", listener)
 
     def turn_ended(self, event: ConversationEvent) -> None:
         self._tell("on_conversation_end", event)
@@ -266,8 +282,8 @@ class Stage:
     async def __aenter__(self) -> Stage:
         return self.__enter__()
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.__exit__(*exc_info)
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def _finish(self, exc: BaseException | None, duration: float) -> None:
         """Describe the outcome on the span, end it, hand the record to the conversation."""
@@ -287,19 +303,10 @@ class Stage:
         if recording:  # set_attribute each: cheaper than set_attributes
             span.set_attribute("coda.output.size", out_size)
             span.set_attribute("coda.stage.status", status)
-        record = StageRecord(
-            name=self.name,
-            status=status,
-            started_at=self.started_at,
-            duration_s=duration,
-            inputs=self.inputs,
-            output=output,
-            input_size=self.input_size,
-            output_size=out_size,
-            trace_id=conv.trace_id,
-            span_id=conv.span_hex(span),
-            metadata=self.metadata,
-        )
+        record = StageRecord(  # positional, in field order: cheaper than by keyword
+            self.name, status, self.started_at, duration, self.inputs, output,
+            self.input_size, out_size, conv.trace_id, conv.span_hex(span), self.metadata,
+        )  # fmt: skip
         if exc is not None and status == "error":
             record_failure(span, exc, record, conv.recorder.sanitizer)
             conv.stage_failed(record, exc)
@@ -455,13 +462,14 @@ class Conversation:
         """A span's id as 16 hex digits when this turn's trace is sampled, else None."""
         return _hex(span.get_span_context().span_id, 16) if self.sampled else None
 
-    def stage_parent(self) -> otel_context.Context | None:
-        """A new stage's parent: the current span when it is in this trace (a stage inside a
-        stage; None means "the current context"), else the root."""
+    def stage_parent(self) -> otel_context.Context:
+        """A new stage's parent: the current context when its span is in this trace (a stage
+        inside a stage), else the root's."""
         if not self.traced:
             return self._context
-        current = trace.get_current_span().get_span_context()
-        return None if current.trace_id == self._trace_int else self._context
+        current = otel_context.get_current()  # handed on: the SDK need not look it up again
+        in_trace = trace.get_current_span(current).get_span_context().trace_id == self._trace_int
+        return current if in_trace else self._context
 
     def stage_attributes(self, name: str, inputs: Any, input_size: int) -> dict[str, Any]:
         """A stage span's first attributes (the input preview only with content capture on)."""
@@ -493,21 +501,11 @@ class Conversation:
         """A finished stage: into the turn's records, and to listeners as a StageEvent."""
         self.records.append(record)  # list.append is atomic: stages in threads may end at once
         if self.recorder.listeners:
-            event = StageEvent(
-                conversation_id=self.conversation_id,
-                session_id=self.session_id,
-                turn=self.turn,
-                stage=record.name,
-                status=record.status,
-                started_at=record.started_at,
-                duration_s=record.duration_s,
-                input_size=record.input_size,
-                output_size=record.output_size,
-                trace_id=record.trace_id,
-                span_id=record.span_id,
-                error_type=record.error_type,
-                error_message=record.error_message,
-            )
+            event = StageEvent.of(
+                self.conversation_id, self.session_id, self.turn, record.name, record.status,
+                record.started_at, record.duration_s, record.input_size, record.output_size,
+                record.trace_id, record.span_id, record.error_type, record.error_message,
+            )  # fmt: skip
             self.events.append(event)
             self.recorder.stage_ended(event)
         if logger.isEnabledFor(logging.DEBUG):

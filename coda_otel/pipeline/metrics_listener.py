@@ -59,7 +59,7 @@ class PipelineMetrics:
 
     def __init__(self, metrics: CodaMetrics) -> None:
         self.metrics = metrics
-        self._stage_hist = {s: metrics.stage_duration.labels(stage=s) for s in (*STAGES, "other")}
+        self._stage_hist = {s: metrics.stage_duration.labels(stage=s) for s in (*STAGES, OTHER)}
         self._conversations = {
             s: metrics.conversations.labels(status=s) for s in (*CONVERSATION_STATUSES, "other")
         }
@@ -73,13 +73,16 @@ class PipelineMetrics:
 
     def on_stage_end(self, event: StageEvent) -> None:
         try:
-            stage = bounded(event.stage, STAGES)
+            hist = self._stage_hist.get(event.stage)  # one lookup: a known stage, else "other"
+            if hist is None:
+                hist = self._stage_hist[OTHER]
             duration = _duration(event.duration_s)
             last = self._last  # (trace id, exemplar): one tuple, so threads never mix them
             if last[0] != event.trace_id:  # a turn's stages share one: validate it once
                 last = self._last = (event.trace_id, _exemplar(event.trace_id))
-            self._stage_hist[stage].observe(duration, exemplar=last[1])
+            hist.observe(duration, exemplar=last[1])
             if event.status == "error":
+                stage = bounded(event.stage, STAGES)
                 error_type = self.metrics.error_type(event.error_type or "unknown")
                 self.metrics.stage_errors.labels(stage=stage, error_type=error_type).inc()
         except Exception:

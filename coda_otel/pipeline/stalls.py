@@ -118,8 +118,14 @@ class StallWatcher:
         return entry
 
     def end(self, entry: InFlight) -> None:
-        """The stage is over (its timer, if it was the last, lapses at its next check)."""
+        """The stage is over (its timer, if it was the last, lapses at its next check).
+
+        Its callback is dropped too: an ended stage is never reported, and a callback bound to
+        the stage (which holds its entry) would otherwise keep the stage, its span and its
+        content alive until the cyclic garbage collector ran.
+        """
         self._inflight.discard(entry)
+        entry.on_stall = None
 
     def oldest_age(self) -> float:
         """Seconds the oldest in-flight stage has been running (0 when none runs)."""
@@ -134,8 +140,8 @@ class StallWatcher:
         now = self.clock()
         entries = [e for e in tuple(self._inflight) if loop is None or e.loop is loop]
         for entry in entries:
-            budget = entry.budget
-            if budget is None or entry.on_stall is None or entry.stalled:
+            budget, on_stall = entry.budget, entry.on_stall  # read once: end() may clear it
+            if budget is None or on_stall is None or entry.stalled:
                 continue
             idle = now - entry.last_progress
             if idle < budget:
@@ -143,7 +149,7 @@ class StallWatcher:
             entry.stalled = True
             entry.stalls += 1
             try:
-                entry.on_stall(entry, idle, now - entry.started)
+                on_stall(entry, idle, now - entry.started)
             except Exception:  # a reporter's failure never reaches the pipeline
                 logger.warning("could not report the stall of %s", entry.stage, exc_info=True)
 

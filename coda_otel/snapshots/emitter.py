@@ -14,7 +14,8 @@
 copies the state under its own lock (one call, one consistent snapshot). The caller's thread
 only counts, picks the trigger and queues a job: microseconds. One background thread does the
 rest: the read, sanitizing (redacted previews by default, redacted full text with capture on),
-the JSON in pieces, the atomic write, retention, the ``memory_snapshot`` span event
+the JSON in pieces (each memory unchanged since the last snapshot reuses its JSON text:
+:mod:`coda_otel.snapshots.encoded`), the atomic write, retention, the ``memory_snapshot`` span event
 (:mod:`coda_otel.snapshots.trace`), metrics, then listeners (called on that thread with
 ``{snapshot_id, trigger, timestamp, counts, path, bytes}``: keep them quick and thread-safe).
 A full queue drops a snapshot rather than block; failures are logged and counted in
@@ -44,6 +45,7 @@ from coda_otel.protocols import MemoryStateSource
 from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
+from coda_otel.snapshots.encoded import EncodedMemories
 from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import (
     PATTERN,
@@ -118,7 +120,7 @@ class MemorySnapshotEmitter:
         self.errors = 0
         self._source = memory_source
         self.sanitizer = sanitizer if sanitizer is not None else Sanitizer.from_env()
-        self._redactor = SnapshotRedactor(self.sanitizer)
+        self._encoded = EncodedMemories(SnapshotRedactor(self.sanitizer))
         #: keeps the disk reserve (when given a ``room`` check), counts and logs failed writes
         self.guard = guard if guard is not None else WriteGuard("snapshots", metrics=metrics)
         self._last_size = 64 * 1024
@@ -229,7 +231,7 @@ class MemorySnapshotEmitter:
             read: Any = self._source.read_memory_state
             state = read() if job.owner is None else read(job.owner)
             doc = build_document(state, job.snapshot_id, job.trigger, job.operation_count, ts)
-            self._redactor.redact(doc)
+            self._encoded.prepare(doc)  # redacted; memories as JSON, unchanged ones reused
         except Exception:
             logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
             self._fail("read_error")

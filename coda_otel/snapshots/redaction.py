@@ -36,16 +36,28 @@ class SnapshotRedactor:
         self._previous: dict[str, str] = {}
         self._switches: tuple[object, ...] = ()
 
+    @property
+    def policy(self) -> tuple[object, ...]:
+        """The sanitizer's switches that decide a cleaned text (a change starts afresh)."""
+        s = self.sanitizer
+        return (s.capture_content, s.redact, s.max_length, s.preview_length)
+
     def redact(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` with every turn's and memory's ``content`` redacted (a preview unless
         capture is on); items whose text changes are copied, never the source's dicts."""
+        self.redact_lists(doc["short_term"]["turns"], doc["long_term"]["memories"])
+        return doc
+
+    def redact_lists(self, *lists: list[Any]) -> None:
+        """Each item's ``content`` in these lists redacted, in place: one snapshot's items
+        (the texts kept for the next snapshot are the ones seen here)."""
         s = self.sanitizer
-        switches = (s.capture_content, s.redact, s.max_length, s.preview_length)
+        switches = self.policy
         previous = self._previous if switches == self._switches else {}
         current: dict[str, str] = {}
         limit = None if s.capture_content else s.preview_length
         clean = s.text
-        for items in (doc["short_term"]["turns"], doc["long_term"]["memories"]):
+        for items in lists:
             for i, item in enumerate(items):
                 # exact dicts first: an isinstance check against the Mapping ABC costs more
                 ok = type(item) is dict or isinstance(item, Mapping)
@@ -62,4 +74,3 @@ class SnapshotRedactor:
                 if i % REDACT_SLICE == REDACT_SLICE - 1:
                     time.sleep(0)
         self._previous, self._switches = current, switches
-        return doc
