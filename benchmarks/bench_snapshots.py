@@ -29,6 +29,7 @@ from benchmarks.common import Result, run_async
 from benchmarks.pipelines import add_memories, bench_config, bench_home, one_turn
 from coda_lite.memory import LongTermMemory, MemoryManager, ShortTermMemory
 from coda_lite.pipeline.build import build_pipeline
+from coda_lite.service.server import freeze_heap
 from coda_otel.metrics import CodaMetrics
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 
@@ -132,6 +133,7 @@ async def _turns(home: Path, quick: bool) -> list[Result]:
     try:
         for _ in range(3):
             await one_turn(manager)  # warm-up: model, index, caches
+        freeze_heap()  # as `coda-lite serve` does once its models are loaded
         for _ in range(rounds):
             # (a) hooked as the app wires it, interval=2: one snapshot per turn (each turn is
             #     two memory operations, retrieve and add_interaction).

@@ -65,12 +65,26 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+#: Rows turned into dicts between two pauses (see :func:`_as_dicts`), and each pause's length.
+DICT_SLICE = 512
+DICT_PAUSE_S = 0.002
+
+
 def _as_dicts(rows: Sequence[Mirrored]) -> list[dict[str, Any]]:
-    return [
-        {"id": i, "content": c, "importance": imp, "topics": list(t), "created_at": at,
-         "source": src}
-        for i, c, imp, t, at, src, _ in rows
-    ]  # fmt: skip
+    """The rows as dicts, built in slices with a short pause between them: a snapshot of
+    tens of thousands of memories is read on a writer thread while turns run, and one long
+    comprehension would share the GIL with their threads for the whole of it (``sleep(0)``
+    hands the GIL only to a thread already waiting, and takes it straight back)."""
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(rows), DICT_SLICE):
+        if start:
+            time.sleep(DICT_PAUSE_S)  # let a turn run a stretch of its own
+        out += [
+            {"id": i, "content": c, "importance": imp, "topics": list(t), "created_at": at,
+             "source": src}
+            for i, c, imp, t, at, src, _ in rows[start : start + DICT_SLICE]
+        ]  # fmt: skip
+    return out
 
 
 class LongTermMemory:

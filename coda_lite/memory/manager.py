@@ -223,8 +223,11 @@ class MemoryManager:
         owner = DEFAULT_OWNER if owner is None else owner
         short_term = self.short_term_of(owner)
         with self.lock, short_term.lock:
-            return {
-                "owner": owner,
-                "short_term": {"turns": short_term.turns, "turn_count": short_term.turn_count},
-                "long_term": self.long_term.read_state(owner=owner),
-            }
+            short = {"turns": short_term.turns, "turn_count": short_term.turn_count}
+        # The long-term copy is consistent under the store's own lock; built outside ours, a
+        # snapshot of many memories never keeps a turn's short-term write waiting.
+        return {
+            "owner": owner,
+            "short_term": short,
+            "long_term": self.long_term.read_state(owner=owner),
+        }

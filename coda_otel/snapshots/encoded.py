@@ -26,7 +26,7 @@ from collections import OrderedDict
 from typing import Any
 
 from coda_otel.files import JSONTexts, json_text
-from coda_otel.snapshots.redaction import REDACT_SLICE, SnapshotRedactor
+from coda_otel.snapshots.redaction import PAUSE_S, REDACT_SLICE, SnapshotRedactor
 
 #: A memory's (id, content), and its entry: as read, its fields' types, its JSON text.
 _Key = tuple[Any, Any]
@@ -58,7 +58,7 @@ class EncodedMemories:
         reuse = previous.get
         for start in range(0, len(memories), REDACT_SLICE):
             if start:
-                time.sleep(0)  # let a turn take the GIL between slices
+                time.sleep(PAUSE_S)  # let a turn run between slices
             for item in memories[start : start + REDACT_SLICE]:
                 key: _Key | None = None
                 types: tuple[type, ...] = ()
