@@ -36,10 +36,11 @@ def models_dir() -> Path:
     """Where the local model is converted: once per installed model file, kept between runs
     in ``$CODA_TEST_MODELS_DIR`` (default ``~/.cache/coda-lite/test-models``) like pip's own
     cache, so a rerun of the suite does not spend half a minute converting it again (a new
-    virtualenv installs a new file, converted afresh; older conversions are removed). The
+    virtualenv installs a new file, converted afresh; conversions unused for a day are removed). The
     first pytest-xdist worker that needs it converts it while the others wait on a file lock.
     """
     import shutil
+    import time
 
     from filelock import FileLock
 
@@ -53,9 +54,10 @@ def models_dir() -> Path:
     stat = gguf.stat()
     folder = root / f"{stat.st_size}-{stat.st_mtime_ns}"
     with FileLock(str(root / "convert.lock")):
-        for old in root.iterdir():
-            if old.is_dir() and old != folder:
+        for old in root.iterdir():  # another virtualenv's, unused for a day
+            if old.is_dir() and old != folder and time.time() - old.stat().st_mtime > 86400:
                 shutil.rmtree(old, ignore_errors=True)
         folder.mkdir(exist_ok=True)
+        os.utime(folder)  # in use: kept
         converted_dir(folder)
     return folder
