@@ -54,7 +54,7 @@ def test_incremental_json_is_exactly_json_dumps(obj: Any) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(values, max_size=300), values)
+@given(st.lists(values, max_size=40), values)
 def test_elements_encoded_beforehand_are_written_as_they_are(items: list[Any], other: Any) -> None:
     # a list of JSON texts (each element encoded once, e.g. reused across snapshots) writes
     # the text the list itself would, at the depth snapshots keep their memories
