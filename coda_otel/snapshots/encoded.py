@@ -21,6 +21,8 @@ redaction policy starts afresh. Used by one writer thread.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections import OrderedDict
 from typing import Any
@@ -55,31 +57,21 @@ class EncodedMemories:
         memories: list[Any] = doc["long_term"]["memories"]
         texts: list[str] = []
         changed: list[tuple[int, Any, tuple[type, ...], _Key | None]] = []  # index, as read, ...
-        reuse = previous.get
         for start in range(0, len(memories), REDACT_SLICE):
             if start:
                 time.sleep(PAUSE_S)  # let a turn run between slices
-            for item in memories[start : start + REDACT_SLICE]:
-                key: _Key | None = None
-                types: tuple[type, ...] = ()
-                if type(item) is dict:
-                    key = (item.get("id"), item.get("content"))
-                    types = tuple(map(type, item.values()))  # 1 never stands in for 1.0 or True
-                    try:
-                        entry = reuse(key)
-                    except TypeError:  # an unhashable id or content: encoded every time
-                        key = entry = None
-                    if (
-                        key is not None
-                        and entry is not None
-                        and entry[1] == types
-                        and entry[0] == item
-                    ):
-                        current[key] = entry
-                        texts.append(entry[2])
-                        continue
-                changed.append((len(texts), item, types, key))
-                texts.append("")
+            chunk = memories[start : start + REDACT_SLICE]
+            try:
+                found = _unchanged(chunk, previous)
+            except (AttributeError, KeyError, TypeError):  # not plain memories: one by one
+                found = [_one(item, previous) for item in chunk]
+            for item, (key, types, entry) in zip(chunk, found, strict=True):
+                if entry is not None:
+                    current[key] = entry  # type: ignore[index]
+                    texts.append(entry[2])
+                else:
+                    changed.append((len(texts), item, types, key))
+                    texts.append("")
         redacted = [item for _, item, _, _ in changed]
         self.redactor.redact_lists(doc["short_term"]["turns"], redacted)  # copies what it changes
         for (i, item, types, key), clean in zip(changed, redacted, strict=True):
@@ -92,3 +84,43 @@ class EncodedMemories:
         self.reused = len(memories) - len(changed)
         doc["long_term"]["memories"] = JSONTexts(texts)
         return doc
+
+
+_KEY = operator.itemgetter("id", "content")
+_Found = tuple[_Key | None, tuple[type, ...], _Entry | None]
+
+
+def _unchanged(chunk: list[Any], previous: dict[_Key, _Entry]) -> list[_Found]:
+    """For each memory of ``chunk`` (all dicts with an id and content): its key, its fields'
+    types, and the previous entry when it is unchanged (else None). The per-memory work runs
+    in C (``map`` over the chunk): this check is most of a snapshot's work on the writer's
+    thread, and every microsecond of it is GIL a turn waits for."""
+    if any(type(item) is not dict for item in chunk):
+        raise TypeError("not every memory is a dict")
+    keys = list(map(_KEY, chunk))
+    entries = list(map(previous.get, keys))
+    types = list(map(tuple, map(map, itertools.repeat(type), map(dict.values, chunk))))
+    olds = [(e[0], e[1]) if e is not None else (None, None) for e in entries]
+    same_fields = map(operator.eq, (o[0] for o in olds), chunk)
+    same_types = map(operator.eq, (o[1] for o in olds), types)
+    return [
+        (key, kinds, entry if fields and kinds_same else None)
+        for key, kinds, entry, fields, kinds_same in zip(
+            keys, types, entries, same_fields, same_types, strict=True
+        )
+    ]
+
+
+def _one(item: Any, previous: dict[_Key, _Entry]) -> _Found:
+    """The same for one memory of any shape (a non-dict, no id, an unhashable key)."""
+    if type(item) is not dict:
+        return None, (), None
+    key: _Key | None = (item.get("id"), item.get("content"))
+    types = tuple(map(type, item.values()))  # 1 never stands in for 1.0 or True
+    try:
+        entry = previous.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable id or content: encoded every time
+        return None, types, None
+    if entry is not None and entry[1] == types and entry[0] == item:
+        return key, types, entry
+    return key, types, None
