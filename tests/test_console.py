@@ -196,11 +196,12 @@ def test_an_llm_crash_turns_health_red_and_reset_turns_it_green(console: Console
     cp.page.click("#fault-inject")  # no restart left: failed until an operator resets it
     wait_status(cp, "llm", "failed")
     badge = cp.page.locator("#health-table tr[data-component=llm] .badge")
-    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == RED
+    # the table is redrawn on every health event: expect() reads the badge of the redrawn row
+    expect(badge).to_have_css("background-color", RED)
     cp.screenshot("health")
     cp.page.click("#health-table tr[data-component=llm] button[aria-label='Reset llm']")
     wait_status(cp, "llm", "healthy")
-    assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == GREEN
+    expect(badge).to_have_css("background-color", GREEN)
     assert cp.errors == []
 
 
