@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -214,8 +216,31 @@ def wait_until(
         time.sleep(interval)
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks client ports from (Linux; else the IANA range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a test server to bind)."""
+    """A TCP port free on 127.0.0.1 right now (for a test server to bind).
+
+    Chosen below the kernel's range for client ports: a port the kernel picked with
+    ``bind(0)`` is one it may hand to the next outgoing connection, and a test that opens
+    hundreds of client connections could take it before the server binds it."""
+    low, _ = _ephemeral_ports()
+    if low > 10000:
+        for _ in range(50):
+            port = random.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
