@@ -42,6 +42,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def _while_busy(service: Service, query: Callable[[], T]) -> T:
     """``query()``'s result, run while a hung turn holds the only slot; the hung turn's own
     answer is its deadline (504)."""
+    # a model that timed out is unready until a real call succeeds: each test starts ready
+    service.eventually(lambda: service.get("/health/ready").status_code == 200, what="ready")
     with ThreadPoolExecutor(max_workers=1) as pool:
         hung = pool.submit(service.turn, "hang please", session_id="hog")
         service.eventually(
@@ -61,7 +63,10 @@ def test_a_turn_beyond_capacity_is_refused_at_once_with_retry_after(service: Ser
     )
     # the queue is full (1 running, 0 may wait): not ready for more, still alive
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "overloaded", ready.text
-    assert service.get("/health/ready").status_code == 200  # the slot is free again
+    # the slot is free again: no longer overloaded (the llm may be unready for a while: its
+    # call timed out, and it is ready again once a real call succeeds, below)
+    after = service.get("/health/ready")
+    assert after.json()["overloaded"] is False, after.text
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]
     assert error["code"] == "overloaded" and error["reason"] == "queue_full"
@@ -70,6 +75,7 @@ def test_a_turn_beyond_capacity_is_refused_at_once_with_retry_after(service: Ser
     assert service.metric('coda_turns_shed_total{reason="queue_full"}') == shed_before + 1
     assert "coda_turn_queue_depth 0.0" in service.metrics()
     assert service.turn("Hello again.").status_code == 200  # capacity is back
+    service.eventually(lambda: service.get("/health/ready").status_code == 200, what="ready")
 
 
 async def test_a_websocket_turn_beyond_capacity_gets_an_overloaded_error(
