@@ -28,12 +28,12 @@ from coda_otel.pipeline.debugger import ConversationPipelineDebugger
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.store import PREFIX, SUFFIX
 from coda_otel.ws.control import ServiceOverloaded
+from coda_otel.ws.protocol import MAX_TEXT_CHARS
 
 RunTurn = Callable[..., Awaitable[TurnResult]]
 Interrupt = Callable[[str], Awaitable[str | None]]  # session id -> interrupted conversation
 
 FEATURES = ("tracing", "snapshots", "cache", "all")
-MAX_TEXT_CHARS = 4000
 SNAPSHOT_WAIT_S = 10.0  # a manual snapshot is answered once written, or fails after this
 
 

@@ -72,6 +72,7 @@ from coda_otel.web.security import (
     debug_security,
 )
 from coda_otel.web.server_spans import server_spans
+from coda_otel.ws.protocol import MAX_TEXT_CHARS
 from coda_otel.ws.server import add_debug_ws_route
 
 #: Requests that get a SERVER span (the turn under it): the ones a caller's trace continues into.
@@ -80,7 +81,6 @@ TRACED_PATHS = ("/v1/turns",)
 log = logging.getLogger(__name__)
 
 APP_KEY = web.AppKey("coda_app", App)
-MAX_TEXT_CHARS = 4000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

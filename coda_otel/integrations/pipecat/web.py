@@ -35,13 +35,13 @@ from coda_otel.sanitize import Sanitizer
 from coda_otel.web.metrics_route import add_metrics_route
 from coda_otel.web.security import OPEN_PATHS, debug_security
 from coda_otel.ws.hub import DebugHub
+from coda_otel.ws.protocol import MAX_TEXT_CHARS
 from coda_otel.ws.server import add_debug_ws_route
 
 __all__ = ["DEBUG_OPEN_PATHS", "PipecatDebugControl", "add_debug_routes", "debug_app"]
 
 #: Paths readable without the token: /metrics, /health*, the console page and its files.
 DEBUG_OPEN_PATHS: tuple[str, ...] = (*OPEN_PATHS, *CONSOLE_OPEN_PATHS)
-MAX_TEXT_CHARS = 4000
 
 
 class _Worker(Protocol):
