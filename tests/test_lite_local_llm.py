@@ -55,6 +55,45 @@ async def test_the_model_streams_its_answer_piece_by_piece(models_dir: Path) -> 
     assert again.text == result.text
 
 
+async def test_turns_start_from_the_kept_prompt_prefix_and_answer_the_same(
+    models_dir: Path,
+) -> None:
+    """The instruction and worked examples are read once; a generation from a copy of their
+    cache gives the very tokens of one that reads the whole prompt, turn after turn."""
+    import torch
+
+    from coda_lite.llm.prefix import PromptPrefix, starting_from
+    from coda_lite.llm.types import build_messages
+
+    gguf = require_local_model()
+    tokenizer, model = llm_local.load_model(gguf, models_dir)
+    system = LlmConfig(backend="local").system_prompt
+    prefix = PromptPrefix()
+
+    def tokens(messages: list[dict[str, str]], *, prompt: bool) -> torch.Tensor:
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=prompt, return_tensors="pt", return_dict=True
+        )
+        return ids["input_ids"]
+
+    def answer(ids: torch.Tensor, past: object) -> list[int]:
+        out = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
+            do_sample=False, pad_token_id=tokenizer.eos_token_id, **starting_from(past),
+        )  # fmt: skip
+        return [int(t) for t in out[0, ids.shape[1] :]]
+
+    turns = [("Where do I live?", ["I live in Lisbon."]), (QUESTION, []), ("Hello!", [])]
+    for query, facts in turns:
+        messages = build_messages(system, query, [{"content": f} for f in facts])
+        ids, fixed = tokens(messages, prompt=True), tokens(messages[:-1], prompt=False)
+        assert answer(ids, prefix.past_for(model, ids, fixed)) == answer(ids, None)
+    assert (prefix.misses, prefix.hits) == (1, 2)  # read once, reused by the next two turns
+    # A beginning that is not the prompt's, or the whole prompt, gets no cache.
+    assert prefix.past_for(model, ids, ids) is None
+    assert prefix.past_for(model, ids, ids[:, 1:5]) is None
+
+
 async def test_the_conversion_is_kept_and_reused(models_dir: Path) -> None:
     require_local_model()
     await local_llm(models_dir).load()

@@ -43,6 +43,56 @@ def test_sentences_are_cut_as_soon_as_they_are_complete(
     assert splitter.flush() == rest
 
 
+@pytest.mark.parametrize(
+    ("pieces", "spoken", "rest"),
+    [
+        # the first piece ends at a clause once it holds 4 words; the rest by sentences
+        (["To make tea, boil", " some water, then pour", " it. Then, wait. Drink"],
+         ["To make tea, boil some water,", "then pour it.", "Then, wait."], "Drink"),
+        (["Hi, Ada. You live in Rome, ", "I think. "],
+         ["Hi, Ada.", "You live in Rome, I think."], None),
+        (["The sky is blue - because", " of light"], ["The sky is blue -"], "because of light"),
+        (["Yes; that is right: it is"], ["Yes; that is right:"], "it is"),
+        (["One, two, three"], [], "One, two, three"),  # no clause break after 4 words yet
+    ],
+)  # fmt: skip
+def test_the_first_piece_may_be_a_phrase_so_the_voice_starts_sooner(
+    pieces: list[str], spoken: list[str], rest: str | None
+) -> None:
+    splitter = SentenceSplitter(first_phrase_words=4)
+    got = [s for piece in pieces for s in splitter.feed(piece)]
+    assert got == spoken
+    assert splitter.flush() == rest
+    with pytest.raises(ValueError, match="first_phrase_words"):
+        SentenceSplitter(first_phrase_words=-1)
+
+
+async def test_speech_starts_after_the_first_phrase_when_asked() -> None:
+    """With first_phrase_words, the synthesizer hears a phrase before the first sentence
+    is complete; without, the first thing spoken is a whole sentence."""
+    require_tool("espeak-ng")
+
+    class Memory(NoMemory):
+        async def get_context(self, query: str, *, owner: str) -> list[dict[str, Any]]:
+            return [{"content": "I live in Lisbon, near the river, in an old house by the sea."}]
+
+    firsts = {}
+    for words in (0, 4):
+        tts = Timeline(EspeakTTS(TtsConfig()))
+        manager = ConversationManager(
+            None,
+            Memory(),
+            SlowEcho(0.02),
+            tts,
+            first_phrase_words=words,  # type: ignore[arg-type]
+        )
+        result = await manager.process_user_input("Where do I live?")
+        firsts[words] = tts.spoken[0][1]
+        assert " ".join(text for _, text in tts.spoken) == result.response  # nothing lost
+    assert firsts[0].endswith(".") and not firsts[4].endswith(".")
+    assert firsts[0].startswith(firsts[4]) and len(firsts[4].split()) >= 4
+
+
 def test_the_breakdown_telescopes_to_the_total() -> None:
     clock = TurnClock()
     for mark in ("stt_start", "stt_end", "retrieval_start", "retrieval_end", "llm_start",

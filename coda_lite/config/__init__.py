@@ -85,6 +85,10 @@ class TtsConfig:
     voice: str = "en-us+klatt"
     rate: int = 160  # words per minute
     timeout: float = 30.0
+    # A streamed answer's first piece of speech may end at a clause break (a comma) once it
+    # holds this many words, so the voice starts before the first sentence is written;
+    # 0: whole sentences only.
+    first_phrase_words: int = 4
 
 
 @dataclass
@@ -306,6 +310,8 @@ def load_config(
             apply_settings(config, data, "")
     _env_overrides(config, env)
     _check_supervision(config.telemetry)
+    if config.tts.first_phrase_words < 0:
+        raise ConfigError("tts.first_phrase_words must be 0 (whole sentences) or more")
     if config.llm.max_sentences < 1 or config.llm.max_words < 1:
         raise ConfigError("llm.max_sentences and llm.max_words must be at least 1")
     if config.stt.lm_weight < 0:

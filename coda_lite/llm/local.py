@@ -143,6 +143,11 @@ class LocalLLM:
         # The model's own worker: a generation never holds a thread of the shared default pool
         # (embedding, SQLite and heartbeats run there), and turns queue here, not there.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coda-llm")
+        # The instruction and worked examples begin every prompt: their tokens are kept with
+        # the messages they came from, and the model's cache for them (a PromptPrefix, made
+        # on the worker: it imports torch) is reused by every generation.
+        self._prefix_tokens: tuple[tuple[tuple[str, str], ...], Any] | None = None
+        self._prefix: Any = None
 
     @property
     def gguf_path(self) -> Path:
@@ -173,6 +178,16 @@ class LocalLLM:
             )
         return ids
 
+    def _prefix_ids(self, tokenizer: Any, messages: list[dict[str, str]]) -> Any:
+        """The tokens of every message before the user's turn (the same in every turn)."""
+        fixed = tuple((m["role"], m["content"]) for m in messages[:-1])
+        if self._prefix_tokens is None or self._prefix_tokens[0] != fixed:
+            ids = tokenizer.apply_chat_template(
+                messages[:-1], add_generation_prompt=False, return_tensors="pt", return_dict=True
+            )
+            self._prefix_tokens = (fixed, ids["input_ids"])
+        return self._prefix_tokens[1]
+
     async def generate(self, query: str, context: Sequence[Mapping[str, Any]]) -> LLMResult:
         return await generate_from_stream(self, query, context)
 
@@ -186,11 +201,12 @@ class LocalLLM:
             tokenizer, model = self._loaded
             messages = build_messages(self.config.system_prompt, query, context)
             ids = self._prompt_ids(tokenizer, model, messages)
+            prefix = self._prefix_ids(tokenizer, messages)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop = threading.Event()
             worker = loop.run_in_executor(
-                self._executor, self._generate, tokenizer, model, ids, loop, queue, stop
+                self._executor, self._generate, tokenizer, model, (ids, prefix), loop, queue, stop
             )
             parts: list[str] = []
             try:
@@ -223,13 +239,17 @@ class LocalLLM:
         self,
         tokenizer: Any,
         model: Any,
-        ids: Any,
+        prompt: tuple[Any, Any],
         loop: asyncio.AbstractEventLoop,
         queue: asyncio.Queue[Any],
         stop: threading.Event,
     ) -> None:
-        """Worker thread: run ``model.generate``, posting text pieces and then the count."""
+        """Worker thread: run ``model.generate`` from the kept prefix cache (``prompt`` is the
+        prompt's tokens and its fixed beginning's), posting text pieces and then the count."""
+        from coda_lite.llm.prefix import PromptPrefix, starting_from
         from coda_lite.llm.streamer import LoopStreamer, StopOnEvent
+
+        ids, prefix_ids = prompt
 
         def post(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -249,8 +269,11 @@ class LocalLLM:
         streamer = LoopStreamer(tokenizer, on_text)
         try:
             with self._generate_lock:
+                kept = self._prefix = self._prefix or PromptPrefix()
+                past = kept.past_for(model, ids["input_ids"], prefix_ids)
                 out = model.generate(
                     **ids,
+                    **starting_from(past),
                     max_new_tokens=self.config.max_tokens,
                     streamer=streamer,
                     stopping_criteria=[StopOnEvent(stop)],
@@ -279,6 +302,7 @@ class LocalLLM:
     async def force_restart(self) -> None:
         async with self._load_lock:
             self._loaded = None
+            self._prefix = None  # the old model's cache goes with it (a running turn has a copy)
         self.stats.reset_window()
 
     async def aclose(self) -> None:

@@ -122,6 +122,7 @@ def build_pipeline(
         stage_timeouts=config.pipeline.stage_timeouts(),
         on_deadline=deadlines.passed,  # a late stage marks its component, traced or not
         admission=admission,
+        first_phrase_words=config.tts.first_phrase_words,
     )
     return Pipeline(
         config=config,

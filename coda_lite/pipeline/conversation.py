@@ -104,6 +104,7 @@ class ConversationManager:
         stage_timeouts: Mapping[str, float] | None = None,
         on_deadline: Callable[[str, str], None] | None = None,
         admission: Admission | None = None,
+        first_phrase_words: int = 0,
     ) -> None:
         self.stt = stt
         self.memory = memory
@@ -114,6 +115,7 @@ class ConversationManager:
         self.stage_timeouts = dict(stage_timeouts or {})  # stage -> seconds; none: no deadline
         self.on_deadline = on_deadline  # told of every passed deadline: (stage, message)
         self.admission = admission  # None: every turn starts at once
+        self.first_phrase_words = first_phrase_words  # speech may start after a phrase this long
         self._turns: LRUCache[str, int] = LRUCache(maxsize=max_sessions)
         self._turns_lock = threading.Lock()
         self.live = LiveTurns()  # running turns, so a newer one can interrupt them
@@ -223,6 +225,7 @@ class ConversationManager:
             clock,
             streaming=self.streaming,
             sentence_deadline=self.stage_timeouts.get("tts") if self.streaming else None,
+            first_phrase_words=self.first_phrase_words,
         )
         if live is not None:
             live.reply = reply  # an interruption records how much of it was spoken

@@ -6,11 +6,12 @@
     audio = await speaking               # one WAV: the sentences' audio, concatenated
 
 ``think`` reads the model's stream, cuts it into sentences (:mod:`coda_lite.speech.sentences`) and
-queues each one as soon as it is complete; ``speak`` opens the tts stage when the first
-sentence arrives and synthesizes them in order, while the model goes on writing. Each
-sentence becomes an event on the tts stage (index, characters, audio bytes, synthesis time;
-its text only when the observer keeps content). ``streaming=False`` asks the model for the
-whole answer (``generate``) and speaks it in one piece. ``progress()`` says how much of the
+queues each one as soon as it is complete (the first may be a phrase: ``first_phrase_words``);
+``speak`` opens the tts stage when the first sentence arrives and synthesizes them in order,
+while the model goes on writing. Each sentence becomes an event on the tts stage (index,
+characters, audio bytes, synthesis time; its text only when the observer keeps content).
+``streaming=False`` asks the model for the whole answer (``generate``) and speaks it in one
+piece. ``progress()`` says how much of the
 answer was generated and spoken so far (what an interrupted turn records). Each piece of text
 marks the llm stage alive (``mark_progress``), so only a silent model counts as stalled. The
 instants that latency is made of (first token, first sentence, first audio) are marked on the
@@ -79,12 +80,14 @@ class Reply:
         *,
         streaming: bool,
         sentence_deadline: float | None = None,
+        first_phrase_words: int = 0,
     ) -> None:
         self.llm = llm
         self.tts = tts
         self.clock = clock
         self.streaming = streaming
         self.sentence_deadline = sentence_deadline  # s one sentence's synthesis may take
+        self.first_phrase_words = first_phrase_words  # the first piece may be a phrase this long
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self.generated_chars = 0  # the model's text so far
         self.generated_sentences = 0  # complete sentences queued for speech
@@ -109,7 +112,8 @@ class Reply:
         self, st: StageScope, query: str, context: Sequence[Mapping[str, Any]]
     ) -> LLMResult:
         """The llm stage: stream the answer, queue each complete sentence for speech."""
-        clock, splitter, result = self.clock, SentenceSplitter(), None
+        splitter = SentenceSplitter(first_phrase_words=self.first_phrase_words)
+        clock, result = self.clock, None
         clock.mark("llm_start")
         try:
             async for item in _pieces(self.llm, query, context, self.streaming):
