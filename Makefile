@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench serve stack-check clean deps system-deps console-assets
+.PHONY: demo test test-fast lint bench serve stack-check clean deps system-deps console-assets screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -77,6 +77,11 @@ test: deps system-deps console-assets lint
 test-fast: deps
 	$(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) --dist loadfile \
 	  -m "not slow and not browser and not model and not stack"
+
+# The console's pictures in docs/console (README): the browser tests, writing their screenshots there.
+screenshots: deps system-deps console-assets
+	CODA_SCREENSHOTS_DIR=$(CURDIR)/docs/console $(BIN)/python -m pytest -q -n $(TEST_WORKERS) \
+	  --dist loadfile -m browser
 
 # make bench BENCH_ARGS="--quick" or BENCH_ARGS="--compare benchmarks/results/reference.json"
 bench: deps system-deps

@@ -2,7 +2,8 @@
 
 One service for most tests (models load once): fast health checks, a watchdog that restarts a
 component once in ten minutes and then marks it failed, fault injection on. The token and the
-reconnect tests start their own. Each view's screenshot is written to docs/console/.
+reconnect tests start their own. Each view is photographed (into docs/console/ by
+``make screenshots``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The console's Traces view in a real Chromium against a real ``coda-lite serve`` whose OTLP
 exporter points at a port nobody listens on: the turns are still kept by the local trace store,
 searched, filtered and opened as a waterfall; a failed and an interrupted (stalled) turn show
-as such. Screenshots go to docs/console/.
+as such. Screenshots go to docs/console/ with ``make screenshots``.
 """
 
 from __future__ import annotations
