@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,25 @@ def _batches(pieces: Iterable[str]) -> Iterator[bytes]:
         yield "".join(buf).encode("utf-8", "backslashreplace")
 
 
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2, durable: bool = True) -> int:
-    """Atomically write ``obj`` as UTF-8 JSON, encoded incrementally; returns the bytes written."""
-    return atomic_write_chunks(path, _batches(json_chunks(obj, indent=indent)), durable=durable)
+def atomic_write_json(
+    path: Path,
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    durable: bool = True,
+    pace: Callable[[], None] | None = None,
+) -> int:
+    """Atomically write ``obj`` as UTF-8 JSON, encoded incrementally; returns the bytes written.
+
+    ``pace``, when given, is called after each batch (~32 KiB) is written: a background
+    writer pauses there to let other threads take the GIL."""
+    chunks = _batches(json_chunks(obj, indent=indent))
+    return atomic_write_chunks(
+        path, chunks if pace is None else _paced(chunks, pace), durable=durable
+    )
+
+
+def _paced(chunks: Iterable[bytes], pace: Callable[[], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        pace()  # the chunk was written before the next one is asked for
