@@ -352,11 +352,15 @@ def test_read_state_hands_out_the_same_object_until_the_memory_changes(tmp_path:
     assert again["memories"] is not store.read_state()["memories"]  # each read its own list
     assert all(m is first[m["id"]] for m in again["memories"])  # the same dicts
 
-    store.add("I love green tea.", topics=["drinks"], memory_id="b", created_at=2.0)  # update
+    assert store.read_state()["topics"] == ["drinks"]
+    store.add("I love green tea.", topics=["tea"], memory_id="b", created_at=2.0)  # update
     now = objects()
     assert now["a"] is first["a"] and now["b"] is not first["b"]
     assert first["b"]["content"] == "I love tea."  # what was handed out is never changed
+    assert first["b"]["topics"] == ["drinks"]
     assert now["b"]["content"] == "I love green tea."
+    assert store.read_state()["topics"] == store.get_all_topics() == ["tea"]
+    assert store.get_all_topics(owner=None) == ["tea"]
 
     store.import_data([{"content": "I have a dog.", "id": "c", "created_at": 3.0}])
     after_import = objects()
@@ -369,6 +373,7 @@ def test_read_state_hands_out_the_same_object_until_the_memory_changes(tmp_path:
         store.add(f"Fact number {i}.", importance=importance, created_at=10.0 + i)
     kept = store.read_state()["memories"]
     assert kept == from_sqlite("default")
+    assert store.read_state()["topics"] == ["tea"]
     assert [m["content"] for m in kept][2:] == ["I have a dog.", "Fact number 1."]
     assert kept[0] is first["a"] and kept[1] is now["b"]  # the others: the same objects
 
@@ -379,7 +384,7 @@ def test_read_state_hands_out_the_same_object_until_the_memory_changes(tmp_path:
     assert first["a"]["content"] == "I live in Lisbon." and first["a"]["topics"] == []
 
     store.clear()  # the default owner's memories only
-    assert objects() == {}
+    assert objects() == {} and store.read_state()["topics"] == []
     assert objects("bob")["x"] is bob["x"]  # another owner's memories stay as they were
     store.add("I live in Lisbon.", importance=0.9, memory_id="a", created_at=1.0)
     assert objects()["a"] is not first["a"] and objects()["a"] == first["a"]

@@ -67,10 +67,11 @@ _MISS: _Entry = (object(), None, (), "")
 
 @dataclass(slots=True, frozen=True)
 class _Kept:
-    """One owner's last snapshot: the policy its texts were redacted under, one entry and
-    one text per memory, in the order read."""
+    """One owner's last snapshot: the policy its texts were redacted under, and per memory,
+    in the order read, the memory itself, its entry and its text (never changed once kept)."""
 
     policy: tuple[object, ...]
+    items: list[Any]
     entries: list[_Entry]
     texts: list[str]
 
@@ -99,22 +100,28 @@ class EncodedMemories:
         owner = doc.get("owner")  # snapshots of several owners interleave: one cache each
         kept = self._kept.pop(owner, None)
         if kept is None or kept.policy != policy:
-            kept = _Kept(policy, [], [])
-        old_entries, old_texts = kept.entries, kept.texts
-        by_id: dict[int, _Entry] | None = None  # the old entries by id(): built when needed
+            kept = _Kept(policy, [], [], [])
+        old_items, old_entries, old_texts = kept.items, kept.entries, kept.texts
         memories: list[Any] = doc["long_term"]["memories"]
+        if _same_objects(memories, old_items, pace):  # nothing changed: nothing to copy
+            self._kept[owner] = kept
+            self.reused = self.same_objects = len(memories)
+            self.redactor.redact_lists(doc["short_term"]["turns"], pace=pace)
+            doc["long_term"]["memories"] = JSONTexts(old_texts)
+            return doc
+        by_id: dict[int, _Entry] | None = None  # the old entries by id(): built when needed
         entries: list[_Entry] = []
         texts: list[str] = []
         missed: list[int] = []  # indexes of memories that are not an object seen last time
         for start in range(0, len(memories), SLICE):
             chunk = memories[start : start + SLICE]
-            olds = old_entries[start : start + SLICE]
-            if len(olds) == len(chunk) and all(map(operator.is_, chunk, map(_ITEM, olds))):
-                entries += olds  # the same objects in the same places: the usual case
-                texts += old_texts[start : start + SLICE]
+            olds = old_items[start : start + SLICE]
+            if len(olds) == len(chunk) and all(map(operator.is_, chunk, olds)):
+                entries += old_entries[start : start + SLICE]  # the same objects in the same
+                texts += old_texts[start : start + SLICE]  # places: the usual case
             else:  # moved (one added or removed before them), new, or copies
                 if by_id is None:
-                    by_id = dict(zip(map(id, map(_ITEM, old_entries)), old_entries, strict=True))
+                    by_id = dict(zip(map(id, old_items), old_entries, strict=True))
                 found = list(map(by_id.get, map(id, chunk), itertools.repeat(_MISS)))
                 same = list(map(operator.is_, map(_ITEM, found), chunk))
                 if not all(same):
@@ -130,7 +137,7 @@ class EncodedMemories:
             text = texts[i] = json_text(clean)  # redaction copied what it changed
             entries[i] = (item, key, types, text)
             pace()
-        self._kept[owner] = _Kept(policy, entries, texts)
+        self._kept[owner] = _Kept(policy, list(memories), entries, texts)
         while len(self._kept) > self.owners:
             self._kept.popitem(last=False)  # the owner not snapshotted for longest
         self.reused = len(memories) - len(changed)
@@ -167,6 +174,19 @@ class EncodedMemories:
                     entries[i] = (item, key, types, text)
             pace()
         return changed
+
+
+def _same_objects(memories: list[Any], items: list[Any], pace: Callable[[], None]) -> bool:
+    """Whether ``memories`` are the objects ``items`` are, in the same places (one identity
+    check per memory, in C, a slice at a time)."""
+    if len(memories) != len(items) or not memories:
+        return False
+    for start in range(0, len(memories), SLICE):
+        end = start + SLICE
+        if not all(map(operator.is_, memories[start:end], items[start:end])):
+            return False
+        pace()
+    return True
 
 
 _Found = tuple[_Key | None, tuple[type, ...], _Entry | None]
