@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ STALE_TMP_S = 600.0
 _BATCH_CHARS = 32 * 1024
 _SPLIT_DEPTH = 4
 _SLICE = 128
+#: Texts of a JSONTexts joined per piece (~50 KiB of memories' JSON).
+_TEXTS_SLICE = 256
 #: Compact JSON as ``json_chunks`` writes it (stateless: one shared by every thread).
 _COMPACT = json.JSONEncoder(ensure_ascii=False, default=str)
 
@@ -171,10 +173,12 @@ def _big(obj: Any, depth: int) -> bool:
 
 
 def _pieces(obj: Any, enc: json.JSONEncoder, depth: int) -> Iterator[str]:
-    if type(obj) is JSONTexts:  # encoded already: a slice of texts per join
-        for start in range(0, len(obj), _SLICE):
-            yield ("[" if start == 0 else ", ") + ", ".join(obj[start : start + _SLICE])
-        yield "]" if obj else "[]"
+    if type(obj) is JSONTexts:  # encoded already: a slice of texts per join, one copy each
+        yield "["
+        for start in range(0, len(obj), _TEXTS_SLICE):
+            texts = obj[start : start + _TEXTS_SLICE]
+            yield ", ".join(texts if start == 0 else ["", *texts])  # ", a, b": no prefix copy
+        yield "]"
     elif not _big(obj, depth):  # small: one C call
         yield enc.encode(obj)
     elif type(obj) is dict:  # runs of small items in one call, big values split further
@@ -210,6 +214,12 @@ def _batches(pieces: Iterable[str]) -> Iterator[bytes]:
     buf: list[str] = []
     n = 0
     for piece in pieces:
+        if len(piece) >= _BATCH_CHARS:  # a batch on its own: encoded without a join
+            if buf:
+                yield "".join(buf).encode("utf-8", "backslashreplace")
+                buf, n = [], 0
+            yield piece.encode("utf-8", "backslashreplace")
+            continue
         buf.append(piece)
         n += len(piece)
         if n >= _BATCH_CHARS:
@@ -219,6 +229,25 @@ def _batches(pieces: Iterable[str]) -> Iterator[bytes]:
         yield "".join(buf).encode("utf-8", "backslashreplace")
 
 
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2, durable: bool = True) -> int:
-    """Atomically write ``obj`` as UTF-8 JSON, encoded incrementally; returns the bytes written."""
-    return atomic_write_chunks(path, _batches(json_chunks(obj, indent=indent)), durable=durable)
+def atomic_write_json(
+    path: Path,
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    durable: bool = True,
+    pace: Callable[[], None] | None = None,
+) -> int:
+    """Atomically write ``obj`` as UTF-8 JSON, encoded incrementally; returns the bytes written.
+
+    ``pace``, when given, is called after each batch (~32 KiB) is written: a background
+    writer pauses there to let other threads run."""
+    chunks = _batches(json_chunks(obj, indent=indent))
+    return atomic_write_chunks(
+        path, chunks if pace is None else _paced(chunks, pace), durable=durable
+    )
+
+
+def _paced(chunks: Iterable[bytes], pace: Callable[[], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        pace()  # the chunk was written before the next one is asked for

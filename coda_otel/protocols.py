@@ -62,6 +62,19 @@ class MemoryStateSource(Protocol):
     A source whose memory belongs to owners also accepts ``read_memory_state(owner)`` and
     returns that owner's memory only (with ``"owner": owner``); snapshots use it to stay
     within one owner.
+
+    The lists and the outer dicts are the reader's own, but the memories in them are
+    read-only for the reader, and a source may hand out the very same object again for a
+    memory unchanged since an earlier read. A source that does so never changes an object
+    after handing it out: a changed memory is a new object (so a reader may keep what it
+    made of a memory, such as its JSON text, for as long as it is handed that object)::
+
+        def read_memory_state(self):
+            with self.lock:       # self.memories: id -> dict, replaced (never edited) on change
+                memories = list(self.memories.values())
+            ...
+
+    Fresh copies on every read are fine too (they are only slower to snapshot).
     """
 
     def read_memory_state(self) -> Mapping[str, Any]: ...

@@ -94,7 +94,9 @@ class InMemoryMemory:
     """A thread-safe :class:`~coda_otel.protocols.MemoryStateSource` holding plain data.
 
     ``add_interaction`` adds a user turn and a memory pointing at it in one step, so a
-    consistent copy never holds a memory whose ``turn_id`` is missing.
+    consistent copy never holds a memory whose ``turn_id`` is missing. Reads hand out the
+    memories' own dicts (read-only, as the protocol allows): ``update_memory`` replaces a
+    memory's dict rather than changing it, so an unchanged memory is the same object.
     """
 
     def __init__(self) -> None:
@@ -137,7 +139,7 @@ class InMemoryMemory:
 
     def update_memory(self, mid: str, **fields: Any) -> None:
         with self.lock:
-            self.memories[mid].update(fields)
+            self.memories[mid] = {**self.memories[mid], **fields}  # a new object: see above
 
     def remove_memory(self, mid: str) -> None:
         with self.lock:
@@ -150,7 +152,7 @@ class InMemoryMemory:
 
     def read_memory_state(self) -> dict[str, Any]:
         with self.lock:
-            memories = [dict(m, topics=list(m["topics"])) for m in self.memories.values()]
+            memories = list(self.memories.values())  # never changed once handed out
             turns = [dict(t) for t in self.turns]
         topics = sorted({t for m in memories for t in m["topics"]})
         return {

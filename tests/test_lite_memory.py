@@ -254,8 +254,12 @@ def test_reading_all_memories_agrees_with_sqlite_through_writes_from_anywhere(
     assert [m["id"] for m in state["memories"]] == ["c", "a", "b"]
     assert state["memories"][2]["content"] == "I live in Porto."
     assert state["topics"] == store.get_all_topics() == ["drinks", "likes", "location", "x"]
-    state["memories"][0]["topics"].append("mutated")  # callers get copies
+    mine = store.get_all_memories()  # copies, the caller's to change
+    mine[0]["topics"].append("mutated")
+    mine[0]["content"] = "changed"
     assert store.get_all_memories()[0]["topics"] == ["drinks", "likes"]
+    assert store.read_state()["memories"][0] == state["memories"][0]
+    assert state["memories"][0]["content"] == "I love green tea."
 
     assert store.retrieve("I love green tea.", k=1)[0]["id"] == "c"  # vector index built
     other.add("I have a dog.", topics=["pets"], memory_id="d")  # committed elsewhere
@@ -324,6 +328,69 @@ def test_memories_per_owner_are_capped_and_evictions_counted(tmp_path: Path) -> 
     ]
     assert store.read_state(owner="bob")["memory_count"] == 1
     assert stat.S_IMODE((tmp_path / "m.sqlite3").stat().st_mode) == 0o600
+
+
+def test_read_state_hands_out_the_same_object_until_the_memory_changes(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = LongTermMemory(path, HashingEmbedder(64), max_per_owner=4)
+
+    def objects(owner: str = "default") -> dict[str, dict[str, object]]:
+        return {m["id"]: m for m in store.read_state(owner=owner)["memories"]}
+
+    def from_sqlite(owner: str) -> list[dict[str, object]]:
+        fresh = LongTermMemory(path, HashingEmbedder(64))  # no mirror: straight from SQLite
+        try:
+            return fresh.get_all_memories(owner=owner)
+        finally:
+            fresh.close()
+
+    store.add("I live in Lisbon.", importance=0.9, memory_id="a", created_at=1.0)
+    store.add("I love tea.", topics=["drinks"], memory_id="b", created_at=2.0)
+    store.add("Bob has a cat.", memory_id="x", created_at=1.5, owner="bob")
+    first, bob = objects(), objects("bob")
+    again = store.read_state()
+    assert again["memories"] is not store.read_state()["memories"]  # each read its own list
+    assert all(m is first[m["id"]] for m in again["memories"])  # the same dicts
+
+    assert store.read_state()["topics"] == ["drinks"]
+    store.add("I love green tea.", topics=["tea"], memory_id="b", created_at=2.0)  # update
+    now = objects()
+    assert now["a"] is first["a"] and now["b"] is not first["b"]
+    assert first["b"]["content"] == "I love tea."  # what was handed out is never changed
+    assert first["b"]["topics"] == ["drinks"]
+    assert now["b"]["content"] == "I love green tea."
+    assert store.read_state()["topics"] == store.get_all_topics() == ["tea"]
+    assert store.get_all_topics(owner=None) == ["tea"]
+
+    store.import_data([{"content": "I have a dog.", "id": "c", "created_at": 3.0}])
+    after_import = objects()
+    assert after_import["a"] is first["a"] and after_import["b"] is now["b"]
+    assert list(after_import) == ["a", "b", "c"]
+
+    # the cap is 4: beyond it an add evicts the least important, oldest memory (the third
+    # add evicts the memory it adds)
+    for i, importance in enumerate([0.1, 0.1, 0.05]):
+        store.add(f"Fact number {i}.", importance=importance, created_at=10.0 + i)
+    kept = store.read_state()["memories"]
+    assert kept == from_sqlite("default")
+    assert store.read_state()["topics"] == ["tea"]
+    assert [m["content"] for m in kept][2:] == ["I have a dog.", "Fact number 1."]
+    assert kept[0] is first["a"] and kept[1] is now["b"]  # the others: the same objects
+
+    copies = store.get_all_memories()  # copies, the caller's to change
+    copies[0]["topics"].append("mutated")
+    copies[0]["content"] = "changed"
+    assert store.read_state()["memories"][0] is first["a"]
+    assert first["a"]["content"] == "I live in Lisbon." and first["a"]["topics"] == []
+
+    store.clear()  # the default owner's memories only
+    assert objects() == {} and store.read_state()["topics"] == []
+    assert objects("bob")["x"] is bob["x"]  # another owner's memories stay as they were
+    store.add("I live in Lisbon.", importance=0.9, memory_id="a", created_at=1.0)
+    assert objects()["a"] is not first["a"] and objects()["a"] == first["a"]
+    store.clear(None)
+    assert objects("bob") == {} and from_sqlite("bob") == []
+    store.close()
 
 
 def test_a_database_from_before_owners_opens_with_its_memories_under_default(

@@ -80,6 +80,24 @@ def test_a_large_document_is_written_in_many_small_pieces(tmp_path: Path) -> Non
     assert json.loads(path.read_text("utf-8")) == doc
 
 
+def test_many_long_encoded_texts_are_written_as_one_json_dumps(tmp_path: Path) -> None:
+    # slices of texts long enough to be written on their own, beside short pieces; a lone
+    # surrogate is written as its JSON escape wherever it falls
+    items: list[Any] = [
+        {"id": f"m{i}", "content": f"fact {i} \u00e9\u4e2d " + "x" * (i % 300), "n": i}
+        for i in range(1500)
+    ]
+    items[700]["content"] += "\ud800"
+    pace_calls: list[int] = []
+    doc = {"head": 1, "memories": JSONTexts(json_text(m) for m in items), "tail": []}
+    path = tmp_path / "doc.json"
+    size = atomic_write_json(path, doc, indent=None, pace=lambda: pace_calls.append(1))
+    expected = dumps({"head": 1, "memories": items, "tail": []}, None)
+    assert path.read_bytes() == expected.encode("utf-8", "backslashreplace")
+    assert size == path.stat().st_size and len(pace_calls) > 5
+    assert "".join(json_chunks(doc)) == expected
+
+
 def test_durable_writes_fsync_and_fast_writes_do_not(
     tmp_path: Path, fsync_calls: list[int]
 ) -> None:

@@ -17,6 +17,7 @@ from coda_otel.metrics import CodaMetrics
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.emitter import MemorySnapshotEmitter
 from coda_otel.snapshots.encoded import EncodedMemories
+from coda_otel.snapshots.pacing import Pacer
 from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import SnapshotStore
 from coda_otel.testing import InMemoryMemory
@@ -416,10 +417,22 @@ def test_snapshot_redaction_follows_the_capture_switch_between_snapshots(tmp_pat
     assert full.count("Lisbon") == 6
 
 
-def test_a_changed_memory_is_written_anew_and_an_unchanged_one_as_before(tmp_path):
+class CopyingMemory(InMemoryMemory):
+    """A source that copies its memories on every read: never the same object twice."""
+
+    def read_memory_state(self) -> dict[str, Any]:
+        state = super().read_memory_state()
+        lt = state["long_term"]
+        lt["memories"] = [dict(m, topics=list(m["topics"])) for m in lt["memories"]]
+        return state
+
+
+@pytest.mark.parametrize("source", [InMemoryMemory, CopyingMemory])
+def test_a_changed_memory_is_written_anew_and_an_unchanged_one_as_before(tmp_path, source):
     """Each memory's JSON is reused across snapshots only while every field (and its type)
-    is the same: each file is exactly what encoding the redacted state afresh writes."""
-    memory = InMemoryMemory()
+    is the same: each file is exactly what encoding the redacted state afresh writes, whether
+    the source hands out the same objects for unchanged memories or copies them."""
+    memory = source()
     memory.add_turn("user", "hello")
     for i in range(300):  # more than one slice of the writer's work
         memory.add_memory(f"m{i}", f"fact {i}, mail ada@example.com", 0.5, ["t"])
@@ -438,13 +451,14 @@ def test_a_changed_memory_is_written_anew_and_an_unchanged_one_as_before(tmp_pat
             memory.update_memory(mid, **fields)
             path = emitter.take_snapshot(f"s{n}")
             assert path is not None and emitter.flush(10.0)
-            state = memory.read_memory_state()
-            for item in state["long_term"]["memories"]:
-                item["content"] = sanitizer.text(item["content"], sanitizer.preview_length)
+            memories = [
+                {**item, "content": sanitizer.text(item["content"], sanitizer.preview_length)}
+                for item in memory.read_memory_state()["long_term"]["memories"]
+            ]  # copies: the source's own memories are read-only
             text = path.read_text("utf-8")
-            expected = json.dumps(state["long_term"]["memories"], ensure_ascii=False)
+            expected = json.dumps(memories, ensure_ascii=False)
             assert f'"memories": {expected}' in text
-            assert json.loads(text)["long_term"]["memories"] == state["long_term"]["memories"]
+            assert json.loads(text)["long_term"]["memories"] == memories
     finally:
         emitter.close()
     assert "ada@example.com" not in text and "7946" not in text
@@ -463,3 +477,86 @@ def test_interleaved_owners_each_reuse_their_own_previous_snapshot():
     encoded.prepare(doc("c", 1))  # a third owner: the one snapshotted longest ago is dropped
     encoded.prepare(doc("a", 300))
     assert encoded.reused == 0
+
+
+def _doc(memories: list[Any]) -> dict[str, Any]:
+    return {"short_term": {"turns": []}, "long_term": {"memories": list(memories)}}
+
+
+def test_a_memory_handed_out_again_as_the_same_object_is_reused_without_a_comparison():
+    """A source may hand out the very object it handed out before for an unchanged memory
+    (MemoryStateSource): its text is reused by identity; a changed memory is a new object,
+    compared with the old one and encoded when it differs. The text is always what a fresh
+    encoding writes."""
+
+    class NoCompare(dict):  # a memory that must never be compared (nor copied, unchanged)
+        def __eq__(self, other: object) -> bool:
+            raise AssertionError("compared")
+
+    memories: list[Any] = [
+        {"id": f"m{i}", "content": f"fact {i}, mail ada@example.com", "importance": 0.5,
+         "topics": ["t"]}
+        for i in range(1200)  # more than two slices
+    ]  # fmt: skip
+    memories.append(NoCompare(id="odd", content="no comparing me"))
+    encoded = EncodedMemories(SnapshotRedactor(Sanitizer()))
+
+    def written(items: list[Any]) -> str:
+        return "".join(json_chunks(encoded.prepare(_doc(items))))
+
+    def fresh(items: list[Any]) -> str:  # a new cache: every memory encoded
+        prepared = EncodedMemories(SnapshotRedactor(Sanitizer())).prepare(_doc(items))
+        return "".join(json_chunks(prepared))
+
+    assert written(memories) == fresh(memories)
+    assert (encoded.reused, encoded.same_objects) == (0, 0)
+    assert written(memories) == fresh(memories)  # the same objects: reused, never compared
+    assert (encoded.reused, encoded.same_objects) == (len(memories), len(memories))
+    assert "ada@example.com" not in written(memories)
+
+    changed = list(memories)
+    changed[1] = {**memories[1], "content": "now call +44 20 7946 0958"}  # new content
+    changed[2] = {**memories[2], "source": "import"}  # the same content, a new field
+    changed[3] = {**memories[3], "importance": 1}  # another value
+    changed[4] = {**memories[4]}  # a new object, equal: reused after a comparison
+    text = written(changed)
+    assert text == fresh(changed) and "7946" not in text and '"source": "import"' in text
+    assert (encoded.reused, encoded.same_objects) == (len(memories) - 3, len(memories) - 4)
+    changed[3] = {**changed[3], "importance": 1.0}  # equal to 1, written differently
+    text = written(changed)
+    assert text == fresh(changed) and '"importance": 1.0' in text
+    assert (encoded.reused, encoded.same_objects) == (len(memories) - 1, len(memories) - 1)
+    assert written(changed) == text  # nothing changed: every memory the same object
+    assert (encoded.reused, encoded.same_objects) == (len(memories), len(memories))
+    moved = [{"id": "new", "content": "a new one"}, *changed[2:]]  # each memory moved by one
+    text = written(moved)
+    assert text == fresh(moved)
+    assert (encoded.reused, encoded.same_objects) == (len(moved) - 1, len(moved) - 1)
+
+
+def test_memories_copied_on_every_read_are_reused_when_equal():
+    memories = [{"id": f"m{i}", "content": f"fact {i}", "topics": ["t"]} for i in range(700)]
+    encoded = EncodedMemories(SnapshotRedactor(Sanitizer()))
+    encoded.prepare(_doc(memories))
+    copies = [dict(m, topics=list(m["topics"])) for m in memories]
+    copies[5]["topics"].append("u")
+    prepared = encoded.prepare(_doc(copies))
+    assert (encoded.reused, encoded.same_objects) == (699, 0)
+    assert json.loads("".join(json_chunks(prepared)))["long_term"]["memories"] == copies
+    encoded.prepare(_doc(copies))  # the entries now hold the copies: found by identity
+    assert (encoded.reused, encoded.same_objects) == (700, 700)
+
+
+def test_the_pacer_pauses_once_its_share_of_work_has_passed():
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    pace = Pacer(0.001, 0.002, clock=lambda: now[0], sleep=sleep)
+    for step in (0.0004, 0.0004, 0.0004, 0.0001, 0.005):  # work done before each call
+        now[0] += step
+        pace()
+    assert slept == [0.002, 0.002] and pace.pauses == 2  # after 1.2 ms, and after 5.1 ms

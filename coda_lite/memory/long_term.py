@@ -14,9 +14,16 @@ the lock released (:mod:`coda_lite.memory.sqlite_db`), so reads never queue behi
 
 SQLite is the source of truth. Reading every memory (``get_all_memories``, ``read_state``, the
 snapshot path) is served from a decoded in-memory mirror built by the first such read and kept
-up to date by ``add``/``clear``/``import`` under the same lock, so it costs no SQL and no
-``json.loads`` per row. A commit by another connection (``PRAGMA data_version``) drops the
-mirror and the cached embedding matrix, so the next read sees it.
+up to date by ``add``/``clear``/``import`` (and evictions) under the same lock, so it costs no
+SQL and no ``json.loads`` per row. A commit by another connection (``PRAGMA data_version``)
+drops the mirror and the cached embedding matrix, so the next read sees it.
+
+The mirror holds each memory as a dict built once, when its row enters the mirror.
+``read_state`` (the snapshot path) hands out those very dicts, read-only, as coda_otel's
+``MemoryStateSource`` allows: a memory unchanged since the last snapshot is the same object,
+so the snapshot reuses its JSON text without comparing fields, and a read costs no dict per
+memory. They are never changed: a write puts in a new dict. ``get_all_memories`` and the
+other public reads return copies the caller may change.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from coda_lite.memory.jsonfile import MemoryStoreError
-from coda_lite.memory.mirror import MemoryMirror, Mirrored
+from coda_lite.memory.mirror import MemoryMirror
 from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import export_memories, import_data, import_file
@@ -63,28 +70,6 @@ def _row(r: Sequence[Any]) -> dict[str, Any]:
         "created_at": float(r[4]),
         "source": r[5],
     }
-
-
-#: Rows turned into dicts between two pauses (see :func:`_as_dicts`), and each pause's length.
-DICT_SLICE = 512
-DICT_PAUSE_S = 0.002
-
-
-def _as_dicts(rows: Sequence[Mirrored]) -> list[dict[str, Any]]:
-    """The rows as dicts, built in slices with a short pause between them: a snapshot of
-    tens of thousands of memories is read on a writer thread while turns run, and one long
-    comprehension would share the GIL with their threads for the whole of it (``sleep(0)``
-    hands the GIL only to a thread already waiting, and takes it straight back)."""
-    out: list[dict[str, Any]] = []
-    for start in range(0, len(rows), DICT_SLICE):
-        if start:
-            time.sleep(DICT_PAUSE_S)  # let a turn run a stretch of its own
-        out += [
-            {"id": i, "content": c, "importance": imp, "topics": list(t), "created_at": at,
-             "source": src}
-            for i, c, imp, t, at, src, _ in rows[start : start + DICT_SLICE]
-        ]  # fmt: skip
-    return out
 
 
 class LongTermMemory:
@@ -228,16 +213,16 @@ class LongTermMemory:
                     ),
                 )
                 evicted = evict_beyond(db, owner, self.max_per_owner)
-            self.approx_count += (row_owner is None) - evicted
+            self.approx_count += (row_owner is None) - len(evicted)
             self._index.pop(owner, None)
-            if evicted:
-                self._mirror.drop()
-            else:
-                self._mirror.upsert(
-                    (str(memory["id"]), content, float(importance), tuple(sorted_topics),
-                     float(created), source, owner)
-                )  # fmt: skip
-            return evicted
+            # a new dict for the mirror: the one returned is the caller's to change
+            self._mirror.upsert(
+                owner,
+                {**memory, "id": str(memory["id"]), "topics": list(sorted_topics),
+                 "created_at": float(created)},  # as SQLite gives them back
+            )  # fmt: skip
+            self._mirror.remove(evicted)  # after the upsert: the new memory may be one of them
+            return len(evicted)
 
         with self.stats.track(content, kind="write"):
             evicted = self._write(insert)
@@ -258,7 +243,7 @@ class LongTermMemory:
                     n = int(db.execute("DELETE FROM memories WHERE owner = ?", (owner,)).rowcount)
             self.approx_count -= n
             self._index.clear()
-            self._mirror.drop()
+            self._mirror.remove_owner(owner)  # the other owners' memories stay the same objects
             return n
 
         with self.stats.track(kind="write"):
@@ -354,11 +339,12 @@ class LongTermMemory:
                     out.append({**_row(r), "score": round(float(scores[i]), 4)})
             return out
 
-    def _sorted_rows(self, owner: str | None) -> list[Mirrored]:
-        """``owner``'s memories (``None``: all), decoded, by (created_at, id), from the mirror
-        (a new list: the caller may keep it after the lock is released)."""
+    def _shared_memories(self, owner: str | None) -> list[dict[str, Any]]:
+        """``owner``'s memories (``None``: all) by (created_at, id), from the mirror: a new
+        list (the caller may keep it after the lock is released) of the mirror's read-only
+        dicts."""
         self._check_external_writes()
-        return self._mirror.sorted_rows(self._db(), owner)
+        return self._mirror.memories(self._db(), owner)
 
     def get_all_memories(
         self, include_embeddings: bool = False, *, owner: str | None = DEFAULT_OWNER
@@ -366,8 +352,9 @@ class LongTermMemory:
         """``owner``'s memories (``None``: every owner's, for the operator), oldest first."""
         if not include_embeddings:
             with self.lock:
-                rows = self._sorted_rows(owner)
-            return _as_dicts(rows)  # the rows are immutable tuples: decoded outside the lock
+                shared = self._shared_memories(owner)
+            # copies (the mirror's dicts are shared by snapshots), made outside the lock
+            return [{**m, "topics": list(m["topics"])} for m in shared]
         where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
         with self.lock:
             rows_with_blobs = self._db().execute(
@@ -395,20 +382,25 @@ class LongTermMemory:
 
     def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
         with self.lock:
-            return sorted({t for m in self._sorted_rows(owner) for t in m[3]})
+            self._check_external_writes()
+            return self._mirror.topics(self._db(), owner)
 
     def read_state(self, *, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
         """``owner``'s memories, count, topics and evictions as one consistent copy.
 
-        Only the copy of the (immutable) rows happens under the lock: a snapshot of many
-        memories never keeps a turn's retrieval waiting while it builds dicts."""
+        The list is new, but its memories are the mirror's own dicts, read-only: the same
+        object for a memory unchanged since an earlier read, a new one once it changed (the
+        contract of coda_otel's ``MemoryStateSource``). Under the lock, the reading is a copy of
+        one list and of the counted topics: a snapshot of many memories keeps a turn's
+        retrieval waiting for no more than that."""
         with self.lock:
-            rows = self._sorted_rows(owner)
+            memories = self._shared_memories(owner)
+            topics = self._mirror.topics(self._db(), owner)  # kept counted: no pass over all
             evicted = self.evictions.get(owner, 0)
         return {
-            "memories": _as_dicts(rows),
-            "memory_count": len(rows),
-            "topics": sorted({t for m in rows for t in m[3]}),
+            "memories": memories,
+            "memory_count": len(memories),
+            "topics": topics,
             "max_memories": self.max_per_owner,
             "evicted_count": evicted,
         }

@@ -2,7 +2,7 @@
 
     conn, count = open_database(path)          # WAL, the schema (owners added to an old file)
     result = write_retrying(lock, get_db, work, busy_timeout=10.0, where=path)
-    evicted = evict_beyond(conn, "ada", cap=200)   # inside a write's transaction
+    evicted = evict_beyond(conn, "ada", cap=200)   # ids deleted, in a write's transaction
 
 SQLite's own busy wait is switched off (``busy_timeout = 0``): a write that finds another
 connection holding the write lock fails at once and :func:`write_retrying` waits *outside*
@@ -84,15 +84,18 @@ def write_retrying(
         pause = min(0.1, pause * 2)
 
 
-def evict_beyond(db: sqlite3.Connection, owner: str, cap: int) -> int:
-    """Delete ``owner``'s memories beyond ``cap``: least important first, then oldest."""
+def evict_beyond(db: sqlite3.Connection, owner: str, cap: int) -> list[str]:
+    """Delete ``owner``'s memories beyond ``cap``: least important first, then oldest; their ids."""
     (count,) = db.execute("SELECT count(*) FROM memories WHERE owner = ?", (owner,)).fetchone()
     excess = int(count) - cap
     if excess <= 0:
-        return 0
-    db.execute(
-        "DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE owner = ? "
-        "ORDER BY importance, created_at, id LIMIT ?)",
-        (owner, excess),
-    )
-    return excess
+        return []
+    ids = [
+        str(r[0])
+        for r in db.execute(
+            "SELECT id FROM memories WHERE owner = ? ORDER BY importance, created_at, id LIMIT ?",
+            (owner, excess),
+        )
+    ]
+    db.executemany("DELETE FROM memories WHERE id = ?", [(i,) for i in ids])
+    return ids

@@ -9,8 +9,9 @@
 
 Modules: ``emitter`` (when and how snapshots are taken), ``store`` (the files and their
 shape), ``redaction`` (the texts redacted once across snapshots), ``encoded`` (each unchanged
-memory's JSON reused across snapshots), ``diff`` (what changed between two), ``plot`` (items
-per tier over time, a PNG), ``trace`` (the span event).
+memory's JSON reused across snapshots), ``pacing`` (the writer's pauses that let turns take
+the GIL), ``diff`` (what changed between two), ``plot`` (items per tier over time, a PNG),
+``trace`` (the span event).
 """
 
 from __future__ import annotations

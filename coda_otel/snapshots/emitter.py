@@ -15,7 +15,8 @@ copies the state under its own lock (one call, one consistent snapshot). The cal
 only counts, picks the trigger and queues a job: microseconds. One background thread does the
 rest: the read, sanitizing (redacted previews by default, redacted full text with capture on),
 the JSON in pieces (each memory unchanged since the last snapshot reuses its JSON text:
-:mod:`coda_otel.snapshots.encoded`), the atomic write, retention, the ``memory_snapshot`` span event
+:mod:`coda_otel.snapshots.encoded`), the atomic write (pausing now and then for the pipeline's
+threads: :mod:`coda_otel.snapshots.pacing`), retention, the ``memory_snapshot`` span event
 (:mod:`coda_otel.snapshots.trace`), metrics, then listeners (called on that thread with
 ``{snapshot_id, trigger, timestamp, counts, path, bytes}``: keep them quick and thread-safe).
 A full queue drops a snapshot rather than block; failures are logged and counted in
@@ -46,6 +47,7 @@ from coda_otel.retention import RetentionIndex
 from coda_otel.sanitize import Sanitizer
 from coda_otel.snapshots.diff import diff_snapshots
 from coda_otel.snapshots.encoded import EncodedMemories
+from coda_otel.snapshots.pacing import Pacer
 from coda_otel.snapshots.redaction import SnapshotRedactor
 from coda_otel.snapshots.store import (
     PATTERN,
@@ -226,12 +228,13 @@ class MemorySnapshotEmitter:
 
     def _process(self, job: _Job) -> None:
         t0, start_ns = time.perf_counter(), time.time_ns()
+        pace = Pacer()  # pauses now and then, so that a turn running meanwhile gets the GIL
         try:
             ts = self._clock.next()
             read: Any = self._source.read_memory_state
             state = read() if job.owner is None else read(job.owner)
             doc = build_document(state, job.snapshot_id, job.trigger, job.operation_count, ts)
-            self._encoded.prepare(doc)  # redacted; memories as JSON, unchanged ones reused
+            self._encoded.prepare(doc, pace)  # redacted; memories as JSON, unchanged reused
         except Exception:
             logger.exception("could not read memory state for snapshot %s", job.snapshot_id)
             self._fail("read_error")
@@ -258,7 +261,7 @@ class MemorySnapshotEmitter:
         try:
             if not self.guard.may_write(self._last_size):
                 raise _Skipped()
-            size = self._write(job, doc, time.perf_counter() - t0)
+            size = self._write(job, doc, time.perf_counter() - t0, pace)
             self.guard.succeeded()
         except Exception as exc:
             if isinstance(exc, OSError):
@@ -281,9 +284,9 @@ class MemorySnapshotEmitter:
             except Exception:
                 logger.exception("snapshot listener %r failed", listener)
 
-    def _write(self, job: _Job, doc: dict[str, Any], read_s: float) -> int:
+    def _write(self, job: _Job, doc: dict[str, Any], read_s: float, pace: Pacer) -> int:
         t0 = time.perf_counter()
-        size = atomic_write_json(job.path, doc, indent=None)
+        size = atomic_write_json(job.path, doc, indent=None, pace=pace)
         self._last_size = size
         deleted = self._retention.record(job.path, size)
         if any(p.name == job.path.name for p in deleted):

@@ -8,19 +8,15 @@ redactor.redact(doc)                       # a build_document() result, in place
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from coda_otel.sanitize import Sanitizer
+from coda_otel.snapshots.pacing import Pacer
 
-#: Items redacted between two pauses that let other threads (the pipeline) take the GIL.
-REDACT_SLICE = 1024
-#: Seconds of each pause. ``sleep(0)`` hands the GIL only to a thread already waiting for it
-#: and takes it straight back; a short sleep lets a turn run a stretch of its own, so a turn
-#: overlapping a 10k-memory snapshot measured 1.2x its time alone instead of 2.3-2.9x (the
-#: snapshot itself takes longer: ~110 ms instead of ~60 at 10k, well within its budget).
-PAUSE_S = 0.002
+#: Items redacted between two calls of the pacer (which pauses when it is time to): a text
+#: redacted afresh takes tens of microseconds.
+PACE_EVERY = 8
 
 
 class SnapshotRedactor:
@@ -32,8 +28,9 @@ class SnapshotRedactor:
     Memories rarely change between two snapshots, so the texts cleaned for the previous
     snapshot are reused (a dict lookup instead of the redaction patterns); memory stays bounded
     by one snapshot's texts. A change of the sanitizer's switches (capture on, redaction off)
-    starts afresh. Used by one writer thread; every ``REDACT_SLICE`` items it yields the GIL,
-    so a turn running meanwhile waits microseconds for it, not the whole redaction.
+    starts afresh. Used by one writer thread, which pauses now and then
+    (:class:`~coda_otel.snapshots.pacing.Pacer`), so a turn running meanwhile waits a
+    millisecond or so for the GIL, not the whole redaction.
     """
 
     def __init__(self, sanitizer: Sanitizer) -> None:
@@ -53,9 +50,11 @@ class SnapshotRedactor:
         self.redact_lists(doc["short_term"]["turns"], doc["long_term"]["memories"])
         return doc
 
-    def redact_lists(self, *lists: list[Any]) -> None:
+    def redact_lists(self, *lists: list[Any], pace: Callable[[], None] | None = None) -> None:
         """Each item's ``content`` in these lists redacted, in place: one snapshot's items
-        (the texts kept for the next snapshot are the ones seen here)."""
+        (the texts kept for the next snapshot are the ones seen here). ``pace`` is called
+        every ``PACE_EVERY`` items (default: a new :class:`Pacer`)."""
+        pace = pace if pace is not None else Pacer()
         s = self.sanitizer
         switches = self.policy
         previous = self._previous if switches == self._switches else {}
@@ -76,6 +75,6 @@ class SnapshotRedactor:
                         current[text] = cleaned
                     if cleaned is not text and cleaned != text:  # copy only what changed:
                         items[i] = {**item, "content": cleaned}  # fewer objects for the GC
-                if i % REDACT_SLICE == REDACT_SLICE - 1:
-                    time.sleep(PAUSE_S)
+                if i % PACE_EVERY == PACE_EVERY - 1:
+                    pace()
         self._previous, self._switches = current, switches
