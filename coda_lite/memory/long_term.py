@@ -45,7 +45,13 @@ from cachetools import LRUCache
 
 from coda_lite.memory.jsonfile import MemoryStoreError
 from coda_lite.memory.mirror import MemoryMirror
-from coda_lite.memory.sqlite_db import COLS, evict_beyond, open_database, write_retrying
+from coda_lite.memory.sqlite_db import (
+    COLS,
+    evict_beyond,
+    memory_from_row,
+    open_database,
+    write_retrying,
+)
 from coda_lite.memory.sqlite_db import DEFAULT_OWNER as DEFAULT_OWNER
 from coda_lite.memory.transfer import export_memories, import_data, import_file
 from coda_lite.pipeline.stages import Embedder
@@ -59,17 +65,6 @@ DEFAULT_MAX_PER_OWNER = 200
 
 
 _T = TypeVar("_T")
-
-
-def _row(r: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "id": r[0],
-        "content": r[1],
-        "importance": float(r[2]),
-        "topics": json.loads(r[3]),
-        "created_at": float(r[4]),
-        "source": r[5],
-    }
 
 
 class LongTermMemory:
@@ -336,7 +331,7 @@ class LongTermMemory:
                     .fetchone()
                 )
                 if r is not None:
-                    out.append({**_row(r), "score": round(float(scores[i]), 4)})
+                    out.append({**memory_from_row(r), "score": round(float(scores[i]), 4)})
             return out
 
     def _shared_memories(self, owner: str | None) -> list[dict[str, Any]]:
@@ -362,7 +357,7 @@ class LongTermMemory:
             )
             out = []
             for r in rows_with_blobs:
-                m = _row(r)
+                m = memory_from_row(r)
                 m["embedding"] = None if r[6] is None else np.frombuffer(r[6], np.float32).tolist()
                 out.append(m)
             return out
@@ -378,7 +373,7 @@ class LongTermMemory:
                 )
                 .fetchone()
             )
-            return None if r is None else _row(r)
+            return None if r is None else memory_from_row(r)
 
     def get_all_topics(self, *, owner: str | None = DEFAULT_OWNER) -> list[str]:
         with self.lock:

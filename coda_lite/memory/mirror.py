@@ -20,14 +20,13 @@ its own lock.
 from __future__ import annotations
 
 import bisect
-import json
 import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from coda_lite.memory.sqlite_db import COLS
+from coda_lite.memory.sqlite_db import COLS, memory_from_row
 
 Memory = dict[str, Any]
 
@@ -116,14 +115,7 @@ class MemoryMirror:
         by_owner: dict[str, list[Memory]] = {}
         rows: dict[str, tuple[str, Memory]] = {}
         for r in db.execute(f"SELECT {COLS}, owner FROM memories"):
-            memory = {
-                "id": r[0],
-                "content": r[1],
-                "importance": float(r[2]),
-                "topics": json.loads(r[3]),
-                "created_at": float(r[4]),
-                "source": r[5],
-            }
+            memory = memory_from_row(r)
             rows[r[0]] = (r[6], memory)
             by_owner.setdefault(r[6], []).append(memory)
         self._owners = {owner: _Owned(memories) for owner, memories in by_owner.items()}

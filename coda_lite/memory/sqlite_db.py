@@ -11,12 +11,13 @@ the caller's lock, so reads (and the scrape, and snapshots) go on meanwhile.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from coda_lite.memory.jsonfile import MemoryStoreError, private_file
 
@@ -32,6 +33,20 @@ CREATE TABLE IF NOT EXISTS memories (
 _ADD_OWNER = "ALTER TABLE memories ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'"
 _OWNER_INDEX = "CREATE INDEX IF NOT EXISTS memories_owner ON memories (owner, created_at)"
 COLS = "id, content, importance, topics, created_at, source"
+
+
+def memory_from_row(r: Sequence[Any]) -> dict[str, Any]:
+    """The memory a row selected with :data:`COLS` (first) holds, decoded."""
+    return {
+        "id": r[0],
+        "content": r[1],
+        "importance": float(r[2]),
+        "topics": json.loads(r[3]),
+        "created_at": float(r[4]),
+        "source": r[5],
+    }
+
+
 #: The owner of memories stored without one (and of a turn with neither user nor session id).
 DEFAULT_OWNER = "default"
 
